@@ -1,0 +1,109 @@
+/* xent/xent.h — softmax cross-entropy, C API. This header is the source of truth; xent.hpp is a thin C++ layer.
+ *
+ * For logits x and labels y along the class axis of length C, per row (every other index):
+ *   loss        = sum_j y_j * (logsumexp(x) - x_j)
+ *   grad_logits = g * (sum_j y_j * softmax(x) - y)      exact derivative, also when labels do not sum to 1
+ *   grad_labels = g * (logsumexp(x) - x)                = -g * log_softmax(x)
+ * where g is the upstream gradient of the row's loss (grad_loss, default 1). This is TensorFlow's
+ * tf.nn.softmax_cross_entropy_with_logits; its gradient is the one TensorFlow computes with op determinism enabled.
+ *
+ * Shapes: logits has rank >= 1. labels and logits broadcast numpy-style in every dimension (right-aligned), the
+ * class axis included. `axis` in [-rank, rank) picks the class axis of logits (counted in the broadcast shape,
+ * which has logits' rank or more). The loss has the broadcast shape without the class axis. grad_logits has
+ * logits' shape and grad_labels labels' shape; a gradient of a broadcast input is summed over the broadcast
+ * dimensions. Any strides (in elements, negative allowed) are read in place.
+ *
+ * Dtypes: labels, logits, loss, grad_loss and both gradients all have one dtype: float16, bfloat16, float32 or
+ * float64. float16/bfloat16/float32 compute in float32 (blocked sums, reduced in float64) and round once;
+ * float64 computes in float64.
+ *
+ * Error bound (measured, see docs/numerics.md): float32 loss within 4 float32 eps (relative) of a long double
+ * reference on rows of 32 000 classes with logits of scale 8; float16/bfloat16 results are the float32 result
+ * rounded once; float64 within 1e-13 relative.
+ *
+ * Special values:
+ *   - A class with label 0 contributes exactly 0, also when its logit is -inf: loss, grad_logits (0 there) and
+ *     grad_labels stay finite. For grad_labels at a -inf logit with label 0 we return 0 (the true one-sided
+ *     derivative is +inf; 0 keeps chain rules NaN-free), documented convention.
+ *   - Nonzero label on a -inf logit: loss +inf (or -inf for a negative label), grad_labels +inf there.
+ *   - Every logit of a row -inf: loss 0 if the row's labels are all 0, else +-inf as above; grad_logits = -g*y.
+ *   - Huge finite logits (1e30, 3e38) give the finite, correct loss: everything is computed relative to the row max.
+ *   - A NaN in a row's logits or labels makes that row's loss and gradients NaN, and no other row's.
+ *   - A +inf logit makes its row NaN (inf - inf), as in TensorFlow.
+ *
+ * Errors: every function returns a status; on failure nothing is written to outputs that were validated out and
+ * xent_last_error_message() names the argument, what was expected and what was received. Inputs are never
+ * modified. Outputs must not overlap each other or the inputs.
+ */
+#ifndef XENT_XENT_H_
+#define XENT_XENT_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define XENT_MAX_RANK 16
+
+typedef enum xent_dtype {
+  XENT_FLOAT16 = 1,
+  XENT_BFLOAT16 = 2,
+  XENT_FLOAT32 = 3,
+  XENT_FLOAT64 = 4,
+} xent_dtype;
+
+typedef enum xent_status {
+  XENT_OK = 0,
+  XENT_INVALID_ARGUMENT = 1, /* bad shape, rank, axis, stride, pointer or overlap */
+  XENT_INVALID_DTYPE = 2,    /* dtype not supported or not matching the other tensors */
+  XENT_UNSUPPORTED = 3,      /* a valid request this build does not implement */
+  XENT_OUT_OF_MEMORY = 4,    /* a temporary buffer could not be allocated */
+  XENT_INTERNAL = 5,         /* a bug in xent: please report it */
+} xent_status;
+
+/* A strided view of memory. data points at element [0, ..., 0]; element [i0, ..., i(rank-1)] lives at
+ * data + sum_k i_k * strides[k] elements. Entries past `rank` are ignored. */
+typedef struct xent_tensor {
+  void* data;
+  xent_dtype dtype;
+  int32_t rank;
+  int64_t shape[XENT_MAX_RANK];
+  int64_t strides[XENT_MAX_RANK]; /* in elements, not bytes */
+} xent_tensor;
+
+/* A view with the given shape; strides == NULL means row-major contiguous. rank is clamped to
+ * [0, XENT_MAX_RANK]; the functions below reject a rank outside it with a clear message. */
+xent_tensor xent_make_tensor(void* data, xent_dtype dtype, int32_t rank, const int64_t* shape,
+                             const int64_t* strides);
+
+/* Forward: writes the loss (broadcast shape without the class axis) into *loss. */
+xent_status xent_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
+                                       const xent_tensor* loss);
+
+/* Forward and gradients in one pass over the inputs. grad_loss (loss's shape) may be NULL for g = 1.
+ * Each of loss, grad_logits, grad_labels may be NULL when not wanted. */
+xent_status xent_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
+                                            const xent_tensor* grad_loss, const xent_tensor* loss,
+                                            const xent_tensor* grad_logits, const xent_tensor* grad_labels);
+
+/* The loss's shape for these inputs, without computing anything: writes *rank and shape[0..rank). */
+xent_status xent_loss_shape(const xent_tensor* labels, const xent_tensor* logits, int64_t axis, int32_t* rank,
+                            int64_t shape[XENT_MAX_RANK]);
+
+/* The message of this thread's last failed call ("" if none). Valid until this thread's next xent call. */
+const char* xent_last_error_message(void);
+
+/* Caps the threads xent uses (OpenMP); n <= 0 restores the default (all available). Process-wide. */
+void xent_set_num_threads(int32_t n);
+int32_t xent_get_num_threads(void);
+
+/* Human-readable names, for messages. */
+const char* xent_dtype_name(xent_dtype dtype);
+const char* xent_status_name(xent_status status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XENT_XENT_H_ */

@@ -1,0 +1,116 @@
+// xent/xent.hpp — C++ API: a thin header over the C API (xent.h, which documents the math, dtypes, error bound
+// and special values). Views describe memory without owning it; failures throw xent::Error with the message.
+//
+//   float logits[] = {4, 2, 1, 0, 5, 1}, labels[] = {1, 0, 0, 0, 0.8f, 0.2f}, loss[2];
+//   xent::softmax_cross_entropy({labels, {2, 3}}, {logits, {2, 3}}, {loss, {2}});   // loss = {0.169846, 0.824745}
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "xent/half.h"
+#include "xent/xent.h"
+
+namespace xent {
+
+class Error : public std::runtime_error {
+ public:
+  Error(xent_status status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  xent_status status() const { return status_; }
+
+ private:
+  xent_status status_;
+};
+
+inline void check(xent_status status) {
+  if (status != XENT_OK) throw Error(status, xent_last_error_message());
+}
+
+template <typename T>
+constexpr xent_dtype dtype_of() {
+  using U = std::remove_cv_t<T>;
+  if constexpr (std::is_same_v<U, float16>) return XENT_FLOAT16;
+  else if constexpr (std::is_same_v<U, bfloat16>) return XENT_BFLOAT16;
+  else if constexpr (std::is_same_v<U, float>) return XENT_FLOAT32;
+  else if constexpr (std::is_same_v<U, double>) return XENT_FLOAT64;
+  else static_assert(sizeof(U) == 0, "xent supports xent::float16, xent::bfloat16, float and double");
+}
+
+// Sizes or strides: {2, 3} or any span of int64_t.
+struct Dims {
+  Dims() = default;
+  Dims(std::initializer_list<int64_t> list) : values(list) {}
+  Dims(std::span<const int64_t> span) : values(span.begin(), span.end()) {}
+  std::vector<int64_t> values;
+};
+
+// A read-only view: data, shape, and strides in elements (empty: row-major contiguous).
+class ConstView {
+ public:
+  template <typename T>
+  ConstView(const T* data, const Dims& shape, const Dims& strides = {}) {
+    init(const_cast<T*>(data), dtype_of<T>(), shape, strides);
+  }
+  const xent_tensor* get() const { return &desc_; }
+
+ protected:
+  ConstView() = default;
+  void init(void* data, xent_dtype dtype, const Dims& shape, const Dims& strides) {
+    if (shape.values.size() > XENT_MAX_RANK || (!strides.values.empty() && strides.values.size() != shape.values.size()))
+      throw Error(XENT_INVALID_ARGUMENT, "a view needs at most " + std::to_string(XENT_MAX_RANK) +
+                                             " dimensions and one stride per dimension");
+    desc_ = xent_make_tensor(data, dtype, static_cast<int32_t>(shape.values.size()), shape.values.data(),
+                             strides.values.empty() ? nullptr : strides.values.data());
+  }
+  xent_tensor desc_{};
+};
+
+// A writable view, for outputs.
+class View : public ConstView {
+ public:
+  template <typename T, typename = std::enable_if_t<!std::is_const_v<T>>>
+  View(T* data, const Dims& shape, const Dims& strides = {}) {
+    init(data, dtype_of<T>(), shape, strides);
+  }
+};
+
+// loss = Σ_j labels_j · (logsumexp(logits) − logits_j) along `axis`. See xent.h.
+inline void softmax_cross_entropy(const ConstView& labels, const ConstView& logits, const View& loss,
+                                  int64_t axis = -1) {
+  check(xent_softmax_cross_entropy(labels.get(), logits.get(), axis, loss.get()));
+}
+
+// What softmax_cross_entropy_grad reads and writes besides the inputs; every member is optional.
+struct GradientOutputs {
+  std::optional<ConstView> grad_loss;  // upstream gradient, loss's shape; absent: 1
+  std::optional<View> loss;
+  std::optional<View> grad_logits;  // logits' shape
+  std::optional<View> grad_labels;  // labels' shape
+};
+
+// Loss and gradients in one pass. See xent.h.
+inline void softmax_cross_entropy_grad(const ConstView& labels, const ConstView& logits, const GradientOutputs& out,
+                                       int64_t axis = -1) {
+  const auto ptr = [](const auto& v) { return v ? v->get() : nullptr; };
+  check(xent_softmax_cross_entropy_grad(labels.get(), logits.get(), axis, ptr(out.grad_loss), ptr(out.loss),
+                                        ptr(out.grad_logits), ptr(out.grad_labels)));
+}
+
+// The loss's shape: the broadcast shape of labels and logits without the class axis.
+inline std::vector<int64_t> loss_shape(const ConstView& labels, const ConstView& logits, int64_t axis = -1) {
+  int32_t rank = 0;
+  int64_t shape[XENT_MAX_RANK];
+  check(xent_loss_shape(labels.get(), logits.get(), axis, &rank, shape));
+  return std::vector<int64_t>(shape, shape + rank);
+}
+
+inline void set_num_threads(int n) { xent_set_num_threads(n); }
+inline int num_threads() { return xent_get_num_threads(); }
+
+}  // namespace xent

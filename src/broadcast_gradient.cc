@@ -1,0 +1,72 @@
+#include "src/broadcast_gradient.h"
+
+#include <vector>
+
+#include "xent/half.h"
+
+namespace xent::internal {
+
+BroadcastGradient::BroadcastGradient(Plan& plan, Operand op, const xent_tensor* output)
+    : plan_(plan), output_(output) {
+  const size_t n = static_cast<size_t>(plan.elements);
+  if (plan.dtype == XENT_FLOAT64) {
+    double_temp_.reset(new double[n]);
+    plan.data[op] = double_temp_.get();
+  } else {
+    float_temp_.reset(new float[n]);
+    plan.data[op] = float_temp_.get();
+  }
+  int64_t stride = 1;  // row-major over the broadcast shape
+  for (int d = plan.rank - 1; d >= 0; --d) {
+    plan.strides[op][d] = stride;
+    stride *= plan.shape[d];
+  }
+}
+
+void BroadcastGradient::reduce() const {
+  const xent_tensor& out = *output_;
+  int64_t out_elements = 1;
+  for (int d = 0; d < out.rank; ++d) out_elements *= out.shape[d];
+  if (out_elements == 0) return;
+  std::vector<double> sums(static_cast<size_t>(out_elements), 0.0);
+
+  // Row-major strides of `sums` over the broadcast shape: 0 on the dimensions the input was broadcast along.
+  const int offset = plan_.rank - out.rank;
+  std::vector<int64_t> sum_strides(plan_.rank, 0);
+  int64_t stride = 1;
+  for (int d = out.rank - 1; d >= 0; --d) {
+    sum_strides[offset + d] = out.shape[d] == 1 ? 0 : stride;
+    stride *= out.shape[d];
+  }
+  std::vector<int64_t> index(plan_.rank, 0);
+  int64_t target = 0;
+  for (int64_t e = 0; e < plan_.elements; ++e) {
+    sums[target] += double_temp_ ? double_temp_[e] : static_cast<double>(float_temp_[e]);
+    for (int d = plan_.rank - 1; d >= 0; --d) {  // next index, row-major
+      target += sum_strides[d];
+      if (++index[d] < plan_.shape[d]) break;
+      target -= sum_strides[d] * index[d];
+      index[d] = 0;
+    }
+  }
+
+  // Write with the caller's strides.
+  std::vector<int64_t> out_index(out.rank, 0);
+  for (int64_t e = 0; e < out_elements; ++e) {
+    int64_t at = 0;
+    for (int d = 0; d < out.rank; ++d) at += out_index[d] * out.strides[d];
+    const double v = sums[e];
+    switch (out.dtype) {
+      case XENT_FLOAT16: static_cast<float16*>(out.data)[at] = to_float16(v); break;
+      case XENT_BFLOAT16: static_cast<bfloat16*>(out.data)[at] = to_bfloat16(v); break;
+      case XENT_FLOAT32: static_cast<float*>(out.data)[at] = static_cast<float>(v); break;
+      case XENT_FLOAT64: static_cast<double*>(out.data)[at] = v; break;
+    }
+    for (int d = out.rank - 1; d >= 0; --d) {
+      if (++out_index[d] < out.shape[d]) break;
+      out_index[d] = 0;
+    }
+  }
+}
+
+}  // namespace xent::internal

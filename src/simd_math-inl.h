@@ -1,0 +1,134 @@
+// simd_math-inl.h — per-target SIMD helpers: a fast exp for x ≤ 0, and loads/stores that convert between the
+// storage type (float16, bfloat16, float, double) and the compute type (float, or double for double).
+// Included once per Highway target by kernels.cc; hence the toggle guard instead of #pragma once.
+#if defined(XENT_SIMD_MATH_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef XENT_SIMD_MATH_INL_H_
+#undef XENT_SIMD_MATH_INL_H_
+#else
+#define XENT_SIMD_MATH_INL_H_
+#endif
+
+#include <cstring>
+#include <type_traits>
+
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+#include "xent/half.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace xent::internal::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Compute type: float for every 16/32-bit storage type, double for double.
+template <typename T>
+using Compute = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+// exp(t) for t ≤ 0 (and NaN), float.
+// Valid range: t ≤ 0. Error: ≤ 1.2 float32 ulp relative for t ≥ −87.3 (measured on 2·10^5 points of the reduced
+// range against float64 exp); results below 2^−126 flush to 0, which is harmless here because every sum it feeds
+// also holds exp(0) = 1. −inf → 0, NaN → NaN.
+// Why not hn::Exp: it handles the full range and costs ~3x more; a dense forward on it tops out near 16 GB/s.
+// exp(t) = 2^k · p(f), k = round(t / ln2), f = t − k·ln2 ∈ [−ln2/2, ln2/2], p a degree-6 polynomial
+// (1 + f + f²·q(f), q fitted by iteratively reweighted least squares on the relative error of exp).
+template <class D, HWY_IF_FLOAT(hn::TFromD<D>), hwy::EnableIf<sizeof(hn::TFromD<D>) == 4>* = nullptr>
+HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
+  const hn::RebindToSigned<D> di;
+  // Adding 1.5·2^23 rounds t/ln2 to an integer k held in the low mantissa bits.
+  const auto shifter = hn::Set(d, 12582912.0f);
+  const auto n = hn::MulAdd(t, hn::Set(d, 1.44269504088896341f), shifter);
+  const auto k = hn::Sub(n, shifter);
+  auto f = hn::NegMulAdd(k, hn::Set(d, 0x1.62e430p-1f), t);  // t − k·ln2_hi (FMA: no rounding of k·ln2_hi)
+  f = hn::NegMulAdd(k, hn::Set(d, -0x1.05c610p-29f), f);       // − k·ln2_lo
+  auto q = hn::MulAdd(hn::Set(d, 0x1.6a2450p-10f), f, hn::Set(d, 0x1.1239d4p-7f));
+  q = hn::MulAdd(q, f, hn::Set(d, 0x1.5558f2p-5f));
+  q = hn::MulAdd(q, f, hn::Set(d, 0x1.555492p-3f));
+  q = hn::MulAdd(q, f, hn::Set(d, 0x1.fffffcp-2f));
+  const auto p = hn::Add(hn::MulAdd(hn::Mul(f, f), q, f), hn::Set(d, 1.0f));
+  // 2^k: the integer bits of n are 0x4B400000 + k; shifting (k + 127) into the exponent field drops the rest.
+  const auto scale = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(hn::BitCast(di, n), hn::Set(di, 127))));
+  // Below −87.3, k + 127 would leave the exponent range; the true result is < 2^−126 anyway.
+  return hn::IfThenZeroElse(hn::Lt(t, hn::Set(d, -87.3f)), hn::Mul(p, scale));
+}
+
+// exp(t) for t ≤ 0, double: Highway's Exp (≤ 1 ulp), with −inf → 0 and NaN → NaN made explicit.
+template <class D, HWY_IF_FLOAT(hn::TFromD<D>), hwy::EnableIf<sizeof(hn::TFromD<D>) == 8>* = nullptr>
+HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
+  const auto e = hn::IfThenZeroElse(hn::Lt(t, hn::Set(d, -745.0)), hn::Exp(d, t));
+  return hn::IfThenElse(hn::IsNaN(t), t, e);
+}
+
+// ---- Scalar conversions between storage and compute types.
+template <typename T>
+HWY_INLINE Compute<T> ToCompute(T v) {
+  if constexpr (std::is_same_v<T, hwy::float16_t>) {
+    return xent::to_float(xent::float16{v.bits});
+  } else if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
+    return xent::to_float(xent::bfloat16{v.bits});
+  } else {
+    return v;
+  }
+}
+
+// Rounds a double result once to T (see xent::round_to_odd_float for the 16-bit types).
+template <typename T>
+HWY_INLINE T FromDouble(double v) {
+  if constexpr (std::is_same_v<T, hwy::float16_t>) {
+    return T{xent::to_float16(v).bits};
+  } else if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
+    return T{xent::to_bfloat16(v).bits};
+  } else {
+    return static_cast<T>(v);
+  }
+}
+
+// Highway 1.0.3 converts float16 natively (F16C, round to nearest even) only on AVX2 and AVX-512; its emulation
+// elsewhere truncates and ignores inf/NaN, so those targets convert float16 lane by lane with xent/half.h.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+inline constexpr bool kNativeFloat16 = true;
+#else
+inline constexpr bool kNativeFloat16 = false;
+#endif
+
+// ---- Vector loads and stores of one vector's worth of lanes at p (contiguous).
+template <class DA, typename T>
+HWY_INLINE hn::Vec<DA> LoadPromote(DA da, const T* HWY_RESTRICT p) {
+  if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
+    return hn::LoadU(da, p);
+  } else if constexpr (std::is_same_v<T, hwy::float16_t> && !kNativeFloat16) {
+    HWY_ALIGN float lanes[HWY_MAX_BYTES / sizeof(float)];
+    for (size_t i = 0; i < hn::Lanes(da); ++i) lanes[i] = ToCompute(p[i]);
+    return hn::Load(da, lanes);
+  } else {
+    return hn::PromoteTo(da, hn::LoadU(hn::Rebind<T, DA>(), p));
+  }
+}
+
+template <class DA, typename T>
+HWY_INLINE void DemoteStore(DA da, hn::Vec<DA> v, T* HWY_RESTRICT p) {
+  if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
+    hn::StoreU(v, da, p);
+  } else if constexpr (std::is_same_v<T, hwy::float16_t> && !kNativeFloat16) {
+    HWY_ALIGN float lanes[HWY_MAX_BYTES / sizeof(float)];
+    hn::Store(v, da, lanes);
+    for (size_t i = 0; i < hn::Lanes(da); ++i) p[i].bits = xent::to_float16(lanes[i]).bits;
+  } else if constexpr (std::is_same_v<T, hwy::float16_t>) {
+    hn::StoreU(hn::DemoteTo(hn::Rebind<T, DA>(), v), hn::Rebind<T, DA>(), p);  // cvtps_ph: nearest even
+  } else {
+    // bfloat16, round to nearest even (Highway 1.0.3's DemoteTo truncates): add 0x7FFF + lsb, keep high half;
+    // NaN is kept quiet instead of being rounded into infinity.
+    const hn::RebindToUnsigned<DA> du;
+    const hn::RebindToSigned<DA> di;
+    const hn::Rebind<uint16_t, DA> du16;
+    const auto bits = hn::BitCast(du, v);
+    const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+    auto rounded = hn::Add(bits, hn::Add(hn::Set(du, 0x7FFFu), lsb));
+    rounded = hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)), hn::Or(bits, hn::Set(du, 0x00400000u)), rounded);
+    const auto high = hn::BitCast(di, hn::ShiftRight<16>(rounded));
+    hn::StoreU(hn::DemoteTo(du16, high), du16, reinterpret_cast<uint16_t*>(p));
+  }
+}
+
+}  // namespace xent::internal::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // XENT_SIMD_MATH_INL_H_

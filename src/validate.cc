@@ -1,0 +1,284 @@
+// validate.cc — the one place where user input is checked and turned into a Plan.
+#include <algorithm>
+#include <cstdlib>
+#include <sstream>
+
+#include "plan.h"
+
+namespace xent::internal {
+namespace {
+
+bool valid_dtype(xent_dtype d) {
+  return d == XENT_FLOAT16 || d == XENT_BFLOAT16 || d == XENT_FLOAT32 || d == XENT_FLOAT64;
+}
+
+int64_t dtype_size(xent_dtype d) { return d == XENT_FLOAT64 ? 8 : d == XENT_FLOAT32 ? 4 : 2; }
+
+struct Failure {
+  xent_status status;
+  std::string message;
+};
+
+template <typename... Parts>
+Failure fail(xent_status status, const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  return {status, out.str()};
+}
+
+// Checks a descriptor on its own: present, rank, dtype, shape entries, element count, data pointer.
+void check_tensor(const xent_tensor* t, const char* name, bool required, xent_dtype dtype, bool dtype_known) {
+  if (t == nullptr) {
+    if (required) throw fail(XENT_INVALID_ARGUMENT, name, " must not be NULL");
+    return;
+  }
+  if (t->rank < 0 || t->rank > XENT_MAX_RANK)
+    throw fail(XENT_INVALID_ARGUMENT, name, " has rank ", t->rank, "; expected a rank in [0, ", XENT_MAX_RANK, "]");
+  if (!valid_dtype(t->dtype))
+    throw fail(XENT_INVALID_DTYPE, name, " has unsupported dtype ", static_cast<int>(t->dtype),
+               "; expected float16, bfloat16, float32 or float64");
+  if (dtype_known && t->dtype != dtype)
+    throw fail(XENT_INVALID_DTYPE, name, " must have the same dtype as logits: ", name, " is ",
+               xent_dtype_name(t->dtype), ", logits is ", xent_dtype_name(dtype), " (cast ", name, " to ",
+               xent_dtype_name(dtype), ")");
+  int64_t elements = 1;
+  for (int d = 0; d < t->rank; ++d) {
+    if (t->shape[d] < 0)
+      throw fail(XENT_INVALID_ARGUMENT, name, " has a negative size ", t->shape[d], " in dimension ", d,
+                 " (shape ", shape_string(t->shape, t->rank), ")");
+    if (__builtin_mul_overflow(elements, t->shape[d], &elements))
+      throw fail(XENT_INVALID_ARGUMENT, name, " has too many elements to count in int64 (shape ",
+                 shape_string(t->shape, t->rank), ")");
+  }
+  if (elements == 0) return;
+  // The farthest element must be addressable: |Σ (n-1)·stride| · size fits in int64.
+  int64_t reach = 0;
+  for (int d = 0; d < t->rank; ++d) {
+    int64_t step;
+    if (__builtin_mul_overflow(t->shape[d] - 1, std::llabs(t->strides[d]), &step) ||
+        __builtin_add_overflow(reach, step, &reach))
+      throw fail(XENT_INVALID_ARGUMENT, name, " has strides that overflow int64");
+  }
+  if (reach > INT64_MAX / 8) throw fail(XENT_INVALID_ARGUMENT, name, " has strides that overflow int64");
+  if (t->data == nullptr)
+    throw fail(XENT_INVALID_ARGUMENT, name, ".data is NULL but ", name, " has ", elements, " elements");
+}
+
+int64_t element_count(const xent_tensor& t) {
+  int64_t n = 1;
+  for (int d = 0; d < t.rank; ++d) n *= t.shape[d];
+  return n;
+}
+
+// Byte range [first, last) the tensor's elements can touch.
+struct Extent {
+  uintptr_t first, last;
+};
+Extent extent(const xent_tensor& t) {
+  int64_t lo = 0, hi = 0;
+  for (int d = 0; d < t.rank; ++d) {
+    const int64_t step = (t.shape[d] - 1) * t.strides[d];
+    (step < 0 ? lo : hi) += step;
+  }
+  const auto base = reinterpret_cast<uintptr_t>(t.data);
+  const int64_t size = dtype_size(t.dtype);
+  return {base + static_cast<uintptr_t>(lo * size), base + static_cast<uintptr_t>((hi + 1) * size)};
+}
+
+// An output must not write one memory location twice: with its dimensions sorted by |stride|, each stride must
+// step over everything the smaller dimensions reach. (Conservative: a few exotic interleavings are refused.)
+void check_no_self_overlap(const xent_tensor& t, const char* name) {
+  if (element_count(t) == 0) return;
+  std::array<std::pair<int64_t, int64_t>, XENT_MAX_RANK> dims{};  // (|stride|, size)
+  int n = 0;
+  for (int d = 0; d < t.rank; ++d)
+    if (t.shape[d] > 1) dims[n++] = {std::llabs(t.strides[d]), t.shape[d]};
+  std::sort(dims.begin(), dims.begin() + n);
+  int64_t reach = 0;
+  for (int i = 0; i < n; ++i) {
+    if (dims[i].first <= reach)
+      throw fail(XENT_INVALID_ARGUMENT, name, " has strides that make several elements share memory (shape ",
+                 shape_string(t.shape, t.rank), ", strides ", shape_string(t.strides, t.rank),
+                 "); an output needs one location per element");
+    reach += (dims[i].second - 1) * dims[i].first;
+  }
+}
+
+void check_disjoint(const xent_tensor* out, const char* out_name, const xent_tensor* other, const char* other_name) {
+  if (out == nullptr || other == nullptr || element_count(*out) == 0 || element_count(*other) == 0) return;
+  const Extent a = extent(*out), b = extent(*other);
+  if (a.first < b.last && b.first < a.last)
+    throw fail(XENT_INVALID_ARGUMENT, out_name, " overlaps ", other_name,
+               " in memory; outputs must not share memory with inputs or other outputs");
+}
+
+// Strides of t over the broadcast shape (right-aligned); 0 where t has size 1.
+std::array<int64_t, XENT_MAX_RANK> broadcast_strides(const xent_tensor& t, int rank) {
+  std::array<int64_t, XENT_MAX_RANK> s{};
+  const int offset = rank - t.rank;
+  for (int d = 0; d < t.rank; ++d) s[offset + d] = t.shape[d] == 1 ? 0 : t.strides[d];
+  return s;
+}
+
+void require_shape(const xent_tensor& t, const char* name, const int64_t* shape, int rank, const char* what) {
+  const bool same = t.rank == rank && std::equal(shape, shape + rank, t.shape);
+  if (!same)
+    throw fail(XENT_INVALID_ARGUMENT, name, " must have shape ", shape_string(shape, rank), " (", what,
+               "), received ", shape_string(t.shape, t.rank));
+}
+
+void plan_or_throw(const Request& r, Plan* plan) {
+  check_tensor(r.logits, "logits", true, XENT_FLOAT32, false);
+  const xent_dtype dtype = r.logits->dtype;
+  check_tensor(r.labels, "labels", true, dtype, true);
+  check_tensor(r.grad_loss, "grad_loss", false, dtype, true);
+  check_tensor(r.loss, "loss", false, dtype, true);
+  check_tensor(r.grad_logits, "grad_logits", false, dtype, true);
+  check_tensor(r.grad_labels, "grad_labels", false, dtype, true);
+  const xent_tensor& logits = *r.logits;
+  const xent_tensor& labels = *r.labels;
+  if (logits.rank < 1)
+    throw fail(XENT_INVALID_ARGUMENT, "logits must have rank >= 1 (a class axis), received rank 0 (a scalar)");
+
+  // Broadcast shape, right-aligned.
+  Plan& p = *plan;
+  p = Plan{};
+  p.dtype = dtype;
+  p.rank = std::max(logits.rank, labels.rank);
+  for (int d = 0; d < p.rank; ++d) {
+    const int li = d - (p.rank - logits.rank), bi = d - (p.rank - labels.rank);
+    const int64_t a = li >= 0 ? logits.shape[li] : 1, b = bi >= 0 ? labels.shape[bi] : 1;
+    if (a != b && a != 1 && b != 1)
+      throw fail(XENT_INVALID_ARGUMENT, "logits and labels must be broadcastable: logits_size=",
+                 shape_string(logits.shape, logits.rank), " labels_size=", shape_string(labels.shape, labels.rank));
+    p.shape[d] = a == 1 ? b : a;
+  }
+  if (r.axis < -logits.rank || r.axis >= logits.rank)
+    throw fail(XENT_INVALID_ARGUMENT, "axis ", r.axis, " is out of range for logits of rank ", logits.rank,
+               "; expected an axis in [", -logits.rank, ", ", logits.rank, ")");
+  p.axis = static_cast<int>(r.axis < 0 ? p.rank + r.axis : p.rank - logits.rank + r.axis);
+
+  int64_t elements = 1, rows = 1;
+  for (int d = 0; d < p.rank; ++d) {
+    if (__builtin_mul_overflow(elements, p.shape[d], &elements))
+      throw fail(XENT_INVALID_ARGUMENT, "the broadcast shape ", shape_string(p.shape.data(), p.rank),
+                 " has too many elements to count in int64");
+    if (d != p.axis) rows *= p.shape[d];
+  }
+  p.elements = elements;
+  if (p.shape[p.axis] == 0 && rows > 0)
+    throw fail(XENT_INVALID_ARGUMENT, "logits must have at least one class: the class axis (axis ", r.axis,
+               ") has size 0 in the broadcast shape ", shape_string(p.shape.data(), p.rank));
+
+  // Output shapes.
+  std::array<int64_t, XENT_MAX_RANK> loss_shape{};
+  for (int d = 0, k = 0; d < p.rank; ++d)
+    if (d != p.axis) loss_shape[k++] = p.shape[d];
+  const char* loss_what = "the broadcast shape of labels and logits without the class axis";
+  if (r.loss) require_shape(*r.loss, "loss", loss_shape.data(), p.rank - 1, loss_what);
+  if (r.grad_loss) require_shape(*r.grad_loss, "grad_loss", loss_shape.data(), p.rank - 1, loss_what);
+  if (r.grad_logits) require_shape(*r.grad_logits, "grad_logits", logits.shape, logits.rank, "logits' shape");
+  if (r.grad_labels) require_shape(*r.grad_labels, "grad_labels", labels.shape, labels.rank, "labels' shape");
+
+  // Outputs: each element written once, no sharing with inputs or other outputs.
+  const std::pair<const xent_tensor*, const char*> outputs[] = {
+      {r.loss, "loss"}, {r.grad_logits, "grad_logits"}, {r.grad_labels, "grad_labels"}};
+  const std::pair<const xent_tensor*, const char*> inputs[] = {
+      {r.logits, "logits"}, {r.labels, "labels"}, {r.grad_loss, "grad_loss"}};
+  for (int i = 0; i < 3; ++i) {
+    if (outputs[i].first == nullptr) continue;
+    check_no_self_overlap(*outputs[i].first, outputs[i].second);
+    for (const auto& in : inputs) check_disjoint(outputs[i].first, outputs[i].second, in.first, in.second);
+    for (int j = i + 1; j < 3; ++j)
+      check_disjoint(outputs[i].first, outputs[i].second, outputs[j].first, outputs[j].second);
+  }
+
+  // Strides over the broadcast shape.
+  p.data[kLogits] = logits.data;
+  p.strides[kLogits] = broadcast_strides(logits, p.rank);
+  p.data[kLabels] = labels.data;
+  p.strides[kLabels] = broadcast_strides(labels, p.rank);
+  for (Operand op : {kLoss, kGradLoss}) {
+    const xent_tensor* t = op == kLoss ? r.loss : r.grad_loss;
+    if (t == nullptr) continue;
+    p.data[op] = t->data;
+    for (int d = 0, k = 0; d < p.rank; ++d) {
+      if (d == p.axis) continue;
+      p.strides[op][d] = p.shape[d] == 1 ? 0 : t->strides[k];
+      ++k;
+    }
+  }
+  const bool logits_broadcast = logits.rank != p.rank || !std::equal(logits.shape, logits.shape + logits.rank,
+                                                                     p.shape.begin());
+  const bool labels_broadcast = labels.rank != p.rank || !std::equal(labels.shape, labels.shape + labels.rank,
+                                                                     p.shape.begin());
+  if (r.grad_logits) {
+    if (logits_broadcast) p.reduced_grad_logits = r.grad_logits;
+    else {
+      p.data[kGradLogits] = r.grad_logits->data;
+      p.strides[kGradLogits] = broadcast_strides(*r.grad_logits, p.rank);
+    }
+  }
+  if (r.grad_labels) {
+    if (labels_broadcast) p.reduced_grad_labels = r.grad_labels;
+    else {
+      p.data[kGradLabels] = r.grad_labels->data;
+      p.strides[kGradLabels] = broadcast_strides(*r.grad_labels, p.rank);
+    }
+  }
+}
+
+}  // namespace
+
+const char* operand_name(Operand op) {
+  static const char* const names[] = {"logits", "labels", "loss", "grad_loss", "grad_logits", "grad_labels"};
+  return names[op];
+}
+
+std::string shape_string(const int64_t* shape, int rank) {
+  std::string s = "[";
+  for (int d = 0; d < rank; ++d) {
+    if (d) s += ',';
+    s += std::to_string(shape[d]);
+  }
+  return s + "]";
+}
+
+xent_status make_plan(const Request& request, Plan* plan, std::string* error) {
+  try {
+    plan_or_throw(request, plan);
+    return XENT_OK;
+  } catch (const Failure& f) {
+    *error = f.message;
+    return f.status;
+  }
+}
+
+Layout make_layout(const Plan& p) {
+  Layout l;
+  l.classes = p.shape[p.axis];
+  l.data = p.data;
+  for (int k = 0; k < kNumOperands; ++k) l.class_stride[k] = p.strides[k][p.axis];
+  // Batch dimensions in order, size-1 dimensions dropped, neighbours merged when every operand is linear across.
+  l.rows = 1;
+  for (int d = 0; d < p.rank; ++d) {
+    if (d == p.axis) continue;
+    l.rows *= p.shape[d];
+    if (p.shape[d] == 1) continue;
+    const int n = l.batch_rank;
+    bool merge = n > 0;
+    for (int k = 0; merge && k < kNumOperands; ++k)
+      if (p.data[k] != nullptr && l.batch_strides[k][n - 1] != p.strides[k][d] * p.shape[d]) merge = false;
+    if (merge) {
+      l.batch_shape[n - 1] *= p.shape[d];
+      for (int k = 0; k < kNumOperands; ++k) l.batch_strides[k][n - 1] = p.strides[k][d];
+    } else {
+      l.batch_shape[n] = p.shape[d];
+      for (int k = 0; k < kNumOperands; ++k) l.batch_strides[k][n] = p.strides[k][d];
+      ++l.batch_rank;
+    }
+  }
+  return l;
+}
+
+}  // namespace xent::internal

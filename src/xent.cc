@@ -1,0 +1,145 @@
+// xent.cc — the C API: validate (validate.cc), run the kernels (kernels.cc), sum broadcast gradients.
+#include "xent/xent.h"
+
+#include <omp.h>
+
+#include <atomic>
+#include <new>
+#include <optional>
+#include <string>
+
+#include "src/broadcast_gradient.h"
+#include "src/kernels.h"
+#include "src/plan.h"
+
+namespace {
+
+thread_local std::string g_last_error;
+std::atomic<int32_t> g_num_threads{0};
+
+xent_status finish(xent_status status, std::string message) {
+  g_last_error = status == XENT_OK ? std::string() : std::move(message);
+  return status;
+}
+
+xent_status run(const xent::internal::Request& request) {
+  using namespace xent::internal;
+  Plan plan;
+  std::string error;
+  const xent_status status = make_plan(request, &plan, &error);
+  if (status != XENT_OK) return finish(status, error);
+  try {
+    std::optional<BroadcastGradient> grad_logits, grad_labels;
+    if (plan.reduced_grad_logits) grad_logits.emplace(plan, kGradLogits, plan.reduced_grad_logits);
+    if (plan.reduced_grad_labels) grad_labels.emplace(plan, kGradLabels, plan.reduced_grad_labels);
+    // The kernel writes both gradients in one type: once one goes through a compute-type temporary, so does the
+    // other (its "reduction" is then a plain copy).
+    const bool compute_type_gradients = grad_logits.has_value() || grad_labels.has_value();
+    if (compute_type_gradients && request.grad_logits && !grad_logits)
+      grad_logits.emplace(plan, kGradLogits, request.grad_logits);
+    if (compute_type_gradients && request.grad_labels && !grad_labels)
+      grad_labels.emplace(plan, kGradLabels, request.grad_labels);
+    run_kernels(make_layout(plan), plan.dtype, compute_type_gradients, xent_get_num_threads());
+    if (grad_logits) grad_logits->reduce();
+    if (grad_labels) grad_labels->reduce();
+  } catch (const std::bad_alloc&) {
+    return finish(XENT_OUT_OF_MEMORY, "out of memory allocating a temporary for a broadcast input's gradient (" +
+                                          std::to_string(plan.elements) + " elements)");
+  }
+  return finish(XENT_OK, {});
+}
+
+}  // namespace
+
+extern "C" {
+
+xent_tensor xent_make_tensor(void* data, xent_dtype dtype, int32_t rank, const int64_t* shape,
+                             const int64_t* strides) {
+  xent_tensor t{};
+  t.data = data;
+  t.dtype = dtype;
+  t.rank = rank;
+  const int32_t n = rank < 0 ? 0 : rank > XENT_MAX_RANK ? XENT_MAX_RANK : rank;
+  int64_t stride = 1;
+  for (int32_t d = n - 1; d >= 0; --d) {
+    t.shape[d] = shape[d];
+    t.strides[d] = strides ? strides[d] : stride;
+    stride *= shape[d];
+  }
+  return t;
+}
+
+xent_status xent_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
+                                       const xent_tensor* loss) {
+  if (loss == nullptr) return finish(XENT_INVALID_ARGUMENT, "loss must not be NULL");
+  xent::internal::Request r;
+  r.labels = labels;
+  r.logits = logits;
+  r.axis = axis;
+  r.loss = loss;
+  return run(r);
+}
+
+xent_status xent_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
+                                            const xent_tensor* grad_loss, const xent_tensor* loss,
+                                            const xent_tensor* grad_logits, const xent_tensor* grad_labels) {
+  xent::internal::Request r;
+  r.labels = labels;
+  r.logits = logits;
+  r.axis = axis;
+  r.grad_loss = grad_loss;
+  r.loss = loss;
+  r.grad_logits = grad_logits;
+  r.grad_labels = grad_labels;
+  return run(r);
+}
+
+xent_status xent_loss_shape(const xent_tensor* labels, const xent_tensor* logits, int64_t axis, int32_t* rank,
+                            int64_t shape[XENT_MAX_RANK]) {
+  if (rank == nullptr || shape == nullptr) return finish(XENT_INVALID_ARGUMENT, "rank and shape must not be NULL");
+  xent::internal::Request r;
+  r.labels = labels;
+  r.logits = logits;
+  r.axis = axis;
+  xent::internal::Plan plan;
+  std::string error;
+  const xent_status status = make_plan(r, &plan, &error);
+  if (status != XENT_OK) return finish(status, error);
+  *rank = plan.rank - 1;
+  for (int d = 0, k = 0; d < plan.rank; ++d)
+    if (d != plan.axis) shape[k++] = plan.shape[d];
+  return finish(XENT_OK, {});
+}
+
+const char* xent_last_error_message(void) { return g_last_error.c_str(); }
+
+void xent_set_num_threads(int32_t n) { g_num_threads.store(n > 0 ? n : 0); }
+
+int32_t xent_get_num_threads(void) {
+  const int32_t n = g_num_threads.load();
+  return n > 0 ? n : omp_get_max_threads();
+}
+
+const char* xent_dtype_name(xent_dtype dtype) {
+  switch (dtype) {
+    case XENT_FLOAT16: return "float16";
+    case XENT_BFLOAT16: return "bfloat16";
+    case XENT_FLOAT32: return "float32";
+    case XENT_FLOAT64: return "float64";
+  }
+  return "unknown dtype";
+}
+
+const char* xent_status_name(xent_status status) {
+  switch (status) {
+    case XENT_OK: return "ok";
+    case XENT_INVALID_ARGUMENT: return "invalid argument";
+    case XENT_INVALID_DTYPE: return "invalid dtype";
+    case XENT_UNSUPPORTED: return "unsupported";
+    case XENT_OUT_OF_MEMORY: return "out of memory";
+    case XENT_INTERNAL: return "internal error";
+  }
+  return "unknown status";
+}
+
+}  // extern "C"

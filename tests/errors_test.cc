@@ -1,0 +1,172 @@
+// errors_test.cc — every validation error: its status, a message naming the argument, expected and received value,
+// and no write to any output.
+#include <gtest/gtest.h>
+
+#include "tests/test_util.h"
+#include "xent/xent.hpp"
+
+namespace xent::test {
+namespace {
+
+// Runs the grad entry point and expects `status` with every `needles` substring in the message.
+struct Call {
+  Tensor labels, logits;
+  int64_t axis = -1;
+  std::optional<Tensor> grad_loss, loss, grad_logits, grad_labels;
+};
+
+void expect_error(Call& c, xent_status status, std::initializer_list<const char*> needles) {
+  xent_tensor y = c.labels.view(), x = c.logits.view();
+  std::optional<xent_tensor> g, l, gx, gy;
+  if (c.grad_loss) g = c.grad_loss->view();
+  if (c.loss) l = c.loss->view();
+  if (c.grad_logits) gx = c.grad_logits->view();
+  if (c.grad_labels) gy = c.grad_labels->view();
+  std::vector<std::vector<unsigned char>> before;
+  for (auto* t : {&c.loss, &c.grad_logits, &c.grad_labels}) before.push_back(*t ? (*t)->bytes() : std::vector<unsigned char>{});
+  const xent_status s = xent_softmax_cross_entropy_grad(&y, &x, c.axis, g ? &*g : nullptr, l ? &*l : nullptr,
+                                                        gx ? &*gx : nullptr, gy ? &*gy : nullptr);
+  EXPECT_EQ(s, status) << xent_status_name(s) << ": " << xent_last_error_message();
+  const std::string message = xent_last_error_message();
+  for (const char* n : needles) EXPECT_NE(message.find(n), std::string::npos) << "'" << n << "' not in: " << message;
+  int i = 0;
+  for (auto* t : {&c.loss, &c.grad_logits, &c.grad_labels}) {
+    if (*t) EXPECT_TRUE((*t)->bytes() == before[i]) << "an output was written on error";
+    ++i;
+  }
+}
+
+Tensor f32(std::vector<int64_t> shape) { return Tensor(XENT_FLOAT32, std::move(shape)); }
+
+TEST(Errors, ScalarLogits) {
+  Call c{f32({}), f32({})};
+  expect_error(c, XENT_INVALID_ARGUMENT, {"logits must have rank >= 1", "rank 0"});
+}
+
+TEST(Errors, NotBroadcastable) {
+  Call c{f32({3, 4}), f32({2, 4})};
+  expect_error(c, XENT_INVALID_ARGUMENT, {"logits and labels must be broadcastable: logits_size=[2,4] labels_size=[3,4]"});
+}
+
+TEST(Errors, AxisOutOfRange) {
+  for (int64_t axis : {2, -3, 100}) {
+    Call c{f32({2, 4}), f32({2, 4}), axis};
+    expect_error(c, XENT_INVALID_ARGUMENT, {"axis", std::to_string(axis).c_str(), "[-2, 2)"});
+  }
+}
+
+TEST(Errors, DtypeMismatchNamesTheCast) {
+  Call c{Tensor(XENT_FLOAT64, {2, 3}), f32({2, 3})};
+  expect_error(c, XENT_INVALID_DTYPE, {"labels must have the same dtype as logits", "float64", "float32", "cast"});
+  Call d{f32({2, 3}), f32({2, 3})};
+  d.loss = Tensor(XENT_FLOAT16, {2});
+  expect_error(d, XENT_INVALID_DTYPE, {"loss", "float16"});
+}
+
+TEST(Errors, UnknownDtype) {
+  Call c{f32({2, 3}), f32({2, 3})};
+  xent_tensor y = c.labels.view(), x = c.logits.view(), l = f32({2}).view();
+  x.dtype = static_cast<xent_dtype>(42);
+  EXPECT_EQ(xent_softmax_cross_entropy(&y, &x, -1, &l), XENT_INVALID_DTYPE);
+  EXPECT_NE(std::string(xent_last_error_message()).find("unsupported dtype 42"), std::string::npos);
+}
+
+TEST(Errors, NoClasses) {
+  Call c{f32({3, 0}), f32({3, 0})};
+  expect_error(c, XENT_INVALID_ARGUMENT, {"at least one class", "[3,0]"});
+}
+
+TEST(Errors, WrongOutputShapes) {
+  Call a{f32({2, 4}), f32({2, 4})};
+  a.loss = f32({3});
+  expect_error(a, XENT_INVALID_ARGUMENT, {"loss must have shape [2]", "received [3]"});
+  Call b{f32({2, 4}), f32({2, 4})};
+  b.grad_logits = f32({2, 5});
+  expect_error(b, XENT_INVALID_ARGUMENT, {"grad_logits must have shape [2,4]", "received [2,5]"});
+  Call c{f32({2, 1}), f32({2, 4})};
+  c.grad_labels = f32({2, 4});
+  expect_error(c, XENT_INVALID_ARGUMENT, {"grad_labels must have shape [2,1]"});
+  Call d{f32({2, 4}), f32({2, 4})};
+  d.grad_loss = f32({2, 1});
+  expect_error(d, XENT_INVALID_ARGUMENT, {"grad_loss must have shape [2]"});
+}
+
+TEST(Errors, NullPointers) {
+  Tensor x = f32({2, 3}), l = f32({2});
+  xent_tensor xv = x.view(), lv = l.view();
+  EXPECT_EQ(xent_softmax_cross_entropy(nullptr, &xv, -1, &lv), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("labels must not be NULL"), std::string::npos);
+  EXPECT_EQ(xent_softmax_cross_entropy(&xv, &xv, -1, nullptr), XENT_INVALID_ARGUMENT);
+  xent_tensor null_data = xv;
+  null_data.data = nullptr;
+  EXPECT_EQ(xent_softmax_cross_entropy(&null_data, &xv, -1, &lv), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("labels.data is NULL but labels has 6 elements"),
+            std::string::npos);
+}
+
+TEST(Errors, BadRankAndNegativeSize) {
+  Tensor x = f32({2, 3}), l = f32({2});
+  xent_tensor xv = x.view(), lv = l.view(), bad = xv;
+  bad.rank = 17;
+  EXPECT_EQ(xent_softmax_cross_entropy(&xv, &bad, -1, &lv), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("logits has rank 17"), std::string::npos);
+  bad = xv;
+  bad.shape[1] = -3;
+  EXPECT_EQ(xent_softmax_cross_entropy(&xv, &bad, -1, &lv), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("negative size -3"), std::string::npos);
+}
+
+TEST(Errors, OutputsMustNotOverlap) {
+  // Output aliasing an input.
+  Tensor x = f32({2, 3}), y = f32({2, 3});
+  xent_tensor xv = x.view(), yv = y.view(), gx = x.view();
+  EXPECT_EQ(xent_softmax_cross_entropy_grad(&yv, &xv, -1, nullptr, nullptr, &gx, nullptr), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("grad_logits overlaps logits"), std::string::npos);
+  // Two outputs sharing memory.
+  Tensor g = f32({2, 3});
+  xent_tensor g1 = g.view(), g2 = g.view();
+  EXPECT_EQ(xent_softmax_cross_entropy_grad(&yv, &xv, -1, nullptr, nullptr, &g1, &g2), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("grad_logits overlaps grad_labels"), std::string::npos);
+  // An output whose strides write one location twice.
+  Tensor l = f32({2});
+  xent_tensor lv = l.view();
+  lv.strides[0] = 0;
+  EXPECT_EQ(xent_softmax_cross_entropy(&yv, &xv, -1, &lv), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("loss has strides that make several elements share memory"),
+            std::string::npos);
+}
+
+TEST(Errors, CppApiThrowsWithStatusAndMessage) {
+  const float x[6] = {}, y[8] = {};
+  float loss[2];
+  try {
+    softmax_cross_entropy({y, {2, 4}}, {x, {2, 3}}, {loss, {2}});
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XENT_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("logits_size=[2,3] labels_size=[2,4]"), std::string::npos);
+  }
+}
+
+TEST(Errors, MessageClearedBySuccess) {
+  Call c{f32({3, 4}), f32({2, 4})};
+  expect_error(c, XENT_INVALID_ARGUMENT, {"broadcastable"});
+  Tensor x = f32({2, 3}), y = f32({2, 3}), l = f32({2});
+  xent_tensor xv = x.view(), yv = y.view(), lv = l.view();
+  expect_ok(xent_softmax_cross_entropy(&yv, &xv, -1, &lv));
+  EXPECT_STREQ(xent_last_error_message(), "");
+}
+
+TEST(Errors, LossShapeQuery) {
+  Tensor x = f32({5, 3, 9}), y = f32({1, 3, 1});
+  xent_tensor xv = x.view(), yv = y.view();
+  int32_t rank;
+  int64_t shape[XENT_MAX_RANK];
+  expect_ok(xent_loss_shape(&yv, &xv, 1, &rank, shape));
+  ASSERT_EQ(rank, 2);
+  EXPECT_EQ(shape[0], 5);
+  EXPECT_EQ(shape[1], 9);
+}
+
+}  // namespace
+}  // namespace xent::test

@@ -1,0 +1,285 @@
+// xent_test.cc — the C API against the long double reference: every dtype, sizes 0..2N and N±1 around every
+// block boundary, strided/transposed/reversed/misaligned layouts, any axis, broadcasting, special values,
+// threads, and every SIMD target compiled into the library.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <iostream>
+
+#include "hwy/targets.h"
+#include "tests/test_util.h"
+#include "xent/xent.hpp"
+
+namespace xent::test {
+namespace {
+
+constexpr xent_dtype kAllDtypes[] = {XENT_FLOAT16, XENT_BFLOAT16, XENT_FLOAT32, XENT_FLOAT64};
+constexpr Real kInf = std::numeric_limits<Real>::infinity();
+constexpr Real kNaN = std::numeric_limits<Real>::quiet_NaN();
+
+struct Case {
+  xent_dtype dtype = XENT_FLOAT32;
+  std::vector<int64_t> labels_shape, logits_shape;
+  int axis = -1;
+  Layout logits_layout = Layout::kContiguous, labels_layout = Layout::kContiguous, out_layout = Layout::kContiguous;
+  Real scale = 8;              // logits ~ scale · N(0, 1)
+  Real zero_fraction = 0.3;    // labels: this share exactly 0, the rest uniform in [label_low, 1]
+  Real label_low = 0;
+  bool grad_loss = true;       // random upstream gradient, or none (1)
+  uint32_t seed = 1;
+  std::function<void(Tensor& labels, Tensor& logits)> edit;  // special values, applied after the random fill
+};
+
+std::string describe(const Case& c) {
+  std::string s = std::string(xent_dtype_name(c.dtype)) + " labels" +
+                  shape_of(c.labels_shape) + " logits" + shape_of(c.logits_shape) + " axis=" + std::to_string(c.axis) +
+                  " layouts " + layout_name(c.logits_layout) + "/" + layout_name(c.labels_layout) + "/" +
+                  layout_name(c.out_layout);
+  return s;
+}
+
+// Runs forward, forward+all gradients, and forward+grad_logits only; checks each against the reference and that
+// the inputs were not modified.
+void run_case(const Case& c) {
+  SCOPED_TRACE(describe(c));
+  std::mt19937 rng(c.seed);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform;
+  Tensor logits(c.dtype, c.logits_shape, c.logits_layout), labels(c.dtype, c.labels_shape, c.labels_layout);
+  for (int64_t i = 0; i < logits.size(); ++i) logits.set(i, c.scale * normal(rng));
+  for (int64_t i = 0; i < labels.size(); ++i)
+    labels.set(i, uniform(rng) < c.zero_fraction ? 0 : c.label_low + (1 - c.label_low) * uniform(rng));
+  if (c.edit) c.edit(labels, logits);
+  const std::vector<unsigned char> logits_before = logits.bytes(), labels_before = labels.bytes();
+
+  const Reference plain = reference(labels.dense(), logits.dense(), c.axis, {});
+  Tensor loss(c.dtype, plain.loss_shape, c.out_layout);
+  xent_tensor lv = loss.view(), xv = logits.view(), yv = labels.view();
+  expect_ok(xent_softmax_cross_entropy(&yv, &xv, c.axis, &lv));
+  expect_matches(loss, plain.loss, "loss");
+
+  Tensor grad_loss(c.dtype, plain.loss_shape, c.out_layout);
+  std::vector<Real> g;
+  if (c.grad_loss) {
+    for (int64_t i = 0; i < grad_loss.size(); ++i) grad_loss.set(i, 4 * uniform(rng) - 2);
+    g = grad_loss.dense().values;
+  }
+  const Reference ref = c.grad_loss ? reference(labels.dense(), logits.dense(), c.axis, g) : plain;
+  Tensor loss2(c.dtype, plain.loss_shape, c.out_layout), gx(c.dtype, c.logits_shape, c.out_layout),
+      gy(c.dtype, c.labels_shape, c.out_layout);
+  xent_tensor gv = grad_loss.view(), l2 = loss2.view(), gxv = gx.view(), gyv = gy.view();
+  expect_ok(xent_softmax_cross_entropy_grad(&yv, &xv, c.axis, c.grad_loss ? &gv : nullptr, &l2, &gxv, &gyv));
+  expect_matches(loss2, plain.loss, "loss (grad call)");
+  expect_matches(gx, ref.grad_logits, "grad_logits");
+  expect_matches(gy, ref.grad_labels, "grad_labels");
+
+  Tensor gx_only(c.dtype, c.logits_shape, c.out_layout);
+  xent_tensor gxo = gx_only.view();
+  expect_ok(xent_softmax_cross_entropy_grad(&yv, &xv, c.axis, c.grad_loss ? &gv : nullptr, nullptr, &gxo, nullptr));
+  expect_matches(gx_only, ref.grad_logits, "grad_logits (only output)");
+
+  EXPECT_TRUE(logits.bytes() == logits_before) << "logits were modified";
+  EXPECT_TRUE(labels.bytes() == labels_before) << "labels were modified";
+}
+
+TEST(Xent, SeedExample) {
+  const float logits[] = {4, 2, 1, 0, 5, 1}, labels[] = {1, 0, 0, 0, 0.8f, 0.2f};
+  float loss[2];
+  softmax_cross_entropy({labels, {2, 3}}, {logits, {2, 3}}, {loss, {2}});
+  EXPECT_FLOAT_EQ(loss[0], 0.16984604f);
+  EXPECT_FLOAT_EQ(loss[1], 0.82474494f);
+}
+
+// Class counts 0..2N+1 for every vector width up to 16 float lanes, N±1 and 8N+2, and around the 2048-class
+// block: partial vectors, partial blocks and the merge of blocks all get hit.
+TEST(Xent, EveryDtypeAndClassCount) {
+  std::vector<int64_t> sizes;
+  for (int64_t c = 1; c <= 34; ++c) sizes.push_back(c);
+  for (int64_t c : {63, 64, 65, 130, 2047, 2048, 2049, 4095, 4096, 4097, 6150}) sizes.push_back(c);
+  for (xent_dtype dtype : kAllDtypes)
+    for (int64_t C : sizes) run_case({.dtype = dtype, .labels_shape = {3, C}, .logits_shape = {3, C}, .seed = uint32_t(C)});
+}
+
+TEST(Xent, ZeroRowsGiveEmptyResults) {
+  for (xent_dtype dtype : kAllDtypes) {
+    run_case({.dtype = dtype, .labels_shape = {0, 5}, .logits_shape = {0, 5}});
+    run_case({.dtype = dtype, .labels_shape = {0, 0}, .logits_shape = {0, 0}});
+    run_case({.dtype = dtype, .labels_shape = {2, 0, 3}, .logits_shape = {2, 0, 3}, .axis = 2});
+  }
+}
+
+TEST(Xent, SignedAndUnnormalisedLabels) {
+  for (xent_dtype dtype : kAllDtypes)
+    for (int64_t C : {1, 7, 100, 3000})
+      run_case({.dtype = dtype, .labels_shape = {4, C}, .logits_shape = {4, C}, .zero_fraction = 0.2, .label_low = -1});
+}
+
+TEST(Xent, EveryLayoutAndAxis) {
+  const std::vector<std::pair<std::vector<int64_t>, int>> shapes = {
+      {{4, 37}, -1}, {{6, 70}, 0}, {{5, 3, 9}, 1}, {{5, 3, 9}, -3}, {{2, 3, 4, 5}, 2}, {{40}, 0}, {{3, 2100}, -1}};
+  for (xent_dtype dtype : kAllDtypes)
+    for (const auto& [shape, axis] : shapes)
+      for (int l = 0; l < 5; ++l)
+        run_case({.dtype = dtype, .labels_shape = shape, .logits_shape = shape, .axis = axis,
+                  .logits_layout = kAllLayouts[l], .labels_layout = kAllLayouts[(l + 1) % 5],
+                  .out_layout = kAllLayouts[(l + 2) % 5]});
+}
+
+TEST(Xent, BroadcastInEveryDimension) {
+  struct B { std::vector<int64_t> labels, logits; int axis; };
+  const B cases[] = {
+      {{3, 1}, {3, 4}, -1},        // one label per row, broadcast along the classes (TensorFlow accepts this)
+      {{2, 4}, {1, 4}, -1},        // one logits row for every labels row
+      {{4}, {3, 4}, -1},           // labels of lower rank
+      {{3, 4}, {4}, -1},           // logits of lower rank: the loss has labels' batch shape
+      {{3, 4}, {3, 1}, -1},        // a single logit broadcast along the classes
+      {{2, 1, 5}, {3, 5}, -1},     // both broadcast
+      {{2, 3, 1}, {1, 3, 6}, 1},   // class axis in the middle, both broadcast elsewhere
+      {{1}, {2, 5}, 0},            // a scalar-like label, class axis first
+      {{6, 1, 2100}, {1, 3, 2100}, -1},
+  };
+  for (xent_dtype dtype : kAllDtypes)
+    for (const B& b : cases)
+      for (Layout layout : {Layout::kContiguous, Layout::kTransposed})
+        run_case({.dtype = dtype, .labels_shape = b.labels, .logits_shape = b.logits, .axis = b.axis,
+                  .logits_layout = layout, .labels_layout = layout, .out_layout = layout});
+}
+
+// --- Special values. Each is checked against the reference and, where the issue states a number, against it.
+
+TEST(Xent, MaskedLogitWithZeroLabelContributesNothing) {
+  // TensorFlow returns NaN for logits [[0, -inf]], labels [[1, 0]]; the answer is 0 with finite gradients.
+  for (xent_dtype dtype : kAllDtypes) {
+    Tensor logits(dtype, {1, 2}), labels(dtype, {1, 2}), loss(dtype, {1}), gx(dtype, {1, 2}), gy(dtype, {1, 2});
+    logits.set(0, 0), logits.set(1, -kInf), labels.set(0, 1), labels.set(1, 0);
+    xent_tensor x = logits.view(), y = labels.view(), l = loss.view(), a = gx.view(), b = gy.view();
+    expect_ok(xent_softmax_cross_entropy_grad(&y, &x, -1, nullptr, &l, &a, &b));
+    EXPECT_EQ(loss.get(0), 0);
+    EXPECT_EQ(gx.get(0), 0);
+    EXPECT_EQ(gx.get(1), 0);
+    EXPECT_EQ(gy.get(0), 0);  // logsumexp − 0
+    EXPECT_EQ(gy.get(1), 0);  // documented convention for y = 0 on a −inf logit
+  }
+}
+
+TEST(Xent, SpecialValuesMatchReference) {
+  struct S { const char* name; std::vector<Real> x, y; };
+  const S rows[] = {
+      {"masked vocabulary", {0, -kInf, 2, -kInf}, {0.5, 0, 0.5, 0}},
+      {"label mass on -inf", {0, -kInf, 1}, {0.5, 0.5, 0}},
+      {"all -inf, zero labels", {-kInf, -kInf, -kInf}, {0, 0, 0}},
+      {"all -inf, labels", {-kInf, -kInf, -kInf}, {0, 1, 0}},
+      {"all zero labels", {1, 2, 3}, {0, 0, 0}},
+      {"huge logits", {3e38, -3e38, 1e30}, {0.25, 0.25, 0.5}},
+      {"huge equal logits", {3e38, 3e38}, {1, 0}},
+      {"NaN logit", {0, kNaN, 1}, {1, 0, 0}},
+      {"NaN label", {0, 1, 1}, {1, kNaN, 0}},
+      {"+inf logit", {0, kInf, 1}, {0, 1, 0}},
+  };
+  for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT64, XENT_FLOAT16, XENT_BFLOAT16})
+    for (const S& s : rows) {
+      if (dtype != XENT_FLOAT32 && dtype != XENT_FLOAT64 && std::string(s.name).find("huge") != std::string::npos)
+        continue;  // beyond the 16-bit range
+      SCOPED_TRACE(s.name);
+      const int64_t C = static_cast<int64_t>(s.x.size());
+      // The special row sits between two ordinary rows, which must stay unaffected.
+      Case c{.dtype = dtype, .labels_shape = {3, C}, .logits_shape = {3, C}};
+      c.edit = [&](Tensor& labels, Tensor& logits) {
+        for (int64_t j = 0; j < C; ++j) logits.set(C + j, s.x[j]), labels.set(C + j, s.y[j]);
+      };
+      run_case(c);
+    }
+}
+
+TEST(Xent, HugeLogitsGiveFiniteExactLoss) {
+  const float logits[] = {3e38f, 0.0f}, labels[] = {0, 1};
+  float loss[1];
+  softmax_cross_entropy({labels, {1, 2}}, {logits, {1, 2}}, {loss, {1}});
+  EXPECT_EQ(loss[0], 3e38f);
+}
+
+TEST(Xent, NanStaysInItsRow) {
+  float logits[] = {1, 2, std::nanf(""), 0, 3, 1}, labels[] = {0, 1, 0, 0, 1, 0};
+  float loss[2];
+  softmax_cross_entropy({labels, {2, 3}}, {logits, {2, 3}}, {loss, {2}});
+  EXPECT_TRUE(std::isnan(loss[0]));
+  EXPECT_NEAR(loss[1], std::log(std::exp(0.f) + std::exp(3.f) + std::exp(1.f)) - 3, 1e-6);
+}
+
+TEST(Xent, ExactGradientForUnnormalisedLabels) {
+  // One class, labels [[-1],[0],[1],[1]]: loss 0 and gradient 0 everywhere (TensorFlow returns [[2],[1],[0],[0]]).
+  const float logits[] = {0.5f, -2, 3, 7}, labels[] = {-1, 0, 1, 1};
+  float loss[4], gx[4], gy[4];
+  softmax_cross_entropy_grad({labels, {4, 1}}, {logits, {4, 1}},
+                             {.loss = View(loss, {4}), .grad_logits = View(gx, {4, 1}), .grad_labels = View(gy, {4, 1})});
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(loss[i], 0) << i;
+    EXPECT_EQ(gx[i], 0) << i;
+    EXPECT_EQ(gy[i], 0) << i;  // logsumexp of one logit is that logit
+  }
+}
+
+TEST(Xent, Float16LongRowOfZerosIsLogC) {
+  // 100 000 classes in float16: the sum (100 000) exceeds float16's range, the result log(100 000) does not.
+  const int64_t C = 100000;
+  std::vector<float16> logits(C, float16{0}), labels(C, float16{0}), gx(C);
+  labels[123] = to_float16(1.0f);
+  float16 loss;
+  softmax_cross_entropy_grad({labels.data(), {C}}, {logits.data(), {C}},
+                             {.loss = View(&loss, {}), .grad_logits = View(gx.data(), {C})});
+  EXPECT_EQ(to_float(loss), to_float(to_float16(std::log(100000.0))));
+  EXPECT_EQ(to_float(gx[0]), to_float(to_float16(1e-5)));
+  EXPECT_EQ(to_float(gx[123]), to_float(to_float16(1e-5 - 1)));
+}
+
+// The accuracy bound stated in xent.h: float32 rows of 32 000 classes, logits of scale 8.
+TEST(Xent, Float32AccuracyOnLongRows) {
+  const int64_t rows = 32, C = 32000;
+  Tensor logits(XENT_FLOAT32, {rows, C}), labels(XENT_FLOAT32, {rows, C}), loss(XENT_FLOAT32, {rows});
+  std::mt19937 rng(7);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform;
+  for (int64_t i = 0; i < rows * C; ++i) logits.set(i, 8 * normal(rng)), labels.set(i, uniform(rng) < 0.5 ? 0 : uniform(rng));
+  xent_tensor x = logits.view(), y = labels.view(), l = loss.view();
+  expect_ok(xent_softmax_cross_entropy(&y, &x, -1, &l));
+  const Reference ref = reference(labels.dense(), logits.dense(), -1, {});
+  Real worst = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    worst = std::max(worst, std::fabs(loss.get(r) - ref.loss.value[r]) / std::fabs(ref.loss.value[r]));
+  const Real eps = std::ldexp(Real{1}, -23);
+  std::cout << "float32, 32000 classes, scale 8: max relative loss error " << static_cast<double>(worst / eps)
+            << " eps\n";
+  EXPECT_LE(worst, 4 * eps);
+}
+
+// Rows split across threads (1 × 300 000, 3 × 200 000) and rows shared among threads give the reference result.
+TEST(Xent, ThreadsAndSplitRows) {
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    set_num_threads(threads);
+    run_case({.labels_shape = {1, 300000}, .logits_shape = {1, 300000}});
+    run_case({.dtype = XENT_BFLOAT16, .labels_shape = {3, 200000}, .logits_shape = {3, 200000}});
+    run_case({.labels_shape = {1, 300000}, .logits_shape = {1, 300000}, .logits_layout = Layout::kReversed});
+    run_case({.labels_shape = {257, 301}, .logits_shape = {257, 301}});
+  }
+  set_num_threads(0);
+}
+
+// Every SIMD target compiled into the library and supported by this CPU, through the public API.
+TEST(Xent, EveryCompiledTarget) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    SCOPED_TRACE(hwy::TargetName(target));
+    hwy::SetSupportedTargetsForTest(target);
+    for (xent_dtype dtype : kAllDtypes) {
+      for (int64_t C : {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 2049})
+        run_case({.dtype = dtype, .labels_shape = {2, C}, .logits_shape = {2, C}});
+      run_case({.dtype = dtype, .labels_shape = {3, 1}, .logits_shape = {3, 4}, .logits_layout = Layout::kPadded});
+      run_case({.dtype = dtype, .labels_shape = {5, 3, 9}, .logits_shape = {5, 3, 9}, .axis = 1,
+                .logits_layout = Layout::kTransposed});
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+}  // namespace
+}  // namespace xent::test
