@@ -78,7 +78,8 @@ void RunTyped(const Layout& l, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
     for (int64_t i = 0; i < rows; ++i) {
       const Row<T, G> r = RowAt<T, G>(l, i);
-      const RowResult result = FinishRow(r, ForwardRange(da, r.x, xs, r.y, ys, C));
+      const Row<T, G> next = RowAt<T, G>(l, i + 1 < rows ? i + 1 : i);
+      const RowResult result = FinishRow(r, ForwardRange(da, r.x, xs, r.y, ys, C, next.x, next.y));
       if (grads) GradientRange(da, r.x, xs, r.y, ys, C, result, r.gx, gxs, r.gy, gys);
     }
     return;

@@ -34,7 +34,8 @@ inline RowState Merge(const RowState& a, const RowState& b) {
   m.max = (std::isnan(a.max) || std::isnan(b.max)) ? std::numeric_limits<double>::quiet_NaN()
                                                    : std::fmax(a.max, b.max);
   const double r = reference_of(m.max), ra = reference_of(a.max), rb = reference_of(b.max);
-  m.sum = (a.sum == 0 ? 0 : a.sum * std::exp(ra - r)) + (b.sum == 0 ? 0 : b.sum * std::exp(rb - r));
+  const auto rescale = [r](double sum, double ref) { return sum == 0 ? 0 : ref == r ? sum : sum * std::exp(ref - r); };
+  m.sum = rescale(a.sum, ra) + rescale(b.sum, rb);
   m.label_sum = a.label_sum + b.label_sum;
   m.label_dot = a.label_dot + (a.label_sum == 0 ? 0 : a.label_sum * (ra - r)) + b.label_dot +
                 (b.label_sum == 0 ? 0 : b.label_sum * (rb - r));

@@ -47,6 +47,7 @@ struct Dims {
   Dims() = default;
   Dims(std::initializer_list<int64_t> list) : values(list) {}
   Dims(std::span<const int64_t> span) : values(span.begin(), span.end()) {}
+  Dims(const std::vector<int64_t>& vector) : values(vector) {}
   std::vector<int64_t> values;
 };
 
