@@ -56,7 +56,7 @@ void BroadcastGradient::reduce() const {
     int64_t at = 0;
     for (int d = 0; d < out.rank; ++d) at += out_index[d] * out.strides[d];
     const double v = sums[e];
-    switch (out.dtype) {
+    switch (static_cast<xent_dtype>(out.dtype)) {
       case XENT_FLOAT16: static_cast<float16*>(out.data)[at] = to_float16(v); break;
       case XENT_BFLOAT16: static_cast<bfloat16*>(out.data)[at] = to_bfloat16(v); break;
       case XENT_FLOAT32: static_cast<float*>(out.data)[at] = static_cast<float>(v); break;

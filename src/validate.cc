@@ -8,11 +8,11 @@
 namespace xent::internal {
 namespace {
 
-bool valid_dtype(xent_dtype d) {
+bool valid_dtype(int32_t d) {
   return d == XENT_FLOAT16 || d == XENT_BFLOAT16 || d == XENT_FLOAT32 || d == XENT_FLOAT64;
 }
 
-int64_t dtype_size(xent_dtype d) { return d == XENT_FLOAT64 ? 8 : d == XENT_FLOAT32 ? 4 : 2; }
+int64_t dtype_size(int32_t d) { return d == XENT_FLOAT64 ? 8 : d == XENT_FLOAT32 ? 4 : 2; }
 
 struct Failure {
   xent_status status;
@@ -39,7 +39,7 @@ void check_tensor(const xent_tensor* t, const char* name, bool required, xent_dt
                "; expected float16, bfloat16, float32 or float64");
   if (dtype_known && t->dtype != dtype)
     throw fail(XENT_INVALID_DTYPE, name, " must have the same dtype as logits: ", name, " is ",
-               xent_dtype_name(t->dtype), ", logits is ", xent_dtype_name(dtype), " (cast ", name, " to ",
+               xent_dtype_name(static_cast<xent_dtype>(t->dtype)), ", logits is ", xent_dtype_name(dtype), " (cast ", name, " to ",
                xent_dtype_name(dtype), ")");
   int64_t elements = 1;
   for (int d = 0; d < t->rank; ++d) {
@@ -129,7 +129,7 @@ void require_shape(const xent_tensor& t, const char* name, const int64_t* shape,
 
 void plan_or_throw(const Request& r, Plan* plan) {
   check_tensor(r.logits, "logits", true, XENT_FLOAT32, false);
-  const xent_dtype dtype = r.logits->dtype;
+  const auto dtype = static_cast<xent_dtype>(r.logits->dtype);
   check_tensor(r.labels, "labels", true, dtype, true);
   check_tensor(r.grad_loss, "grad_loss", false, dtype, true);
   check_tensor(r.loss, "loss", false, dtype, true);

@@ -66,7 +66,7 @@ typedef enum xent_status {
  * data + sum_k i_k * strides[k] elements. Entries past `rank` are ignored. */
 typedef struct xent_tensor {
   void* data;
-  xent_dtype dtype;
+  int32_t dtype; /* an xent_dtype; a fixed-size integer so the struct's layout does not depend on enum sizes */
   int32_t rank;
   int64_t shape[XENT_MAX_RANK];
   int64_t strides[XENT_MAX_RANK]; /* in elements, not bytes */

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: install dependencies, build, and run the seed example through C++ and Python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh
+echo "C++:    $(build/seed_example)"
+echo "Python: $(PYTHONPATH=build/python /usr/bin/python3 examples/seed.py)"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Every test on a fresh machine: install dependencies, build, run the C++ and Python tests (ctest), then build
+# the C++ tests with AddressSanitizer + UndefinedBehaviorSanitizer and run them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh build
+ctest --test-dir build --output-on-failure
+scripts/build.sh build-sanitize -DXENT_SANITIZE=ON -DXENT_PYTHON=OFF -DXENT_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-sanitize --output-on-failure
+echo "all tests passed"
