@@ -11,6 +11,7 @@
 
 #include "hwy/highway.h"
 #include "src/kernels.h"
+#include "src/lane_kernel-inl.h"
 #include "src/row_kernel-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -53,6 +54,9 @@ RowResult FinishRow(const Row<T, G>& r, const RowState& state) {
 
 // Below this many elements a call runs on one thread: waking threads costs more than the work.
 inline constexpr int64_t kMinParallelElements = int64_t{1} << 15;
+// Rows this short are computed one per SIMD lane even when contiguous: per-row overhead (reductions across
+// lanes, a log) would dominate them.
+inline constexpr int64_t kShortRow = 32;
 // A row is split across threads only into pieces of at least this many classes.
 inline constexpr int64_t kMinSplit = int64_t{1} << 16;
 
@@ -66,6 +70,30 @@ void RunTyped(const Layout& l, int threads) {
   const int64_t xs = l.class_stride[kLogits], ys = l.class_stride[kLabels];
   const int64_t gxs = l.class_stride[kGradLogits], gys = l.class_stride[kGradLabels];
   const bool parallel = threads > 1 && rows * C >= kMinParallelElements;
+
+  // Rows whose classes are strided (class axis not last) or short, with neighbouring rows along the innermost
+  // batch dimension: one row per SIMD lane (lane_kernel-inl.h).
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(da));
+  const int inner = l.batch_rank - 1;
+  if (inner >= 0 && l.batch_shape[inner] >= lanes && (xs != 1 || C <= kShortRow)) {
+    const int64_t I = l.batch_shape[inner], groups = (I + lanes - 1) / lanes, outer = rows / I;
+    const auto lane_operand = [&](Operand k, auto* type) {
+      return LaneOperand<std::remove_pointer_t<decltype(type)>>{nullptr, l.batch_strides[k][inner], l.class_stride[k]};
+    };
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+    for (int64_t w = 0; w < outer * groups; ++w) {
+      const int64_t first = (w / groups) * I + (w % groups) * lanes;
+      const Row<T, G> r = RowAt<T, G>(l, first);
+      LaneGroup<T, G> group{lane_operand(kLogits, (const T*)nullptr), lane_operand(kLabels, (const T*)nullptr),
+                            lane_operand(kLoss, (T*)nullptr),         lane_operand(kGradLoss, (const T*)nullptr),
+                            lane_operand(kGradLogits, (G*)nullptr),   lane_operand(kGradLabels, (G*)nullptr),
+                            static_cast<size_t>(std::min(lanes, I - (w % groups) * lanes))};
+      group.x.data = r.x, group.y.data = r.y, group.loss.data = r.loss, group.grad_loss.data = r.grad_loss;
+      group.gx.data = r.gx, group.gy.data = r.gy;
+      LaneRows(da, group, C);
+    }
+    return;
+  }
 
   // Pieces per row: 1 when rows alone keep every thread busy (each thread then reads a row once, computes its
   // state, and writes its gradients while the row is still in cache); otherwise rows are split into pieces

@@ -48,6 +48,15 @@ template <class DA, typename T>
 HWY_INLINE hn::Vec<DA> LoadLanes(DA da, const T* HWY_RESTRICT p, int64_t stride, hn::TFromD<DA>* buf) {
   if (stride == 1) return LoadPromote(da, p);
   if (stride == 0) return hn::Set(da, ToCompute(*p));
+  if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
+    // Hardware gather (AVX2/AVX-512) when the offsets fit the index type.
+    constexpr int64_t kMaxOffset = sizeof(T) == 4 ? INT32_MAX : INT64_MAX / 2;
+    if (stride > 0 && stride <= kMaxOffset / static_cast<int64_t>(hn::Lanes(da))) {
+      const hn::RebindToSigned<DA> di;
+      using TI = hn::TFromD<decltype(di)>;
+      return hn::GatherIndex(da, p, hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<TI>(stride))));
+    }
+  }
   for (size_t i = 0; i < hn::Lanes(da); ++i) buf[i] = ToCompute(p[static_cast<int64_t>(i) * stride]);
   return hn::Load(da, buf);
 }

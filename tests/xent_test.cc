@@ -125,6 +125,19 @@ TEST(Xent, EveryLayoutAndAxis) {
                   .out_layout = kAllLayouts[(l + 2) % 5]});
 }
 
+// Layouts that take the lane kernel (one row per SIMD lane): strided classes with contiguous neighbouring rows,
+// and many short rows; lane tails (rows not a multiple of the vector), and more classes than one lane block.
+TEST(Xent, RowsAcrossLanes) {
+  const std::vector<std::pair<std::vector<int64_t>, int>> shapes = {
+      {{40, 37}, 0}, {{40, 7}, -1}, {{1000, 10}, -1}, {{150, 33}, 0}, {{3, 70, 20}, 1}, {{2, 5, 17}, 1},
+      {{130, 19}, 0}, {{2, 21, 8, 8}, 1}};
+  for (xent_dtype dtype : kAllDtypes)
+    for (const auto& [shape, axis] : shapes)
+      for (Layout layout : {Layout::kContiguous, Layout::kPadded, Layout::kReversed, Layout::kMisaligned})
+        run_case({.dtype = dtype, .labels_shape = shape, .logits_shape = shape, .axis = axis,
+                  .logits_layout = layout, .labels_layout = Layout::kContiguous, .out_layout = layout});
+}
+
 TEST(Xent, BroadcastInEveryDimension) {
   struct B { std::vector<int64_t> labels, logits; int axis; };
   const B cases[] = {
@@ -137,6 +150,11 @@ TEST(Xent, BroadcastInEveryDimension) {
       {{2, 3, 1}, {1, 3, 6}, 1},   // class axis in the middle, both broadcast elsewhere
       {{1}, {2, 5}, 0},            // a scalar-like label, class axis first
       {{6, 1, 2100}, {1, 3, 2100}, -1},
+      {{40, 1}, {40, 8}, -1},      // the same with rows across lanes
+      {{1, 8}, {40, 8}, -1},
+      {{40, 8}, {8}, -1},
+      {{1, 70}, {9, 70}, 0},
+      {{2, 1, 20}, {2, 5, 20}, 1},
   };
   for (xent_dtype dtype : kAllDtypes)
     for (const B& b : cases)
@@ -182,12 +200,18 @@ TEST(Xent, SpecialValuesMatchReference) {
         continue;  // beyond the 16-bit range
       SCOPED_TRACE(s.name);
       const int64_t C = static_cast<int64_t>(s.x.size());
-      // The special row sits between two ordinary rows, which must stay unaffected.
+      // The special row sits between ordinary rows, which must stay unaffected: row 1 of 3 contiguous rows
+      // (row kernel), and row 1 of 20 with the class axis first (lane kernel).
       Case c{.dtype = dtype, .labels_shape = {3, C}, .logits_shape = {3, C}};
       c.edit = [&](Tensor& labels, Tensor& logits) {
         for (int64_t j = 0; j < C; ++j) logits.set(C + j, s.x[j]), labels.set(C + j, s.y[j]);
       };
       run_case(c);
+      Case lanes{.dtype = dtype, .labels_shape = {C, 20}, .logits_shape = {C, 20}, .axis = 0};
+      lanes.edit = [&](Tensor& labels, Tensor& logits) {
+        for (int64_t j = 0; j < C; ++j) logits.set(j * 20 + 1, s.x[j]), labels.set(j * 20 + 1, s.y[j]);
+      };
+      run_case(lanes);
     }
 }
 
@@ -261,6 +285,8 @@ TEST(Xent, ThreadsAndSplitRows) {
     run_case({.dtype = XENT_BFLOAT16, .labels_shape = {3, 200000}, .logits_shape = {3, 200000}});
     run_case({.labels_shape = {1, 300000}, .logits_shape = {1, 300000}, .logits_layout = Layout::kReversed});
     run_case({.labels_shape = {257, 301}, .logits_shape = {257, 301}});
+    run_case({.labels_shape = {4099, 10}, .logits_shape = {4099, 10}});
+    run_case({.dtype = XENT_FLOAT64, .labels_shape = {3, 7, 40, 41}, .logits_shape = {3, 7, 40, 41}, .axis = 1});
   }
   set_num_threads(0);
 }
@@ -274,6 +300,8 @@ TEST(Xent, EveryCompiledTarget) {
       for (int64_t C : {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 2049})
         run_case({.dtype = dtype, .labels_shape = {2, C}, .logits_shape = {2, C}});
       run_case({.dtype = dtype, .labels_shape = {3, 1}, .logits_shape = {3, 4}, .logits_layout = Layout::kPadded});
+      run_case({.dtype = dtype, .labels_shape = {40, 7}, .logits_shape = {40, 7}});
+      run_case({.dtype = dtype, .labels_shape = {70, 21}, .logits_shape = {70, 21}, .axis = 0});
       run_case({.dtype = dtype, .labels_shape = {5, 3, 9}, .logits_shape = {5, 3, 9}, .axis = 1,
                 .logits_layout = Layout::kTransposed});
     }

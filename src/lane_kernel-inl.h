@@ -1,0 +1,142 @@
+// lane_kernel-inl.h — softmax cross-entropy of up to one vector of rows at once, one row per SIMD lane.
+//
+// For layouts where a row's classes are not contiguous but neighbouring rows are: the class axis of an NCHW
+// tensor (axis=1: rows are the H·W positions, contiguous; classes are 16384 elements apart), or many short rows
+// (1M × 10: a gather picks class c of 16 rows). No transpose copy: lane l of the vector holds row l, and the loop
+// runs over classes.
+//
+// Shapes: `count` ≤ Lanes rows; element (row l, class c) of x is x[l·x_lane + c·x_class], same for y, gx, gy;
+// loss and grad_loss of row l at loss[l·loss_lane], grad_loss[l·grad_loss_lane].
+#if defined(XENT_LANE_KERNEL_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef XENT_LANE_KERNEL_INL_H_
+#undef XENT_LANE_KERNEL_INL_H_
+#else
+#define XENT_LANE_KERNEL_INL_H_
+#endif
+
+#include <limits>
+
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+#include "src/row_kernel-inl.h"
+#include "src/row_state.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace xent::internal::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Classes per lane block: each lane sums at most this many terms in the compute type before the block is merged
+// in double (accuracy), and a block of lanes (64 · 64 bytes) stays in L1 between its two passes.
+inline constexpr int64_t kLaneBlock = 64;
+
+template <typename T>
+struct LaneOperand {
+  T* data;
+  int64_t lane_stride;
+  int64_t class_stride;
+};
+
+template <typename T, typename G>
+struct LaneGroup {
+  LaneOperand<const T> x, y;
+  LaneOperand<T> loss;           // class_stride unused
+  LaneOperand<const T> grad_loss;  // data may be null; class_stride unused
+  LaneOperand<G> gx, gy;         // data may be null
+  size_t count;                  // rows in this group, 1..Lanes
+};
+
+// Lanes of row-stepped elements starting at p; lanes ≥ count are 0.
+template <class DA, typename T>
+HWY_INLINE hn::Vec<DA> LoadRows(DA da, const T* p, int64_t lane_stride, size_t count, hn::TFromD<DA>* buf) {
+  if (count == hn::Lanes(da)) return LoadLanes(da, p, lane_stride, buf);
+  return LoadPartial(da, p, lane_stride, count, hn::TFromD<DA>{0}, buf);
+}
+
+// Forward (and gradients when gx or gy is set) of one group of rows.
+template <class DA, typename T, typename G>
+void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
+  using A = hn::TFromD<DA>;
+  constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
+  HWY_ALIGN A buf[kMaxLanes];
+  const size_t count = a.count;
+  const auto zero = hn::Zero(da);
+  const auto half = hn::Set(da, A{0.5});
+  const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
+  const auto x_at = [&](int64_t c) { return LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf); };
+  const auto y_at = [&](int64_t c) { return LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf); };
+
+  // One block of classes [begin, end): max, then Σ exp(x − r), Σ y, Σ_{y≠0} y·(x/2 − r/2) per lane, as in
+  // ForwardRange (row_kernel-inl.h), which explains the halving.
+  struct Block {
+    hn::Vec<DA> max, ref, sum, label_sum, half_dot;
+  };
+  const auto block = [&](int64_t begin, int64_t end) {
+    auto max = neg_inf;
+    for (int64_t c = begin; c < end; ++c) max = hn::Max(max, x_at(c));
+    const auto ref = hn::IfThenElse(hn::Eq(max, neg_inf), zero, max);
+    const auto half_ref = hn::Mul(ref, half);
+    auto sum = zero, label_sum = zero, half_dot = zero;
+    for (int64_t c = begin; c < end; ++c) {
+      const auto xv = x_at(c), yv = y_at(c);
+      sum = hn::Add(sum, ExpNonPositive(da, hn::Sub(xv, ref)));
+      label_sum = hn::Add(label_sum, yv);
+      half_dot = hn::Add(half_dot, hn::IfThenElseZero(hn::Ne(yv, zero), hn::Mul(yv, hn::MulSub(xv, half, half_ref))));
+    }
+    return Block{max, ref, sum, label_sum, half_dot};
+  };
+
+  hn::Vec<DA> g = hn::Set(da, A{1});
+  if (a.grad_loss.data) g = LoadRows(da, a.grad_loss.data, a.grad_loss.lane_stride, count, buf);
+  hn::Vec<DA> ref, log_sum, scale;
+  HWY_ALIGN A loss[kMaxLanes];
+  if (C <= kLaneBlock) {
+    // One block: finish in vectors.
+    const Block b = block(0, C);
+    const auto empty = hn::Eq(b.sum, zero);  // every logit −inf
+    const auto log = hn::IfThenElse(hn::IsNaN(b.sum), b.sum, hn::Log(da, hn::IfThenElse(empty, hn::Set(da, A{1}), b.sum)));
+    ref = b.ref;
+    log_sum = hn::IfThenZeroElse(empty, log);
+    scale = hn::IfThenZeroElse(empty, hn::Div(hn::Mul(g, b.label_sum), b.sum));
+    // As Finalize: loss = label_sum · log_sum − label_dot (0 · NaN stays NaN).
+    hn::Store(hn::Sub(hn::Mul(b.label_sum, log_sum), hn::Add(b.half_dot, b.half_dot)), da, loss);
+  } else {
+    // Several blocks: merge each lane's blocks in double (row_state.h), then finish per lane.
+    RowState state[kMaxLanes];
+    HWY_ALIGN A m[kMaxLanes], s[kMaxLanes], ys[kMaxLanes], d[kMaxLanes], gl[kMaxLanes];
+    for (int64_t begin = 0; begin < C; begin += kLaneBlock) {
+      const Block b = block(begin, std::min(C, begin + kLaneBlock));
+      hn::Store(b.max, da, m), hn::Store(b.sum, da, s), hn::Store(b.label_sum, da, ys), hn::Store(b.half_dot, da, d);
+      for (size_t l = 0; l < count; ++l) state[l] = Merge(state[l], RowState{m[l], s[l], ys[l], 2.0 * d[l]});
+    }
+    hn::Store(g, da, gl);
+    HWY_ALIGN A r[kMaxLanes] = {}, ls[kMaxLanes] = {}, sc[kMaxLanes] = {};
+    for (size_t l = 0; l < count; ++l) {
+      const RowResult result = Finalize(state[l], gl[l]);
+      loss[l] = static_cast<A>(result.loss), r[l] = static_cast<A>(result.reference);
+      ls[l] = static_cast<A>(result.log_sum), sc[l] = static_cast<A>(result.softmax_scale);
+    }
+    ref = hn::Load(da, r), log_sum = hn::Load(da, ls), scale = hn::Load(da, sc);
+  }
+  if (a.loss.data)
+    for (size_t l = 0; l < count; ++l) a.loss.data[static_cast<int64_t>(l) * a.loss.lane_stride] = FromCompute<T>(loss[l]);
+
+  if (!a.gx.data && !a.gy.data) return;
+  const auto half_ref = hn::Mul(ref, half), half_log_sum = hn::Mul(log_sum, half), twice_g = hn::Add(g, g);
+  for (int64_t c = 0; c < C; ++c) {
+    const auto xv = x_at(c), yv = y_at(c);
+    if (a.gx.data) {
+      const auto v = hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
+      StoreLanes(da, v, a.gx.data + c * a.gx.class_stride, a.gx.lane_stride, count, buf);
+    }
+    if (a.gy.data) {
+      const auto masked = hn::And(hn::Eq(yv, zero), hn::Eq(xv, neg_inf));
+      const auto v = hn::IfThenZeroElse(masked, hn::Mul(twice_g, hn::Sub(half_log_sum, hn::MulSub(xv, half, half_ref))));
+      StoreLanes(da, v, a.gy.data + c * a.gy.class_stride, a.gy.lane_stride, count, buf);
+    }
+  }
+}
+
+}  // namespace xent::internal::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // XENT_LANE_KERNEL_INL_H_
