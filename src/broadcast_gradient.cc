@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "xent/half.h"
+#include "src/scalar.h"
 
 namespace xent::internal {
 
@@ -55,13 +55,7 @@ void BroadcastGradient::reduce() const {
   for (int64_t e = 0; e < out_elements; ++e) {
     int64_t at = 0;
     for (int d = 0; d < out.rank; ++d) at += out_index[d] * out.strides[d];
-    const double v = sums[e];
-    switch (static_cast<xent_dtype>(out.dtype)) {
-      case XENT_FLOAT16: static_cast<float16*>(out.data)[at] = to_float16(v); break;
-      case XENT_BFLOAT16: static_cast<bfloat16*>(out.data)[at] = to_bfloat16(v); break;
-      case XENT_FLOAT32: static_cast<float*>(out.data)[at] = static_cast<float>(v); break;
-      case XENT_FLOAT64: static_cast<double*>(out.data)[at] = v; break;
-    }
+    store_from_double(out.data, static_cast<xent_dtype>(out.dtype), at, sums[e]);
     for (int d = out.rank - 1; d >= 0; --d) {
       if (++out_index[d] < out.shape[d]) break;
       out_index[d] = 0;

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "hwy/highway.h"
@@ -19,6 +20,7 @@ namespace xent::internal::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // Pointers to one row of every operand.
+// Pointers to one row of every operand (labels: element offset, as they may be class indices).
 template <typename T, typename G>
 struct Row {
   const T* x;
@@ -27,6 +29,7 @@ struct Row {
   const T* grad_loss;
   G* gx;
   G* gy;
+  int64_t label_offset;
 };
 
 template <typename T, typename G>
@@ -40,16 +43,91 @@ Row<T, G> RowAt(const Layout& l, int64_t row) {
   const auto at = [&](Operand k, auto* type) -> decltype(type) {
     return l.data[k] ? static_cast<decltype(type)>(l.data[k]) + offset[k] : nullptr;
   };
-  return {at(kLogits, (const T*)nullptr), at(kLabels, (const T*)nullptr), at(kLoss, (T*)nullptr),
-          at(kGradLoss, (const T*)nullptr), at(kGradLogits, (G*)nullptr), at(kGradLabels, (G*)nullptr)};
+  return {at(kLogits, (const T*)nullptr),
+          l.sparse ? nullptr : at(kLabels, (const T*)nullptr),
+          at(kLoss, (T*)nullptr),
+          at(kGradLoss, (const T*)nullptr),
+          at(kGradLogits, (G*)nullptr),
+          at(kGradLabels, (G*)nullptr),
+          offset[kLabels]};
+}
+
+// Everything a row needs beyond its pointers on the general path: the class-index target and its effective
+// label (1 − eps)·w_t, added to the row state as one term.
+struct Target {
+  int64_t index = -1;  // −1: no class-index target
+  bool ignored = false;
+  double weight = 0;   // (1 − eps) · w_t
+  double logit = 0;    // x'_t (soft-capped)
+};
+
+template <typename T, typename G>
+Target TargetOf(const Layout& l, const Row<T, G>& r, int64_t x_stride) {
+  Target t;
+  if (!l.sparse) return t;
+  const Options& o = l.options;
+  t.index = l.label_dtype == XENT_INT32 ? static_cast<const int32_t*>(l.data[kLabels])[r.label_offset]
+                                        : static_cast<const int64_t*>(l.data[kLabels])[r.label_offset];
+  if (o.has_ignore && t.index == o.ignore_index) {
+    t.ignored = true;
+    return t;
+  }
+  // scan_targets has checked 0 ≤ index < C.
+  const double w = o.weight ? ToCompute(static_cast<const T*>(o.weight)[t.index * o.weight_stride]) : 1.0;
+  t.weight = o.alpha * w;
+  const double x = ToCompute(r.x[t.index * x_stride]);
+  t.logit = o.softcap != 0 ? o.softcap * std::tanh(x / o.softcap) : x;
+  return t;
+}
+
+// Adds the target's term to a finished row state.
+inline RowState WithTarget(RowState s, const Target& t) {
+  if (t.index < 0 || t.weight == 0) return s;
+  s.label_sum += t.weight;
+  s.label_dot += t.weight * (t.logit - reference_of(s.max));
+  return s;
+}
+
+// Finalize plus the z-loss term λ·lse² and its gradient 2λ·lse·softmax (rows with logits all −inf have none).
+inline RowResult FinishState(const RowState& s, double g, double z_loss) {
+  RowResult r = Finalize(s, g);
+  if (z_loss != 0 && s.sum != 0) {
+    const double lse = r.reference + r.log_sum;
+    r.loss += z_loss * lse * lse;
+    r.softmax_scale += g * 2 * z_loss * lse / s.sum;
+  }
+  return r;
 }
 
 template <typename T, typename G>
-RowResult FinishRow(const Row<T, G>& r, const RowState& state) {
-  const double g = r.grad_loss ? static_cast<double>(ToCompute(*r.grad_loss)) : 1.0;
-  const RowResult result = Finalize(state, g);
-  if (r.loss) *r.loss = FromDouble<T>(result.loss);
+RowResult FinishRow(const Layout& l, int64_t i, const Row<T, G>& r, const RowState& state) {
+  const double g = l.grad_scale * (r.grad_loss ? static_cast<double>(ToCompute(*r.grad_loss)) : 1.0);
+  const RowResult result = FinishState(state, g, l.options.z_loss);
+  if (l.row_loss) l.row_loss[i] = result.loss;
+  else if (r.loss) *r.loss = FromDouble<T>(result.loss);
   return result;
+}
+
+// An ignored row: loss 0, gradient 0.
+template <typename T, typename G>
+void IgnoreRow(const Layout& l, int64_t i, const Row<T, G>& r) {
+  if (l.row_loss) l.row_loss[i] = 0;
+  else if (r.loss) *r.loss = FromDouble<T>(0.0);
+  if (r.gx)
+    for (int64_t j = 0; j < l.classes; ++j) r.gx[j * l.class_stride[kGradLogits]] = FromDouble<G>(0.0);
+}
+
+// The target's gradient element, recomputed in double from the row and written once (the vector pass wrote it
+// without the target's term): (s·exp(x'_t − r) − g·a_t)·dx'/dx.
+template <typename T, typename G>
+void FixTargetGradient(const Layout& l, const Row<T, G>& r, const Target& t, const RowResult& row) {
+  if (t.index < 0 || !r.gx) return;
+  const Options& o = l.options;
+  const double w = o.weight ? ToCompute(static_cast<const T*>(o.weight)[t.index * o.weight_stride]) : 1.0;
+  const double a = t.weight + o.beta * w;
+  double v = row.softmax_scale * std::exp(t.logit - row.reference) - row.grad_loss * a;
+  if (o.softcap != 0) v *= 1 - (t.logit / o.softcap) * (t.logit / o.softcap);
+  r.gx[t.index * l.class_stride[kGradLogits]] = FromDouble<G>(v);
 }
 
 // Below this many elements a call runs on one thread: waking threads costs more than the work.
@@ -60,7 +138,7 @@ inline constexpr int64_t kShortRow = 32;
 // A row is split across threads only into pieces of at least this many classes.
 inline constexpr int64_t kMinSplit = int64_t{1} << 16;
 
-template <typename T, typename G>
+template <bool kGeneral, typename T, typename G>
 void RunTyped(const Layout& l, int threads) {
   using A = Compute<T>;
   const hn::ScalableTag<A> da;
@@ -70,12 +148,26 @@ void RunTyped(const Layout& l, int threads) {
   const int64_t xs = l.class_stride[kLogits], ys = l.class_stride[kLabels];
   const int64_t gxs = l.class_stride[kGradLogits], gys = l.class_stride[kGradLabels];
   const bool parallel = threads > 1 && rows * C >= kMinParallelElements;
+  Transform<T> tr;
+  if constexpr (kGeneral) {
+    tr.weight = static_cast<const T*>(l.options.weight);
+    tr.weight_stride = l.options.weight_stride;
+    tr.alpha = l.options.alpha;
+    tr.beta = l.options.beta;
+    tr.softcap = l.options.softcap;
+  }
+  const auto piece_transform = [&](int64_t begin) {
+    Transform<T> t = tr;
+    if (t.weight) t.weight += begin * t.weight_stride;
+    return t;
+  };
 
   // Rows whose classes are strided (class axis not last) or short, with neighbouring rows along the innermost
-  // batch dimension: one row per SIMD lane (lane_kernel-inl.h).
+  // batch dimension: one row per SIMD lane (lane_kernel-inl.h). Plain dense op only.
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(da));
   const int inner = l.batch_rank - 1;
-  if (inner >= 0 && l.batch_shape[inner] >= lanes && (xs != 1 || C <= kShortRow)) {
+  if (!kGeneral && inner >= 0 && l.batch_shape[inner] >= lanes && (xs != 1 || C <= kShortRow) && !l.row_loss &&
+      l.grad_scale == 1) {
     const int64_t I = l.batch_shape[inner], groups = (I + lanes - 1) / lanes, outer = rows / I;
     const auto lane_operand = [&](Operand k, auto* type) {
       return LaneOperand<std::remove_pointer_t<decltype(type)>>{nullptr, l.batch_strides[k][inner], l.class_stride[k]};
@@ -106,9 +198,18 @@ void RunTyped(const Layout& l, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
     for (int64_t i = 0; i < rows; ++i) {
       const Row<T, G> r = RowAt<T, G>(l, i);
+      const Target t = TargetOf<T, G>(l, r, xs);
+      if (t.ignored) {
+        IgnoreRow(l, i, r);
+        continue;
+      }
       const Row<T, G> next = RowAt<T, G>(l, i + 1 < rows ? i + 1 : i);
-      const RowResult result = FinishRow(r, ForwardRange(da, r.x, xs, r.y, ys, C, next.x, next.y));
-      if (grads) GradientRange(da, r.x, xs, r.y, ys, C, result, r.gx, gxs, r.gy, gys);
+      const RowState state = ForwardRange<kGeneral>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y);
+      const RowResult result = FinishRow(l, i, r, WithTarget(state, t));
+      if (grads) {
+        GradientRange<kGeneral>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys);
+        FixTargetGradient(l, r, t, result);
+      }
     }
     return;
   }
@@ -117,26 +218,45 @@ void RunTyped(const Layout& l, int threads) {
   const int64_t len = (C / pieces + kBlock - 1) / kBlock * kBlock;
   pieces = (C + len - 1) / len;
   std::vector<RowState> states(static_cast<size_t>(rows * pieces));
+  std::vector<Target> targets(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) targets[i] = TargetOf<T, G>(l, RowAt<T, G>(l, i), xs);
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (int64_t w = 0; w < rows * pieces; ++w) {
+    if (targets[w / pieces].ignored) continue;
     const Row<T, G> r = RowAt<T, G>(l, w / pieces);
     const int64_t begin = (w % pieces) * len, n = std::min(len, C - begin);
-    states[w] = ForwardRange(da, r.x + begin * xs, xs, r.y + begin * ys, ys, n);
+    states[w] = ForwardRange<kGeneral>(da, r.x + begin * xs, xs, r.y ? r.y + begin * ys : nullptr, ys, n,
+                                       piece_transform(begin));
   }
   std::vector<RowResult> results(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) {
+    const Row<T, G> r = RowAt<T, G>(l, i);
+    if (targets[i].ignored) {
+      IgnoreRow(l, i, r);
+      continue;
+    }
     RowState s = states[i * pieces];
     for (int64_t p = 1; p < pieces; ++p) s = Merge(s, states[i * pieces + p]);
-    results[i] = FinishRow(RowAt<T, G>(l, i), s);
+    results[i] = FinishRow(l, i, r, WithTarget(s, targets[i]));
   }
   if (!grads) return;
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (int64_t w = 0; w < rows * pieces; ++w) {
+    if (targets[w / pieces].ignored) continue;
     const Row<T, G> r = RowAt<T, G>(l, w / pieces);
     const int64_t begin = (w % pieces) * len, n = std::min(len, C - begin);
-    GradientRange(da, r.x + begin * xs, xs, r.y + begin * ys, ys, n, results[w / pieces],
-                  r.gx ? r.gx + begin * gxs : nullptr, gxs, r.gy ? r.gy + begin * gys : nullptr, gys);
+    GradientRange<kGeneral>(da, r.x + begin * xs, xs, r.y ? r.y + begin * ys : nullptr, ys, n, results[w / pieces],
+                            piece_transform(begin), r.gx ? r.gx + begin * gxs : nullptr, gxs,
+                            r.gy ? r.gy + begin * gys : nullptr, gys);
   }
+  for (int64_t i = 0; i < rows; ++i)
+    if (!targets[i].ignored) FixTargetGradient(l, RowAt<T, G>(l, i), targets[i], results[i]);
+}
+
+template <typename T, typename G>
+void RunTyped(const Layout& l, int threads) {
+  if (l.general) RunTyped<true, T, G>(l, threads);
+  else RunTyped<false, T, G>(l, threads);
 }
 
 void RunKernels(const Layout& l, xent_dtype dtype, bool gradients_in_compute_type, int threads) {
@@ -151,6 +271,8 @@ void RunKernels(const Layout& l, xent_dtype dtype, bool gradients_in_compute_typ
       return RunTyped<float, float>(l, threads);
     case XENT_FLOAT64:
       return RunTyped<double, double>(l, threads);
+    default:  // validation admits only the four float dtypes for logits
+      return;
   }
 }
 

@@ -102,7 +102,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   } else {
     // Several blocks: merge each lane's blocks in double (row_state.h), then finish per lane.
     RowState state[kMaxLanes];
-    HWY_ALIGN A m[kMaxLanes], s[kMaxLanes], ys[kMaxLanes], d[kMaxLanes], gl[kMaxLanes];
+    HWY_ALIGN A m[kMaxLanes] = {}, s[kMaxLanes] = {}, ys[kMaxLanes] = {}, d[kMaxLanes] = {}, gl[kMaxLanes] = {};
     for (int64_t begin = 0; begin < C; begin += kLaneBlock) {
       const Block b = block(begin, std::min(C, begin + kLaneBlock));
       hn::Store(b.max, da, m), hn::Store(b.sum, da, s), hn::Store(b.label_sum, da, ys), hn::Store(b.half_dot, da, d);

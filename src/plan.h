@@ -16,6 +16,20 @@ namespace xent::internal {
 enum Operand { kLogits, kLabels, kLoss, kGradLoss, kGradLogits, kGradLabels, kNumOperands };
 const char* operand_name(Operand op);
 
+// The loss options (xent_loss_options), resolved: effective labels a_j = w_j · (alpha · y_j + beta), plus for
+// class-index targets (1 − eps) · w_t at the target, which the kernels add per row.
+struct Options {
+  const void* weight = nullptr;  // [C] in the plan's dtype, or null (w = 1)
+  int64_t weight_stride = 0;
+  double alpha = 1, beta = 0;    // 1 − label_smoothing, label_smoothing / C (probability targets); see kernels
+  double label_smoothing = 0;
+  double z_loss = 0;
+  double softcap = 0;            // 0: none
+  bool has_ignore = false;
+  int64_t ignore_index = 0;
+  xent_reduction reduction = XENT_REDUCTION_NONE;
+};
+
 // Rows × classes: the class axis is pulled out, the other dimensions ("batch" dimensions) are coalesced where
 // every operand allows it. Element (row index i_0..i_{n-1}, class c) of operand k lives at
 // data[k] + Σ i_d · batch_strides[k][d] + c · class_stride[k]   (elements of the plan's dtype).
@@ -27,6 +41,13 @@ struct Layout {
   std::array<void*, kNumOperands> data{};               // nullptr: operand absent
   std::array<int64_t, kNumOperands> class_stride{};
   std::array<std::array<int64_t, XENT_MAX_RANK>, kNumOperands> batch_strides{};
+  // Sparse: labels are class indices of label_dtype (int32/int64), one per row, at batch_strides[kLabels].
+  bool sparse = false;
+  xent_dtype label_dtype = XENT_FLOAT32;
+  Options options;
+  bool general = false;        // any option or sparse: the kernels take their general path
+  double grad_scale = 1;       // multiplies every row's upstream gradient (reductions)
+  double* row_loss = nullptr;  // reductions: per-row losses in double, by row index, instead of kLoss
 };
 
 struct Plan {
@@ -42,6 +63,13 @@ struct Plan {
   const xent_tensor* reduced_grad_logits = nullptr;
   const xent_tensor* reduced_grad_labels = nullptr;
   int64_t elements = 0;                                  // product of the broadcast shape
+  bool sparse = false;
+  xent_dtype label_dtype = XENT_FLOAT32;
+  Options options;
+  bool general = false;
+  // Reductions: the upstream gradient is a scalar (shape []), folded into Layout::grad_scale.
+  const xent_tensor* scalar_grad_loss = nullptr;
+  const xent_tensor* scalar_loss = nullptr;
 };
 
 struct Request {
@@ -52,6 +80,8 @@ struct Request {
   const xent_tensor* loss = nullptr;
   const xent_tensor* grad_logits = nullptr;
   const xent_tensor* grad_labels = nullptr;
+  bool sparse = false;                          // labels are class indices
+  const xent_loss_options* options = nullptr;   // cross_entropy: options (ignore_index active)
 };
 
 // Checks everything about the request; on failure returns the status and sets *error to a message that names

@@ -93,11 +93,72 @@ HWY_INLINE void StoreLanes(DA da, hn::Vec<DA> v, G* HWY_RESTRICT p, int64_t stri
   for (size_t i = 0; i < count; ++i) p[static_cast<int64_t>(i) * stride] = FromCompute<G>(buf[i]);
 }
 
+// The loss options inside a kernel (the general path, Layout::general): logits are soft-capped,
+// x' = c·tanh(x/c), and labels become effective labels a = w·(alpha·y + beta), with y = 0 when there is no label
+// stream (class-index targets, whose target term the caller adds per row).
+template <typename T>
+struct Transform {
+  const T* weight = nullptr;  // class-strided, or null for w = 1
+  int64_t weight_stride = 0;
+  double alpha = 1, beta = 0;
+  double softcap = 0;  // 0: none
+};
+
+// c·tanh(x/c); ±inf → ±c, NaN stays NaN.
+template <class DA>
+HWY_INLINE hn::Vec<DA> Softcap(DA da, hn::Vec<DA> x, hn::Vec<DA> cap, hn::Vec<DA> inv_cap) {
+  const auto capped = hn::Mul(cap, hn::Tanh(da, hn::Mul(x, inv_cap)));
+  return hn::IfThenElse(hn::IsNaN(x), x, hn::IfThenElse(hn::IsInf(x), hn::CopySign(cap, x), capped));
+}
+
+// Loads of x (soft-capped) and of the effective labels for one range, full or partial vectors.
+template <bool kGeneral, class DA, typename T>
+struct RangeLoader {
+  using A = hn::TFromD<DA>;
+  DA da;
+  const T* x;
+  int64_t x_stride;
+  const T* y;  // may be null on the general path
+  int64_t y_stride;
+  const Transform<T>& tr;
+  A* buf;
+
+  // count < Lanes: the other lanes hold x_fill / 0.
+  HWY_INLINE hn::Vec<DA> Logits(int64_t j, size_t count, A x_fill) const {
+    auto v = count == hn::Lanes(da) ? LoadLanes(da, x + j * x_stride, x_stride, buf)
+                                    : LoadPartial(da, x + j * x_stride, x_stride, count, x_fill, buf);
+    if constexpr (kGeneral) {
+      if (tr.softcap != 0)
+        v = Softcap(da, v, hn::Set(da, static_cast<A>(tr.softcap)), hn::Set(da, static_cast<A>(1 / tr.softcap)));
+    }
+    return v;
+  }
+  HWY_INLINE hn::Vec<DA> Labels(int64_t j, size_t count) const {
+    const auto load = [&](const T* p, int64_t stride) {
+      return count == hn::Lanes(da) ? LoadLanes(da, p + j * stride, stride, buf)
+                                    : LoadPartial(da, p + j * stride, stride, count, A{0}, buf);
+    };
+    if constexpr (!kGeneral) {
+      return load(y, y_stride);
+    } else {
+      auto a = y ? hn::MulAdd(hn::Set(da, static_cast<A>(tr.alpha)), load(y, y_stride),
+                              hn::Set(da, static_cast<A>(tr.beta)))
+                 : hn::Set(da, static_cast<A>(tr.beta));
+      if (tr.weight) a = hn::Mul(a, load(tr.weight, tr.weight_stride));
+      if (count != hn::Lanes(da)) a = hn::IfThenElseZero(hn::FirstN(da, count), a);
+      return a;
+    }
+  }
+  // Whether any label term can be nonzero (not for plain class-index targets: their one term comes per row).
+  bool HasLabels() const { return !kGeneral || y != nullptr || tr.beta != 0; }
+};
+
 // Forward state of n classes. n ≥ 1. x_after/y_after (optional, contiguous rows only): where the caller reads
-// next (the next row), prefetched during the last block.
-template <class DA, typename T>
+// next (the next row), prefetched during the last block. kGeneral: apply `tr` (soft-cap, effective labels).
+template <bool kGeneral, class DA, typename T>
 RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HWY_RESTRICT y,
-                      int64_t y_stride, int64_t n, const T* x_after = nullptr, const T* y_after = nullptr) {
+                      int64_t y_stride, int64_t n, const Transform<T>& tr, const T* x_after = nullptr,
+                      const T* y_after = nullptr) {
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   constexpr A kNegInf = -std::numeric_limits<A>::infinity();
@@ -107,10 +168,14 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
   for (int64_t begin = 0; begin < n; begin += kBlock) {
     const int64_t len = std::min(kBlock, n - begin);
     const T* HWY_RESTRICT xb = x + begin * x_stride;
-    const T* HWY_RESTRICT yb = y + begin * y_stride;
+    const T* HWY_RESTRICT yb = y ? y + begin * y_stride : nullptr;
+    Transform<T> block_tr = tr;
+    if (tr.weight) block_tr.weight = tr.weight + begin * tr.weight_stride;
+    const RangeLoader<kGeneral, DA, T> load{da, xb, x_stride, yb, y_stride, block_tr, buf};
 
     // Pass 1: the block's max, four accumulators (one was latency-bound: 21% of the forward's time).
-    // (x86 Max may drop a NaN; pass 2 still sees it through exp(NaN).)
+    // (x86 Max may drop a NaN; pass 2 still sees it through exp(NaN).) Soft-capping is monotonic: the max of
+    // the raw logits is capped once.
     auto max0 = hn::Set(da, kNegInf), max1 = max0, max2 = max0, max3 = max0;
     int64_t j = 0;
     for (; j + 4 * N <= len; j += 4 * N) {
@@ -122,6 +187,10 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
     for (; j + N <= len; j += N) max0 = hn::Max(max0, LoadLanes(da, xb + j * x_stride, x_stride, buf));
     if (j < len) max1 = hn::Max(max1, LoadPartial(da, xb + j * x_stride, x_stride, len - j, kNegInf, buf));
     max0 = hn::Max(hn::Max(max0, max1), hn::Max(max2, max3));
+    if constexpr (kGeneral) {
+      if (tr.softcap != 0)
+        max0 = Softcap(da, max0, hn::Set(da, static_cast<A>(tr.softcap)), hn::Set(da, static_cast<A>(1 / tr.softcap)));
+    }
     const A max = hn::GetLane(hn::MaxOfLanes(da, max0));
     const auto ref = hn::Set(da, max == kNegInf ? A{0} : max);  // NaN max stays NaN
 
@@ -134,62 +203,59 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
                 dot[4] = {zero, zero, zero, zero};
     const auto half = hn::Set(da, A{0.5});
     const auto half_ref = hn::Mul(ref, half);
-    const auto accumulate = [&](hn::Vec<DA> xv, hn::Vec<DA> yv, int k) {
+    const bool labels = load.HasLabels();
+    const auto accumulate = [&](int64_t i, size_t count, int k) {
+      const auto xv = load.Logits(i, count, kNegInf);  // padding: x = −inf adds exp = 0, y = 0 adds nothing
       sum[k] = hn::Add(sum[k], ExpNonPositive(da, hn::Sub(xv, ref)));
+      if (!labels) return;
+      const auto yv = load.Labels(i, count);
       ysum[k] = hn::Add(ysum[k], yv);
       const auto half_t = hn::MulSub(xv, half, half_ref);
       dot[k] = hn::Add(dot[k], hn::IfThenElseZero(hn::Ne(yv, zero), hn::Mul(yv, half_t)));
     };
-    const auto x_at = [&](int64_t i) { return LoadLanes(da, xb + i * x_stride, x_stride, buf); };
-    const auto y_at = [&](int64_t i) { return LoadLanes(da, yb + i * y_stride, y_stride, buf); };
     // While this block computes, the next one streams in: software prefetch one block ahead keeps both
     // inputs' DRAM reads in flight during the exp work (contiguous rows only).
     const bool last = begin + len >= n;
     const T* x_next = last ? x_after : xb + len;
-    const T* y_next = last ? y_after : yb + len;
-    const bool prefetch = x_stride == 1 && y_stride == 1 && x_next != nullptr && y_next != nullptr;
+    const T* y_next = last ? y_after : (yb ? yb + len : nullptr);
+    const bool prefetch = x_stride == 1 && x_next != nullptr;
+    const bool prefetch_y = prefetch && y_stride == 1 && y_next != nullptr;
     constexpr int64_t kLine = 64 / sizeof(T);
     j = 0;
     for (; j + 4 * N <= len; j += 4 * N) {
       if (prefetch) {
         for (int64_t b = 0; b < 4 * N; b += kLine) {
           hwy::Prefetch(x_next + j + b);
-          hwy::Prefetch(y_next + j + b);
+          if (prefetch_y) hwy::Prefetch(y_next + j + b);
         }
       }
-      for (int k = 0; k < 4; ++k) accumulate(x_at(j + k * N), y_at(j + k * N), k);
+      for (int k = 0; k < 4; ++k) accumulate(j + k * N, static_cast<size_t>(N), k);
     }
-    for (int k = 0; j < len; j += N, ++k) {
-      const size_t count = static_cast<size_t>(std::min(N, len - j));
-      if (count == static_cast<size_t>(N)) {
-        accumulate(x_at(j), y_at(j), k);
-      } else {  // padding: x = −inf adds exp = 0, y = 0 adds nothing
-        accumulate(LoadPartial(da, xb + j * x_stride, x_stride, count, kNegInf, buf),
-                   LoadPartial(da, yb + j * y_stride, y_stride, count, A{0}, buf), k);
-      }
-    }
+    for (int k = 0; j < len; j += N, ++k) accumulate(j, static_cast<size_t>(std::min(N, len - j)), k);
     const auto total = [&](hn::Vec<DA>* v) {
       return static_cast<double>(hn::GetLane(hn::SumOfLanes(da, hn::Add(hn::Add(v[0], v[1]), hn::Add(v[2], v[3])))));
     };
     RowState block;
     block.max = max;
     block.sum = total(sum);
-    block.label_sum = total(ysum);
-    block.label_dot = 2.0 * total(dot);
+    block.label_sum = labels ? total(ysum) : 0.0;
+    block.label_dot = labels ? 2.0 * total(dot) : 0.0;
     state = Merge(state, block);
   }
   return state;
 }
 
-// Gradients of n classes given the finished row: gx = s·exp(x − r) − g·y and gy = g·(log_sum − (x − r)),
-// with gy = 0 where y = 0 and x = −inf (see xent.h). gx or gy may be null.
-template <class DA, typename T, typename G>
+// Gradients of n classes given the finished row: gx = (s·exp(x' − r) − g·a)·dx'/dx and gy = g·(log_sum − (x − r)),
+// with gy = 0 where y = 0 and x = −inf (see xent.h). gx or gy may be null; the general path writes gx only.
+template <bool kGeneral, class DA, typename T, typename G>
 void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HWY_RESTRICT y, int64_t y_stride,
-                   int64_t n, const RowResult& row, G* HWY_RESTRICT gx, int64_t gx_stride, G* HWY_RESTRICT gy,
-                   int64_t gy_stride) {
+                   int64_t n, const RowResult& row, const Transform<T>& tr, G* HWY_RESTRICT gx, int64_t gx_stride,
+                   G* HWY_RESTRICT gy, int64_t gy_stride) {
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   HWY_ALIGN A buf[HWY_MAX_BYTES / sizeof(A)];
+  const RangeLoader<kGeneral, DA, T> load{da, x, x_stride, y, y_stride, tr, buf};
+  const bool labels = load.HasLabels();
   const auto ref = hn::Set(da, static_cast<A>(row.reference));
   const auto scale = hn::Set(da, static_cast<A>(row.softmax_scale));
   const auto g = hn::Set(da, static_cast<A>(row.grad_loss));
@@ -199,16 +265,21 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
   const auto half_log_sum = hn::Set(da, static_cast<A>(0.5 * row.log_sum));
   const auto twice_g = hn::Set(da, static_cast<A>(2.0 * row.grad_loss));
   const auto zero = hn::Zero(da);
+  const auto one = hn::Set(da, A{1});
   const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
+  const auto inv_cap = hn::Set(da, static_cast<A>(tr.softcap != 0 ? 1 / tr.softcap : 0));
   for (int64_t j = 0; j < n; j += N) {
     const size_t count = static_cast<size_t>(std::min(N, n - j));
-    const bool full = count == static_cast<size_t>(N);
-    const auto xv = full ? LoadLanes(da, x + j * x_stride, x_stride, buf)
-                         : LoadPartial(da, x + j * x_stride, x_stride, count, A{0}, buf);
-    const auto yv = full ? LoadLanes(da, y + j * y_stride, y_stride, buf)
-                         : LoadPartial(da, y + j * y_stride, y_stride, count, A{0}, buf);
+    const auto xv = load.Logits(j, count, A{0});
+    const auto yv = labels ? load.Labels(j, count) : zero;
     if (gx != nullptr) {
-      const auto v = hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
+      auto v = hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
+      if constexpr (kGeneral) {
+        if (tr.softcap != 0) {
+          const auto q = hn::Mul(xv, inv_cap);
+          v = hn::Mul(v, hn::NegMulAdd(q, q, one));  // d(c·tanh(x/c))/dx = 1 − tanh² = 1 − (x'/c)²
+        }
+      }
       StoreLanes(da, v, gx + j * gx_stride, gx_stride, count, buf);
     }
     if (gy != nullptr) {

@@ -1,5 +1,6 @@
 // validate.cc — the one place where user input is checked and turned into a Plan.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -12,7 +13,15 @@ bool valid_dtype(int32_t d) {
   return d == XENT_FLOAT16 || d == XENT_BFLOAT16 || d == XENT_FLOAT32 || d == XENT_FLOAT64;
 }
 
-int64_t dtype_size(int32_t d) { return d == XENT_FLOAT64 ? 8 : d == XENT_FLOAT32 ? 4 : 2; }
+int64_t dtype_size(int32_t d) {
+  return d == XENT_FLOAT64 || d == XENT_INT64 ? 8 : d == XENT_FLOAT32 || d == XENT_INT32 ? 4 : 2;
+}
+
+// "float32", or "42 (not an xent_dtype)".
+std::string dtype_text(int32_t d) {
+  return d >= XENT_FLOAT16 && d <= XENT_INT64 ? xent_dtype_name(static_cast<xent_dtype>(d))
+                                              : std::to_string(d) + " (not an xent_dtype)";
+}
 
 struct Failure {
   xent_status status;
@@ -27,17 +36,24 @@ Failure fail(xent_status status, const Parts&... parts) {
 }
 
 // Checks a descriptor on its own: present, rank, dtype, shape entries, element count, data pointer.
-void check_tensor(const xent_tensor* t, const char* name, bool required, xent_dtype dtype, bool dtype_known) {
+// integer: the tensor holds class indices (int32/int64) instead of values of the plan's dtype.
+void check_tensor(const xent_tensor* t, const char* name, bool required, xent_dtype dtype, bool dtype_known,
+                  bool integer = false) {
   if (t == nullptr) {
     if (required) throw fail(XENT_INVALID_ARGUMENT, name, " must not be NULL");
     return;
   }
   if (t->rank < 0 || t->rank > XENT_MAX_RANK)
     throw fail(XENT_INVALID_ARGUMENT, name, " has rank ", t->rank, "; expected a rank in [0, ", XENT_MAX_RANK, "]");
-  if (!valid_dtype(t->dtype))
-    throw fail(XENT_INVALID_DTYPE, name, " has unsupported dtype ", static_cast<int>(t->dtype),
+  if (integer) {
+    if (t->dtype != XENT_INT32 && t->dtype != XENT_INT64)
+      throw fail(XENT_INVALID_DTYPE, name, " must hold class indices of dtype int32 or int64, received ",
+                 dtype_text(t->dtype));
+  } else if (!valid_dtype(t->dtype)) {
+    throw fail(XENT_INVALID_DTYPE, name, " has unsupported dtype ", dtype_text(t->dtype),
                "; expected float16, bfloat16, float32 or float64");
-  if (dtype_known && t->dtype != dtype)
+  }
+  if (!integer && dtype_known && t->dtype != dtype)
     throw fail(XENT_INVALID_DTYPE, name, " must have the same dtype as logits: ", name, " is ",
                xent_dtype_name(static_cast<xent_dtype>(t->dtype)), ", logits is ", xent_dtype_name(dtype), " (cast ", name, " to ",
                xent_dtype_name(dtype), ")");
@@ -127,10 +143,40 @@ void require_shape(const xent_tensor& t, const char* name, const int64_t* shape,
                "), received ", shape_string(t.shape, t.rank));
 }
 
+void resolve_options(const xent_loss_options& o, Plan& p) {
+  const int64_t C = p.shape[p.axis];
+  Options& out = p.options;
+  if (o.reduction != XENT_REDUCTION_NONE && o.reduction != XENT_REDUCTION_SUM && o.reduction != XENT_REDUCTION_MEAN)
+    throw fail(XENT_INVALID_ARGUMENT, "reduction must be XENT_REDUCTION_NONE (0), SUM (1) or MEAN (2), received ",
+               o.reduction);
+  if (!(o.label_smoothing >= 0 && o.label_smoothing <= 1))
+    throw fail(XENT_INVALID_ARGUMENT, "label_smoothing must be in [0, 1], received ", o.label_smoothing);
+  if (!(o.z_loss >= 0 && o.z_loss < INFINITY))
+    throw fail(XENT_INVALID_ARGUMENT, "z_loss must be finite and >= 0, received ", o.z_loss);
+  if (!(o.softcap >= 0 && o.softcap < INFINITY))
+    throw fail(XENT_INVALID_ARGUMENT, "softcap must be finite and > 0 (or 0 for none), received ", o.softcap);
+  if (o.weight) {
+    const xent_tensor& w = *o.weight;
+    if (w.rank != 1 || w.shape[0] != C)
+      throw fail(XENT_INVALID_ARGUMENT, "weight must have shape [", C, "] (one weight per class), received ",
+                 shape_string(w.shape, w.rank));
+    out.weight = w.data;
+    out.weight_stride = w.strides[0];
+  }
+  out.reduction = static_cast<xent_reduction>(o.reduction);
+  out.label_smoothing = o.label_smoothing;
+  out.alpha = 1 - o.label_smoothing;
+  out.beta = C > 0 ? o.label_smoothing / static_cast<double>(C) : 0;
+  out.z_loss = o.z_loss;
+  out.softcap = o.softcap;
+  out.has_ignore = p.sparse;
+  out.ignore_index = o.ignore_index;
+}
+
 void plan_or_throw(const Request& r, Plan* plan) {
   check_tensor(r.logits, "logits", true, XENT_FLOAT32, false);
   const auto dtype = static_cast<xent_dtype>(r.logits->dtype);
-  check_tensor(r.labels, "labels", true, dtype, true);
+  check_tensor(r.labels, "labels", true, dtype, true, r.sparse);
   check_tensor(r.grad_loss, "grad_loss", false, dtype, true);
   check_tensor(r.loss, "loss", false, dtype, true);
   check_tensor(r.grad_logits, "grad_logits", false, dtype, true);
@@ -140,12 +186,14 @@ void plan_or_throw(const Request& r, Plan* plan) {
   if (logits.rank < 1)
     throw fail(XENT_INVALID_ARGUMENT, "logits must have rank >= 1 (a class axis), received rank 0 (a scalar)");
 
-  // Broadcast shape, right-aligned.
+  // Broadcast shape, right-aligned (sparse: logits' shape; labels have it without the class axis).
   Plan& p = *plan;
   p = Plan{};
   p.dtype = dtype;
-  p.rank = std::max(logits.rank, labels.rank);
-  for (int d = 0; d < p.rank; ++d) {
+  p.sparse = r.sparse;
+  p.label_dtype = static_cast<xent_dtype>(labels.dtype);
+  p.rank = r.sparse ? logits.rank : std::max(logits.rank, labels.rank);
+  for (int d = 0; d < p.rank && !r.sparse; ++d) {
     const int li = d - (p.rank - logits.rank), bi = d - (p.rank - labels.rank);
     const int64_t a = li >= 0 ? logits.shape[li] : 1, b = bi >= 0 ? labels.shape[bi] : 1;
     if (a != b && a != 1 && b != 1)
@@ -157,6 +205,13 @@ void plan_or_throw(const Request& r, Plan* plan) {
     throw fail(XENT_INVALID_ARGUMENT, "axis ", r.axis, " is out of range for logits of rank ", logits.rank,
                "; expected an axis in [", -logits.rank, ", ", logits.rank, ")");
   p.axis = static_cast<int>(r.axis < 0 ? p.rank + r.axis : p.rank - logits.rank + r.axis);
+  if (r.sparse) {
+    std::copy(logits.shape, logits.shape + logits.rank, p.shape.begin());
+    std::array<int64_t, XENT_MAX_RANK> expected{};
+    for (int d = 0, k = 0; d < p.rank; ++d)
+      if (d != p.axis) expected[k++] = p.shape[d];
+    require_shape(labels, "labels", expected.data(), p.rank - 1, "logits' shape without the class axis");
+  }
 
   int64_t elements = 1, rows = 1;
   for (int d = 0; d < p.rank; ++d) {
@@ -170,21 +225,33 @@ void plan_or_throw(const Request& r, Plan* plan) {
     throw fail(XENT_INVALID_ARGUMENT, "logits must have at least one class: the class axis (axis ", r.axis,
                ") has size 0 in the broadcast shape ", shape_string(p.shape.data(), p.rank));
 
+  // Options.
+  check_tensor(r.options ? r.options->weight : nullptr, "weight", false, dtype, true);
+  if (r.options) resolve_options(*r.options, p);
+
   // Output shapes.
   std::array<int64_t, XENT_MAX_RANK> loss_shape{};
   for (int d = 0, k = 0; d < p.rank; ++d)
     if (d != p.axis) loss_shape[k++] = p.shape[d];
-  const char* loss_what = "the broadcast shape of labels and logits without the class axis";
-  if (r.loss) require_shape(*r.loss, "loss", loss_shape.data(), p.rank - 1, loss_what);
-  if (r.grad_loss) require_shape(*r.grad_loss, "grad_loss", loss_shape.data(), p.rank - 1, loss_what);
+  const bool reduced = p.options.reduction != XENT_REDUCTION_NONE;
+  const int loss_rank = reduced ? 0 : p.rank - 1;
+  const char* loss_what = reduced ? "a scalar: the loss is reduced"
+                                  : "the broadcast shape of labels and logits without the class axis";
+  if (r.loss) require_shape(*r.loss, "loss", loss_shape.data(), loss_rank, loss_what);
+  if (r.grad_loss) require_shape(*r.grad_loss, "grad_loss", loss_shape.data(), loss_rank, loss_what);
   if (r.grad_logits) require_shape(*r.grad_logits, "grad_logits", logits.shape, logits.rank, "logits' shape");
-  if (r.grad_labels) require_shape(*r.grad_labels, "grad_labels", labels.shape, labels.rank, "labels' shape");
+  if (r.grad_labels) {
+    if (r.sparse) throw fail(XENT_INVALID_ARGUMENT, "grad_labels must be NULL: class-index labels have no gradient");
+    require_shape(*r.grad_labels, "grad_labels", labels.shape, labels.rank, "labels' shape");
+  }
 
   // Outputs: each element written once, no sharing with inputs or other outputs.
   const std::pair<const xent_tensor*, const char*> outputs[] = {
       {r.loss, "loss"}, {r.grad_logits, "grad_logits"}, {r.grad_labels, "grad_labels"}};
-  const std::pair<const xent_tensor*, const char*> inputs[] = {
-      {r.logits, "logits"}, {r.labels, "labels"}, {r.grad_loss, "grad_loss"}};
+  const std::pair<const xent_tensor*, const char*> inputs[] = {{r.logits, "logits"},
+                                                               {r.labels, "labels"},
+                                                               {r.grad_loss, "grad_loss"},
+                                                               {r.options ? r.options->weight : nullptr, "weight"}};
   for (int i = 0; i < 3; ++i) {
     if (outputs[i].first == nullptr) continue;
     check_no_self_overlap(*outputs[i].first, outputs[i].second);
@@ -197,10 +264,22 @@ void plan_or_throw(const Request& r, Plan* plan) {
   p.data[kLogits] = logits.data;
   p.strides[kLogits] = broadcast_strides(logits, p.rank);
   p.data[kLabels] = labels.data;
-  p.strides[kLabels] = broadcast_strides(labels, p.rank);
+  if (r.sparse) {
+    for (int d = 0, k = 0; d < p.rank; ++d) {
+      if (d == p.axis) continue;
+      p.strides[kLabels][d] = p.shape[d] == 1 ? 0 : labels.strides[k];
+      ++k;
+    }
+  } else {
+    p.strides[kLabels] = broadcast_strides(labels, p.rank);
+  }
+  if (reduced) {  // scalars: the C API folds them in (Layout::row_loss, Layout::grad_scale)
+    p.scalar_loss = r.loss;
+    p.scalar_grad_loss = r.grad_loss;
+  }
   for (Operand op : {kLoss, kGradLoss}) {
     const xent_tensor* t = op == kLoss ? r.loss : r.grad_loss;
-    if (t == nullptr) continue;
+    if (t == nullptr || reduced) continue;
     p.data[op] = t->data;
     for (int d = 0, k = 0; d < p.rank; ++d) {
       if (d == p.axis) continue;
@@ -210,8 +289,8 @@ void plan_or_throw(const Request& r, Plan* plan) {
   }
   const bool logits_broadcast = logits.rank != p.rank || !std::equal(logits.shape, logits.shape + logits.rank,
                                                                      p.shape.begin());
-  const bool labels_broadcast = labels.rank != p.rank || !std::equal(labels.shape, labels.shape + labels.rank,
-                                                                     p.shape.begin());
+  const bool labels_broadcast = !r.sparse && (labels.rank != p.rank || !std::equal(labels.shape, labels.shape + labels.rank,
+                                                                                  p.shape.begin()));
   if (r.grad_logits) {
     if (logits_broadcast) p.reduced_grad_logits = r.grad_logits;
     else {
@@ -219,6 +298,8 @@ void plan_or_throw(const Request& r, Plan* plan) {
       p.strides[kGradLogits] = broadcast_strides(*r.grad_logits, p.rank);
     }
   }
+  const Options& o = p.options;
+  p.general = p.sparse || o.weight || o.label_smoothing != 0 || o.z_loss != 0 || o.softcap != 0;
   if (r.grad_labels) {
     if (labels_broadcast) p.reduced_grad_labels = r.grad_labels;
     else {
@@ -258,6 +339,10 @@ Layout make_layout(const Plan& p) {
   Layout l;
   l.classes = p.shape[p.axis];
   l.data = p.data;
+  l.sparse = p.sparse;
+  l.label_dtype = p.label_dtype;
+  l.options = p.options;
+  l.general = p.general;
   for (int k = 0; k < kNumOperands; ++k) l.class_stride[k] = p.strides[k][p.axis];
   // Batch dimensions in order, size-1 dimensions dropped, neighbours merged when every operand is linear across.
   l.rows = 1;

@@ -7,10 +7,13 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "src/broadcast_gradient.h"
 #include "src/kernels.h"
 #include "src/plan.h"
+#include "src/scalar.h"
+#include "src/targets.h"
 
 namespace {
 
@@ -26,7 +29,7 @@ xent_status run(const xent::internal::Request& request) {
   using namespace xent::internal;
   Plan plan;
   std::string error;
-  const xent_status status = make_plan(request, &plan, &error);
+  xent_status status = make_plan(request, &plan, &error);
   if (status != XENT_OK) return finish(status, error);
   try {
     std::optional<BroadcastGradient> grad_logits, grad_labels;
@@ -39,12 +42,35 @@ xent_status run(const xent::internal::Request& request) {
       grad_logits.emplace(plan, kGradLogits, request.grad_logits);
     if (compute_type_gradients && request.grad_labels && !grad_labels)
       grad_labels.emplace(plan, kGradLabels, request.grad_labels);
-    run_kernels(make_layout(plan), plan.dtype, compute_type_gradients, xent_get_num_threads());
+
+    Layout layout = make_layout(plan);
+    // Class-index targets are checked before anything is written; MEAN takes its denominator from them.
+    double denominator = 0;
+    status = scan_targets(layout, plan.dtype, &denominator, &error);
+    if (status != XENT_OK) return finish(status, error);
+    const xent_reduction reduction = plan.options.reduction;
+    std::vector<double> row_loss;
+    if (reduction != XENT_REDUCTION_NONE) {
+      row_loss.resize(static_cast<size_t>(layout.rows));
+      layout.row_loss = row_loss.data();
+      const double upstream = plan.scalar_grad_loss ? load_as_double(plan.scalar_grad_loss->data, plan.dtype, 0) : 1.0;
+      // MEAN over nothing (every row ignored) is 0 with gradient 0, not PyTorch's NaN (see xent.h).
+      layout.grad_scale = reduction == XENT_REDUCTION_SUM ? upstream
+                          : denominator == 0             ? 0.0
+                                                         : upstream / denominator;
+    }
+    run_kernels(layout, plan.dtype, compute_type_gradients, xent_get_num_threads());
     if (grad_logits) grad_logits->reduce();
     if (grad_labels) grad_labels->reduce();
+    if (reduction != XENT_REDUCTION_NONE && plan.scalar_loss) {
+      double total = 0;
+      for (double v : row_loss) total += v;
+      if (reduction == XENT_REDUCTION_MEAN) total = denominator == 0 ? 0.0 : total / denominator;
+      store_from_double(plan.scalar_loss->data, plan.dtype, 0, total);
+    }
   } catch (const std::bad_alloc&) {
-    return finish(XENT_OUT_OF_MEMORY, "out of memory allocating a temporary for a broadcast input's gradient (" +
-                                          std::to_string(plan.elements) + " elements)");
+    return finish(XENT_OUT_OF_MEMORY, "out of memory allocating a temporary (" + std::to_string(plan.elements) +
+                                          " elements)");
   }
   return finish(XENT_OK, {});
 }
@@ -94,6 +120,60 @@ xent_status xent_softmax_cross_entropy_grad(const xent_tensor* labels, const xen
   return run(r);
 }
 
+xent_status xent_sparse_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
+                                              const xent_tensor* loss) {
+  if (loss == nullptr) return finish(XENT_INVALID_ARGUMENT, "loss must not be NULL");
+  return xent_sparse_softmax_cross_entropy_grad(labels, logits, axis, nullptr, loss, nullptr);
+}
+
+xent_status xent_sparse_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits,
+                                                   int64_t axis, const xent_tensor* grad_loss,
+                                                   const xent_tensor* loss, const xent_tensor* grad_logits) {
+  xent::internal::Request r;
+  r.labels = labels;
+  r.logits = logits;
+  r.axis = axis;
+  r.grad_loss = grad_loss;
+  r.loss = loss;
+  r.grad_logits = grad_logits;
+  r.sparse = true;
+  return run(r);
+}
+
+xent_loss_options xent_default_loss_options(void) {
+  xent_loss_options o{};
+  o.weight = nullptr;
+  o.ignore_index = -100;
+  o.reduction = XENT_REDUCTION_MEAN;
+  o.label_smoothing = 0;
+  o.z_loss = 0;
+  o.softcap = 0;
+  return o;
+}
+
+xent_status xent_cross_entropy(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
+                               const xent_loss_options* options, const xent_tensor* loss) {
+  if (loss == nullptr) return finish(XENT_INVALID_ARGUMENT, "loss must not be NULL");
+  return xent_cross_entropy_grad(logits, target, axis, options, nullptr, loss, nullptr);
+}
+
+xent_status xent_cross_entropy_grad(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
+                                    const xent_loss_options* options, const xent_tensor* grad_loss,
+                                    const xent_tensor* loss, const xent_tensor* grad_logits) {
+  if (options == nullptr) return finish(XENT_INVALID_ARGUMENT, "options must not be NULL (see xent_default_loss_options)");
+  if (target == nullptr) return finish(XENT_INVALID_ARGUMENT, "target must not be NULL");
+  xent::internal::Request r;
+  r.labels = target;
+  r.logits = logits;
+  r.axis = axis;
+  r.grad_loss = grad_loss;
+  r.loss = loss;
+  r.grad_logits = grad_logits;
+  r.sparse = target->dtype == XENT_INT32 || target->dtype == XENT_INT64;
+  r.options = options;
+  return run(r);
+}
+
 xent_status xent_loss_shape(const xent_tensor* labels, const xent_tensor* logits, int64_t axis, int32_t* rank,
                             int64_t shape[XENT_MAX_RANK]) {
   if (rank == nullptr || shape == nullptr) return finish(XENT_INVALID_ARGUMENT, "rank and shape must not be NULL");
@@ -126,8 +206,10 @@ const char* xent_dtype_name(xent_dtype dtype) {
     case XENT_BFLOAT16: return "bfloat16";
     case XENT_FLOAT32: return "float32";
     case XENT_FLOAT64: return "float64";
+    case XENT_INT32: return "int32";
+    case XENT_INT64: return "int64";
   }
-  return "unknown dtype";
+  return "an unknown dtype";
 }
 
 const char* xent_status_name(xent_status status) {

@@ -51,6 +51,8 @@ typedef enum xent_dtype {
   XENT_BFLOAT16 = 2,
   XENT_FLOAT32 = 3,
   XENT_FLOAT64 = 4,
+  XENT_INT32 = 5, /* class indices (sparse labels, integer targets) */
+  XENT_INT64 = 6,
 } xent_dtype;
 
 typedef enum xent_status {
@@ -86,6 +88,59 @@ xent_status xent_softmax_cross_entropy(const xent_tensor* labels, const xent_ten
 xent_status xent_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
                                             const xent_tensor* grad_loss, const xent_tensor* loss,
                                             const xent_tensor* grad_logits, const xent_tensor* grad_labels);
+
+/* ---- Sparse (integer-label) softmax cross-entropy: tf.nn.sparse_softmax_cross_entropy_with_logits.
+ *   loss        = logsumexp(x) - x[t]             per row, t = labels[row]
+ *   grad_logits = g * (softmax(x) - onehot(t))
+ * labels: int32 or int64, shape = logits' shape without the class axis (a scalar label for 1-D logits).
+ * A label outside [0, C) is an error naming the value and the range (checked before anything is written); nothing
+ * is ever read outside the row. -inf logits other than the label's stay finite (logits [[0,-inf]], label 0 -> 0);
+ * a -inf logit at the label gives +inf. Dtypes, accuracy, huge logits and NaN as for the dense op. */
+xent_status xent_sparse_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
+                                              const xent_tensor* loss);
+xent_status xent_sparse_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits,
+                                                   int64_t axis, const xent_tensor* grad_loss,
+                                                   const xent_tensor* loss, const xent_tensor* grad_logits);
+
+/* ---- Cross-entropy with the options of torch.nn.functional.cross_entropy, z-loss and logit soft-capping, all
+ * fused into the same pass. target: class indices (int32/int64, logits' shape without the class axis) or
+ * probabilities (logits' dtype, broadcastable against logits as in the dense op).
+ * Per row, with x' = softcap ? c*tanh(x/c) : x, lse = logsumexp(x'), eps = label_smoothing, C classes,
+ * w = weight (or 1), and effective labels
+ *   a_j = (1-eps) * w_t * [j == t] + eps/C * w_j          (class indices)
+ *   a_j = w_j * ((1-eps) * y_j + eps/C)                     (probabilities)
+ *   loss = sum_j a_j * (lse - x'_j) + z_loss * lse^2
+ *   grad_logits = g * ((sum_j a_j + 2*z_loss*lse) * softmax(x') - a) * dx'/dx,  dx'/dx = 1 - (x'/c)^2
+ * which is PyTorch's definition for weight, ignore_index and label_smoothing, PaLM's z-loss and Gemma 2's soft-cap.
+ * Rows whose target equals ignore_index have loss 0 and gradient 0. A row whose logits are all -inf has no z-loss
+ * term. Soft-capping maps -inf logits to -c (tanh(-inf) = -1): they are no longer masked.
+ * Reductions: NONE gives one loss per row; SUM the sum; MEAN divides by sum_i w[t_i] over non-ignored rows
+ * (class indices; PyTorch) or by the number of rows (probabilities). If that denominator is 0 (every row ignored)
+ * MEAN returns 0 with gradient 0 (PyTorch returns NaN), so that an empty batch cannot poison training.
+ * For SUM/MEAN, loss and grad_loss have shape [] (rank 0). */
+typedef enum xent_reduction {
+  XENT_REDUCTION_NONE = 0,
+  XENT_REDUCTION_SUM = 1,
+  XENT_REDUCTION_MEAN = 2,
+} xent_reduction;
+
+typedef struct xent_loss_options {
+  const xent_tensor* weight; /* [C] per-class weights in logits' dtype, or NULL */
+  int64_t ignore_index;      /* class-index targets equal to this are ignored (default -100) */
+  int32_t reduction;         /* an xent_reduction (default MEAN, as PyTorch) */
+  double label_smoothing;    /* in [0, 1] (default 0) */
+  double z_loss;             /* >= 0 (default 0) */
+  double softcap;            /* > 0, or 0 for no soft-capping (default 0) */
+} xent_loss_options;
+
+/* PyTorch's defaults: no weight, ignore_index -100, MEAN, no smoothing, no z-loss, no soft-cap. */
+xent_loss_options xent_default_loss_options(void);
+
+xent_status xent_cross_entropy(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
+                               const xent_loss_options* options, const xent_tensor* loss);
+xent_status xent_cross_entropy_grad(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
+                                    const xent_loss_options* options, const xent_tensor* grad_loss,
+                                    const xent_tensor* loss, const xent_tensor* grad_logits);
 
 /* The loss's shape for these inputs, without computing anything: writes *rank and shape[0..rank). */
 xent_status xent_loss_shape(const xent_tensor* labels, const xent_tensor* logits, int64_t axis, int32_t* rank,

@@ -1,0 +1,15 @@
+// targets.h — class-index targets are data: they are checked (every one in [0, C) or ignored) before anything is
+// computed or written, and the MEAN reduction's denominator is taken from them.
+#pragma once
+
+#include <string>
+
+#include "src/plan.h"
+
+namespace xent::internal {
+
+// For class-index targets: checks each row's target and returns Σ w[t] (or the count, without weights) over
+// the rows not ignored. For probability targets: returns the number of rows.
+xent_status scan_targets(const Layout& layout, xent_dtype dtype, double* denominator, std::string* error);
+
+}  // namespace xent::internal
