@@ -117,6 +117,43 @@ void run(benchmark::State& state, const Shape& shape, bool gradients) {
                                                     benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Class-index targets (xent_cross_entropy, reduction none), optionally with loss options: reads the logits and one
+// int64 per row. `option` picks the fused option whose cost over the plain sparse forward is measured.
+enum class Option { kNone, kWeight, kLabelSmoothing, kZLoss, kSoftcap, kAll };
+
+void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool gradients) {
+  Buffers<float> b(shape);
+  const int64_t C = shape.dims.back(), rows = b.elements / C;
+  std::vector<int64_t> labels(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) labels[i] = (i * 7919) % C;
+  std::vector<float> weight(static_cast<size_t>(C));
+  for (int64_t j = 0; j < C; ++j) weight[j] = 0.5f + static_cast<float>(j % 5) * 0.25f;
+  const int64_t weight_shape[] = {C}, label_shape[] = {rows};
+  xent_tensor w = xent_make_tensor(weight.data(), XENT_FLOAT32, 1, weight_shape, nullptr);
+  xent_tensor y = xent_make_tensor(labels.data(), XENT_INT64, 1, label_shape, nullptr);
+  xent_tensor loss = xent_make_tensor(b.loss.get(), XENT_FLOAT32, 1, label_shape, nullptr);
+  xent_tensor gx = xent_make_tensor(b.grad_logits.get(), XENT_FLOAT32, 2, shape.dims.data(), nullptr);
+  xent_loss_options o = xent_default_loss_options();
+  o.reduction = XENT_REDUCTION_NONE;
+  if (option == Option::kWeight || option == Option::kAll) o.weight = &w;
+  if (option == Option::kLabelSmoothing || option == Option::kAll) o.label_smoothing = 0.1;
+  if (option == Option::kZLoss || option == Option::kAll) o.z_loss = 1e-4;
+  if (option == Option::kSoftcap || option == Option::kAll) o.softcap = 30;
+  int64_t copy = 0;
+  for (auto _ : state) {
+    xent_tensor x = xent_make_tensor(b.logits[copy].get(), XENT_FLOAT32, 2, shape.dims.data(), nullptr);
+    const xent_status s = gradients ? xent_cross_entropy_grad(&x, &y, -1, &o, nullptr, &loss, &gx)
+                                    : xent_cross_entropy(&x, &y, -1, &o, &loss);
+    if (s != XENT_OK) state.SkipWithError(xent_last_error_message());
+    copy = (copy + 1) % b.copies;
+  }
+  const double bytes = static_cast<double>(b.elements) * sizeof(float) * (gradients ? 2 : 1) + rows * 8.0;
+  state.SetBytesProcessed(static_cast<int64_t>(bytes * state.iterations()));
+  state.counters["elements/s"] = benchmark::Counter(static_cast<double>(b.elements), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["of_read_bw"] = benchmark::Counter(bytes / g_read_bytes_per_second,
+                                                    benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -147,6 +184,22 @@ int main(int argc, char** argv) {
                                  [s](benchmark::State& st) { run<xent::float16>(st, *s, false); })
         ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
   }
+  // Sparse (class-index) targets: the forward reads only the logits.
+  for (const Shape* s : {&shapes[0], &shapes[1], &shapes[3]})
+    for (bool gradients : {false, true})
+      benchmark::RegisterBenchmark((std::string(gradients ? "sparse_fwd_grad/" : "sparse/") + "f32/" + s->name).c_str(),
+                                   [s, gradients](benchmark::State& st) { run_sparse(st, *s, Option::kNone, gradients); })
+          ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+  // Each fused option's cost over the plain sparse forward, same shape.
+  static const std::pair<const char*, Option> options[] = {{"weight", Option::kWeight},
+                                                           {"label_smoothing", Option::kLabelSmoothing},
+                                                           {"z_loss", Option::kZLoss},
+                                                           {"softcap", Option::kSoftcap},
+                                                           {"all", Option::kAll}};
+  for (const auto& [name, option] : options)
+    benchmark::RegisterBenchmark((std::string("sparse+") + name + "/f32/" + shapes[0].name).c_str(),
+                                 [option = option](benchmark::State& st) { run_sparse(st, shapes[0], option, false); })
+        ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 }

@@ -15,6 +15,7 @@ namespace {
 
 xent_dtype dtype_of(const py::array& a, const char* name) {
   const py::dtype dt = a.dtype();
+  if (dt.kind() == 'i' && (dt.itemsize() == 4 || dt.itemsize() == 8)) return dt.itemsize() == 4 ? XENT_INT32 : XENT_INT64;
   if (dt.kind() == 'f') {
     switch (dt.itemsize()) {
       case 2: return XENT_FLOAT16;
@@ -22,7 +23,7 @@ xent_dtype dtype_of(const py::array& a, const char* name) {
       case 8: return XENT_FLOAT64;
     }
   }
-  throw py::type_error(std::string(name) + " must be float16, float32 or float64, received " +
+  throw py::type_error(std::string(name) + " must be float16, float32, float64, int32 or int64, received " +
                        py::str(static_cast<const py::handle&>(dt)).cast<std::string>());
 }
 
@@ -95,12 +96,122 @@ py::tuple grad(py::array labels, py::array logits, int64_t axis, std::optional<p
   return py::make_tuple(loss, grad_logits, grad_labels);
 }
 
+// Loss shape of class-index targets: logits' shape without the class axis (all of it for an invalid axis).
+std::vector<py::ssize_t> without_axis(const py::array& logits, int64_t axis) {
+  std::vector<py::ssize_t> shape;
+  const int64_t rank = logits.ndim(), a = axis < 0 ? axis + rank : axis;
+  for (int64_t d = 0; d < rank; ++d)
+    if (d != a) shape.push_back(logits.shape(d));
+  return shape;
+}
+
+py::tuple sparse(py::array labels, py::array logits, int64_t axis, std::optional<py::array> grad_loss, bool gradients) {
+  xent_tensor y = view(labels, "labels"), x = view(logits, "logits");
+  py::array loss(logits.dtype(), without_axis(logits, axis));
+  py::array grad_logits = gradients ? new_like(logits, x) : py::array();
+  xent_tensor l = view(loss, "loss"), gx{};
+  if (gradients) gx = view(grad_logits, "grad_logits");
+  std::optional<xent_tensor> g;
+  if (grad_loss) g = view(*grad_loss, "grad_loss");
+  xent_status status;
+  {
+    py::gil_scoped_release release;
+    status = xent_sparse_softmax_cross_entropy_grad(&y, &x, axis, g ? &*g : nullptr, &l, gradients ? &gx : nullptr);
+  }
+  if (status != XENT_OK) raise(status);
+  return py::make_tuple(loss, gradients ? py::object(grad_logits) : py::none());
+}
+
+py::tuple cross_entropy(py::array logits, py::array target, int64_t axis, std::optional<py::array> weight,
+                        int64_t ignore_index, int reduction, double label_smoothing, double z_loss, double softcap,
+                        std::optional<py::array> grad_loss, bool gradients) {
+  xent_tensor x = view(logits, "logits"), t = view(target, "target");
+  const bool indices = t.dtype == XENT_INT32 || t.dtype == XENT_INT64;
+  std::optional<xent_tensor> w;
+  if (weight) w = view(*weight, "weight");
+  xent_loss_options o = xent_default_loss_options();
+  o.weight = w ? &*w : nullptr;
+  o.ignore_index = ignore_index;
+  o.reduction = reduction;
+  o.label_smoothing = label_smoothing;
+  o.z_loss = z_loss;
+  o.softcap = softcap;
+  std::vector<py::ssize_t> shape;
+  if (reduction == XENT_REDUCTION_NONE) {
+    if (indices) {
+      shape = without_axis(logits, axis);  // a bad rank or axis is reported by the library, which checks it first
+    } else {
+      int32_t rank = 0;
+      int64_t dims[XENT_MAX_RANK];
+      const xent_status status = xent_loss_shape(&t, &x, axis, &rank, dims);
+      if (status != XENT_OK) raise(status);
+      shape.assign(dims, dims + rank);
+    }
+  }
+  py::array loss(logits.dtype(), shape);
+  py::array grad_logits = gradients ? new_like(logits, x) : py::array();
+  xent_tensor l = view(loss, "loss"), gx{};
+  if (gradients) gx = view(grad_logits, "grad_logits");
+  std::optional<xent_tensor> g;
+  if (grad_loss) g = view(*grad_loss, "grad_loss");
+  xent_status status;
+  {
+    py::gil_scoped_release release;
+    status = xent_cross_entropy_grad(&x, &t, axis, &o, g ? &*g : nullptr, &l, gradients ? &gx : nullptr);
+  }
+  if (status != XENT_OK) raise(status);
+  return py::make_tuple(loss, gradients ? py::object(grad_logits) : py::none());
+}
+
+// A tensor described by (data pointer, xent_dtype, shape, strides in elements): how the PyTorch layer passes
+// torch tensors (bfloat16 included) without copying them.
+xent_tensor from_descriptor(const py::tuple& d, const char* name) {
+  const auto shape = d[2].cast<std::vector<int64_t>>();
+  const auto strides = d[3].cast<std::vector<int64_t>>();
+  if (shape.size() > XENT_MAX_RANK || strides.size() != shape.size())
+    throw py::value_error(std::string(name) + " has too many dimensions (xent supports " + std::to_string(XENT_MAX_RANK) + ")");
+  return xent_make_tensor(reinterpret_cast<void*>(d[0].cast<uintptr_t>()), static_cast<xent_dtype>(d[1].cast<int>()),
+                          static_cast<int32_t>(shape.size()), shape.data(), strides.data());
+}
+
+void cross_entropy_raw(const py::tuple& logits, const py::tuple& target, int64_t axis, std::optional<py::tuple> weight,
+                       int64_t ignore_index, int reduction, double label_smoothing, double z_loss, double softcap,
+                       std::optional<py::tuple> grad_loss, const py::tuple& loss, std::optional<py::tuple> grad_logits) {
+  const xent_tensor x = from_descriptor(logits, "logits"), t = from_descriptor(target, "target"),
+                    l = from_descriptor(loss, "loss");
+  std::optional<xent_tensor> w, g, gx;
+  if (weight) w = from_descriptor(*weight, "weight");
+  if (grad_loss) g = from_descriptor(*grad_loss, "grad_loss");
+  if (grad_logits) gx = from_descriptor(*grad_logits, "grad_logits");
+  xent_loss_options o = xent_default_loss_options();
+  o.weight = w ? &*w : nullptr;
+  o.ignore_index = ignore_index;
+  o.reduction = reduction;
+  o.label_smoothing = label_smoothing;
+  o.z_loss = z_loss;
+  o.softcap = softcap;
+  xent_status status;
+  {
+    py::gil_scoped_release release;
+    status = xent_cross_entropy_grad(&x, &t, axis, &o, g ? &*g : nullptr, &l, gx ? &*gx : nullptr);
+  }
+  if (status != XENT_OK) raise(status);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_xent, m) {
   m.doc() = "xent: softmax cross-entropy (binding of the C API; use the functions of the xent package)";
   m.def("forward", &forward, py::arg("labels"), py::arg("logits"), py::arg("axis"));
   m.def("grad", &grad, py::arg("labels"), py::arg("logits"), py::arg("axis"), py::arg("grad_loss"));
+  m.def("sparse", &sparse, py::arg("labels"), py::arg("logits"), py::arg("axis"), py::arg("grad_loss"),
+        py::arg("gradients"));
+  m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("target"), py::arg("axis"), py::arg("weight"),
+        py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"), py::arg("z_loss"),
+        py::arg("softcap"), py::arg("grad_loss"), py::arg("gradients"));
+  m.def("cross_entropy_raw", &cross_entropy_raw, py::arg("logits"), py::arg("target"), py::arg("axis"),
+        py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"),
+        py::arg("z_loss"), py::arg("softcap"), py::arg("grad_loss"), py::arg("loss"), py::arg("grad_logits"));
   m.def("set_num_threads", &xent_set_num_threads, py::arg("n"));
   m.def("get_num_threads", &xent_get_num_threads);
 }

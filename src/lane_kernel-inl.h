@@ -57,7 +57,7 @@ template <class DA, typename T, typename G>
 void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   using A = hn::TFromD<DA>;
   constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
-  HWY_ALIGN A buf[kMaxLanes];
+  HWY_ALIGN A buf[kMaxLanes] = {};
   const size_t count = a.count;
   const auto zero = hn::Zero(da);
   const auto half = hn::Set(da, A{0.5});

@@ -128,8 +128,10 @@ struct RangeLoader {
     auto v = count == hn::Lanes(da) ? LoadLanes(da, x + j * x_stride, x_stride, buf)
                                     : LoadPartial(da, x + j * x_stride, x_stride, count, x_fill, buf);
     if constexpr (kGeneral) {
-      if (tr.softcap != 0)
+      if (tr.softcap != 0) {
         v = Softcap(da, v, hn::Set(da, static_cast<A>(tr.softcap)), hn::Set(da, static_cast<A>(1 / tr.softcap)));
+        if (count != hn::Lanes(da)) v = hn::IfThenElse(hn::FirstN(da, count), v, hn::Set(da, x_fill));  // padding
+      }
     }
     return v;
   }

@@ -139,3 +139,114 @@ inline Reference reference(const Dense& labels, const Dense& logits, int axis, c
 }
 
 }  // namespace xent::test
+
+namespace xent::test {
+
+// The loss options, as the tests describe them (independent of xent_loss_options).
+struct LossOptions {
+  std::vector<Real> weight;  // empty: none
+  int64_t ignore_index = -100;
+  bool has_ignore = true;
+  int reduction = 0;  // 0 none, 1 sum, 2 mean
+  Real label_smoothing = 0, z_loss = 0, softcap = 0;
+};
+
+// Cross-entropy with options, from the definitions in xent.h. Class axis is the last of logits' shape
+// (tests move other axes through strides). Either `indices` (one per row) or `probabilities` (logits' shape).
+// grad_loss: one per row (reduction none), one value (sum/mean), or empty for 1.
+inline Reference reference_options(const Dense& logits, const std::vector<int64_t>* indices,
+                                   const Dense* probabilities, const LossOptions& o,
+                                   const std::vector<Real>& grad_loss) {
+  const int64_t C = logits.shape.back(), rows = C ? count(logits.shape) / C : 0;
+  const Real inf = std::numeric_limits<Real>::infinity(), nan = std::numeric_limits<Real>::quiet_NaN();
+  Reference out;
+  std::vector<Real> row_loss(rows, 0), row_mag(rows, 0);
+  std::vector<Real> gx(logits.values.size(), 0), gx_mag(logits.values.size(), 0);
+  std::vector<bool> ignored(rows, false);
+  Real denominator = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (indices) {
+      const int64_t t = (*indices)[i];
+      ignored[i] = o.has_ignore && t == o.ignore_index;
+      if (!ignored[i]) denominator += o.weight.empty() ? 1 : o.weight[t];
+    } else {
+      denominator += 1;
+    }
+  }
+  const auto w = [&](int64_t j) { return o.weight.empty() ? Real{1} : o.weight[j]; };
+  // Per-row upstream gradient.
+  const auto g_of = [&](int64_t i) -> Real {
+    if (o.reduction == 0) return grad_loss.empty() ? 1 : grad_loss[i];
+    const Real G = grad_loss.empty() ? 1 : grad_loss[0];
+    return o.reduction == 1 ? G : denominator == 0 ? 0 : G / denominator;
+  };
+  for (int64_t i = 0; i < rows; ++i) {
+    if (ignored[i]) continue;
+    std::vector<Real> x(C), a(C);
+    bool nan_row = false;
+    for (int64_t j = 0; j < C; ++j) {
+      const Real raw = logits.values[i * C + j];
+      x[j] = o.softcap != 0 ? (std::isinf(raw) ? std::copysign(o.softcap, raw) : o.softcap * std::tanh(raw / o.softcap))
+                            : raw;
+      nan_row |= std::isnan(x[j]);
+    }
+    const Real eps = o.label_smoothing;
+    for (int64_t j = 0; j < C; ++j) {
+      if (indices) a[j] = eps / C * w(j) + ((*indices)[i] == j ? (1 - eps) * w(j) : 0);
+      else a[j] = w(j) * ((1 - eps) * probabilities->values[i * C + j] + eps / C);
+      nan_row |= std::isnan(a[j]);
+    }
+    Real max = -inf;
+    for (Real v : x) max = std::max(max, v);
+    if (max == inf) nan_row = true;
+    Real sum = 0, a_sum = 0, a_abs = 0, cap_mag = 0;
+    for (int64_t j = 0; j < C; ++j) {
+      if (max != -inf) sum += std::exp(x[j] - max);
+      a_sum += a[j];
+      a_abs += std::fabs(a[j]);
+    }
+    const Real log_sum = max == -inf ? 0 : std::log(sum);
+    const Real lse = max == -inf ? -inf : max + log_sum;
+    const auto distance = [&](int64_t j) { return x[j] == -inf || max == -inf ? 0 : std::fabs(x[j] - max); };
+    Real loss = 0, mag = 0;
+    for (int64_t j = 0; j < C; ++j) {
+      if (o.softcap != 0) cap_mag += (std::fabs(a[j]) + a_abs) * std::fabs(x[j]);
+      if (a[j] == 0) continue;
+      loss += a[j] * (x[j] == -inf ? inf : log_sum - (x[j] - (max == -inf ? 0 : max)));
+      mag += std::fabs(a[j]) * (std::fabs(log_sum) + distance(j) + 1);
+    }
+    if (o.z_loss != 0 && max != -inf) {
+      loss += o.z_loss * lse * lse;
+      mag += o.z_loss * 4 * (std::fabs(lse) + 1) * (std::fabs(max) + std::fabs(log_sum) + 1);
+    }
+    mag += cap_mag;
+    row_loss[i] = nan_row ? nan : loss;
+    row_mag[i] = mag;
+    const Real g = g_of(i);
+    const Real z_term = (o.z_loss != 0 && max != -inf) ? 2 * o.z_loss * lse : 0;
+    for (int64_t j = 0; j < C; ++j) {
+      const Real p = (max == -inf || x[j] == -inf) ? 0 : std::exp(x[j] - max) / sum;
+      const Real d = o.softcap != 0 ? 1 - (x[j] / o.softcap) * (x[j] / o.softcap) : 1;
+      gx[i * C + j] = nan_row ? nan : g * ((a_sum + z_term) * p - a[j]) * d;
+      gx_mag[i * C + j] = std::fabs(g) * ((a_abs + std::fabs(z_term)) * p * (2 + distance(j)) + std::fabs(a[j]) +
+                                          (o.softcap != 0 ? (a_abs * p + std::fabs(a[j])) * 4 : 0) +
+                                          (o.z_loss != 0 ? 4 * o.z_loss * (std::fabs(max) + 1) * p : 0));
+    }
+  }
+  out.grad_logits = {gx, gx_mag};
+  if (o.reduction == 0) {
+    out.loss_shape.assign(logits.shape.begin(), logits.shape.end() - 1);
+    out.loss = {row_loss, row_mag};
+  } else {
+    Real total = 0, total_mag = 0;
+    for (int64_t i = 0; i < rows; ++i) total += row_loss[i], total_mag += row_mag[i];
+    if (o.reduction == 2) {
+      total = denominator == 0 ? 0 : total / denominator;
+      total_mag = denominator == 0 ? 0 : total_mag / denominator;
+    }
+    out.loss = {{total}, {total_mag}};
+  }
+  return out;
+}
+
+}  // namespace xent::test

@@ -16,6 +16,10 @@ from . import _xent
 __all__ = [
     "softmax_cross_entropy_with_logits",
     "softmax_cross_entropy_with_logits_grad",
+    "sparse_softmax_cross_entropy_with_logits",
+    "sparse_softmax_cross_entropy_with_logits_grad",
+    "cross_entropy",
+    "cross_entropy_grad",
     "set_num_threads",
     "get_num_threads",
 ]
@@ -98,3 +102,105 @@ def set_num_threads(n):
 
 def get_num_threads():
     return _xent.get_num_threads()
+
+
+# ---- Class-index targets and the loss options
+
+_REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
+
+
+def _int_array(x, name):
+    a = np.asarray(x)
+    if a.dtype == np.int32 or a.dtype == np.int64:
+        return a
+    if a.dtype.kind in "iu" and a.dtype != np.uint64:
+        return a.astype(np.int64)  # other integer widths (and lists): the values are kept exactly
+    raise TypeError(f"{name} must hold integer class indices (int32 or int64), received dtype {a.dtype}")
+
+
+def _logits(logits):
+    if _is_array(logits):
+        return _float_array(logits, "logits")
+    return np.asarray(logits, dtype=np.float32)
+
+
+def _axis(axis):
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"axis must be an int, received {type(axis).__name__}")
+    return int(axis)
+
+
+def _like(value, logits, name):
+    """An optional float argument in logits' dtype: lists are converted, arrays must match."""
+    if value is None:
+        return None
+    if _is_array(value):
+        value = _float_array(value, name)
+        if value.dtype != logits.dtype:
+            raise TypeError(f"{name} must have logits' dtype {logits.dtype}, received {value.dtype} "
+                            f"(cast it with {name}.astype(np.{logits.dtype}))")
+        return value
+    return np.asarray(value, dtype=logits.dtype)
+
+
+def sparse_softmax_cross_entropy_with_logits(*, labels, logits, name=None, axis=-1):
+    """Softmax cross-entropy with integer class labels, as tf.nn.sparse_softmax_cross_entropy_with_logits.
+
+    loss = logsumexp(logits) - logits[label] per row; labels (int32/int64) have logits' shape without the class axis
+    (`axis`, an extension; default last). A label outside [0, C) raises ValueError naming the value and the range.
+    -inf logits away from the label stay finite; a -inf logit at the label gives inf.
+    """
+    del name
+    logits, labels = _logits(logits), _int_array(labels, "labels")
+    return _xent.sparse(labels, logits, _axis(axis), None, False)[0]
+
+
+def sparse_softmax_cross_entropy_with_logits_grad(*, labels, logits, axis=-1, grad_loss=None):
+    """(loss, grad_logits) with grad_logits = grad_loss * (softmax(logits) - onehot(labels))."""
+    logits, labels = _logits(logits), _int_array(labels, "labels")
+    return tuple(_xent.sparse(labels, logits, _axis(axis), _like(grad_loss, logits, "grad_loss"), True))
+
+
+def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+                   grad_loss, gradients):
+    logits = _logits(logits)
+    target_array = np.asarray(target)
+    if target_array.dtype.kind in "iu":
+        target = _int_array(target, "target")
+    elif target_array.dtype.kind == "f":
+        target = _like(target, logits, "target")
+    else:
+        raise TypeError(f"target must hold class indices (int) or probabilities (logits' dtype), received dtype "
+                        f"{target_array.dtype}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', received {reduction!r}")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index must be an int, received {type(ignore_index).__name__}")
+    if softcap is not None and not softcap > 0:
+        raise ValueError(f"softcap must be > 0 (or None for no soft-capping), received {softcap}")
+    return _xent.cross_entropy(logits, target, _axis(axis), _like(weight, logits, "weight"), int(ignore_index),
+                               _REDUCTIONS[reduction], float(label_smoothing), float(z_loss),
+                               0.0 if softcap is None else float(softcap), _like(grad_loss, logits, "grad_loss"),
+                               gradients)
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                  z_loss=0.0, softcap=None):
+    """Cross-entropy with PyTorch's options plus z-loss and logit soft-capping, fused into one pass.
+
+    target: class indices (int, logits' shape without `axis`) or probabilities (logits' shape). Per row, with
+    x' = softcap*tanh(x/softcap) (if given), lse = logsumexp(x'), eps = label_smoothing and w = weight:
+      loss = sum_j a_j (lse - x'_j) + z_loss * lse**2,
+      a_j = (1-eps) w_t [j == t] + eps/C w_j   (indices)   or   w_j ((1-eps) y_j + eps/C)   (probabilities).
+    reduction 'mean' divides by sum of w[t] over rows not equal to ignore_index (indices) or by the row count
+    (probabilities); when nothing is left it returns 0 (PyTorch: nan). See include/xent/xent.h.
+    """
+    return _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+                          None, False)[0]
+
+
+def cross_entropy_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean",
+                       label_smoothing=0.0, z_loss=0.0, softcap=None, grad_loss=None):
+    """(loss, grad_logits) of cross_entropy in one pass; grad_loss has the loss's shape (default 1)."""
+    return tuple(_cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss,
+                                softcap, grad_loss, True))

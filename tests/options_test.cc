@@ -1,0 +1,304 @@
+// options_test.cc — the sparse op and xent_cross_entropy's options (weight, ignore_index, label smoothing,
+// z-loss, soft-cap, reductions) against reference_options, for every dtype, class-index dtype and layout.
+#include <gtest/gtest.h>
+
+#include "tests/test_util.h"
+#include "xent/xent.hpp"
+
+namespace xent::test {
+namespace {
+
+constexpr xent_dtype kAllDtypes[] = {XENT_FLOAT16, XENT_BFLOAT16, XENT_FLOAT32, XENT_FLOAT64};
+constexpr Real kInf = std::numeric_limits<Real>::infinity();
+
+// Class indices in int32 or int64, contiguous.
+struct Indices {
+  xent_dtype dtype;
+  std::vector<int64_t> shape, values;
+  std::vector<int32_t> i32;
+  std::vector<int64_t> i64;
+  xent_tensor view() {
+    i32.assign(values.begin(), values.end());
+    i64 = values;
+    void* data = dtype == XENT_INT32 ? static_cast<void*>(i32.data()) : static_cast<void*>(i64.data());
+    return xent_make_tensor(data, dtype, static_cast<int32_t>(shape.size()), shape.data(), nullptr);
+  }
+};
+
+struct OptCase {
+  xent_dtype dtype = XENT_FLOAT32;
+  std::vector<int64_t> shape;  // logits; class axis last
+  bool sparse = true;
+  xent_dtype index_dtype = XENT_INT64;
+  LossOptions options;
+  Layout layout = Layout::kContiguous;
+  Real ignored_fraction = 0.15;
+  uint32_t seed = 1;
+  std::function<void(Tensor& logits, std::vector<int64_t>& targets)> edit;
+};
+
+xent_loss_options c_options(const LossOptions& o, xent_tensor* weight) {
+  xent_loss_options c = xent_default_loss_options();
+  c.weight = weight;
+  c.ignore_index = o.ignore_index;
+  c.reduction = o.reduction;
+  c.label_smoothing = static_cast<double>(o.label_smoothing);
+  c.z_loss = static_cast<double>(o.z_loss);
+  c.softcap = static_cast<double>(o.softcap);
+  return c;
+}
+
+void run_options_case(const OptCase& c) {
+  SCOPED_TRACE(std::string(xent_dtype_name(c.dtype)) + " logits" + shape_of(c.shape) + (c.sparse ? " indices" : " probabilities") +
+               " reduction=" + std::to_string(c.options.reduction) + " eps=" + std::to_string((double)c.options.label_smoothing) +
+               " z=" + std::to_string((double)c.options.z_loss) + " cap=" + std::to_string((double)c.options.softcap) +
+               " weight=" + std::to_string(!c.options.weight.empty()) + " " + layout_name(c.layout));
+  std::mt19937 rng(c.seed);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform;
+  const int64_t C = c.shape.back();
+  const std::vector<int64_t> batch(c.shape.begin(), c.shape.end() - 1);
+  Tensor logits(c.dtype, c.shape, c.layout);
+  for (int64_t i = 0; i < logits.size(); ++i) logits.set(i, 4 * normal(rng));
+  Tensor probs(c.dtype, c.shape, c.layout);
+  for (int64_t i = 0; i < probs.size(); ++i) probs.set(i, uniform(rng));
+  std::vector<int64_t> targets(static_cast<size_t>(count(batch)));
+  for (auto& t : targets)
+    t = uniform(rng) < c.ignored_fraction ? c.options.ignore_index : static_cast<int64_t>(uniform(rng) * C) % C;
+  if (c.edit) c.edit(logits, targets);
+  LossOptions o = c.options;
+  Tensor weight(c.dtype, {C});
+  if (!o.weight.empty()) {
+    for (int64_t j = 0; j < C; ++j) weight.set(j, o.weight[j]);
+    o.weight = weight.dense().values;  // the reference sees the rounded weights
+  }
+  Indices indices{c.index_dtype, batch, targets};
+  xent_tensor xv = logits.view(), tv = c.sparse ? indices.view() : probs.view(), wv = weight.view();
+  const xent_loss_options copt = c_options(o, o.weight.empty() ? nullptr : &wv);
+  const Dense probs_dense = probs.dense();
+  const Reference plain =
+      reference_options(logits.dense(), c.sparse ? &targets : nullptr, c.sparse ? nullptr : &probs_dense, o, {});
+
+  Tensor loss(c.dtype, plain.loss_shape);
+  xent_tensor lv = loss.view();
+  expect_ok(xent_cross_entropy(&xv, &tv, -1, &copt, &lv));
+  expect_matches(loss, plain.loss, "loss");
+
+  Tensor grad_loss(c.dtype, plain.loss_shape), loss2(c.dtype, plain.loss_shape), gx(c.dtype, c.shape, c.layout);
+  for (int64_t i = 0; i < grad_loss.size(); ++i) grad_loss.set(i, 4 * uniform(rng) - 2);
+  const Reference ref = reference_options(logits.dense(), c.sparse ? &targets : nullptr, c.sparse ? nullptr : &probs_dense,
+                                          o, grad_loss.dense().values);
+  xent_tensor gv = grad_loss.view(), l2 = loss2.view(), gxv = gx.view();
+  expect_ok(xent_cross_entropy_grad(&xv, &tv, -1, &copt, &gv, &l2, &gxv));
+  expect_matches(loss2, plain.loss, "loss (grad call)");
+  expect_matches(gx, ref.grad_logits, "grad_logits");
+}
+
+TEST(Sparse, MatchesReferenceEveryDtypeSizeAndLayout) {
+  for (xent_dtype dtype : kAllDtypes)
+    for (xent_dtype index_dtype : {XENT_INT32, XENT_INT64})
+      for (int64_t C : {1, 2, 7, 16, 17, 100, 2049, 5000})
+        for (Layout layout : {Layout::kContiguous, Layout::kTransposed, Layout::kMisaligned}) {
+          OptCase c{.dtype = dtype, .shape = {5, C}, .index_dtype = index_dtype, .layout = layout, .ignored_fraction = 0,
+                    .seed = static_cast<uint32_t>(C)};
+          c.options.has_ignore = false;
+          run_options_case(c);
+        }
+}
+
+// The TensorFlow-style entry points: no ignore_index, errors for out-of-range labels.
+TEST(Sparse, TensorFlowEntryPoints) {
+  // logits [[0, -inf]], label 0 -> 0; the label's own -inf logit -> +inf.
+  const float logits[] = {0, -INFINITY, -INFINITY, 0};
+  const int64_t labels[] = {0, 0};
+  float loss[2], gx[4];
+  xent_tensor x = xent_make_tensor((void*)logits, XENT_FLOAT32, 2, std::array<int64_t, 2>{2, 2}.data(), nullptr);
+  xent_tensor y = xent_make_tensor((void*)labels, XENT_INT64, 1, std::array<int64_t, 1>{2}.data(), nullptr);
+  xent_tensor l = xent_make_tensor(loss, XENT_FLOAT32, 1, std::array<int64_t, 1>{2}.data(), nullptr);
+  xent_tensor g = xent_make_tensor(gx, XENT_FLOAT32, 2, std::array<int64_t, 2>{2, 2}.data(), nullptr);
+  expect_ok(xent_sparse_softmax_cross_entropy_grad(&y, &x, -1, nullptr, &l, &g));
+  EXPECT_EQ(loss[0], 0);
+  EXPECT_EQ(loss[1], INFINITY);
+  EXPECT_EQ(gx[0], 0);
+  EXPECT_EQ(gx[1], 0);
+}
+
+TEST(Sparse, HigherRankAndScalarLabel) {
+  // labels [[3,2],[0,3]] against logits [2,2,4].
+  std::vector<float> logits(16);
+  for (int i = 0; i < 16; ++i) logits[i] = 0.25f * i - 1;
+  const int32_t labels[] = {3, 2, 0, 3};
+  float loss[4];
+  xent_tensor x = xent_make_tensor(logits.data(), XENT_FLOAT32, 3, std::array<int64_t, 3>{2, 2, 4}.data(), nullptr);
+  xent_tensor y = xent_make_tensor((void*)labels, XENT_INT32, 2, std::array<int64_t, 2>{2, 2}.data(), nullptr);
+  xent_tensor l = xent_make_tensor(loss, XENT_FLOAT32, 2, std::array<int64_t, 2>{2, 2}.data(), nullptr);
+  expect_ok(xent_sparse_softmax_cross_entropy(&y, &x, -1, &l));
+  for (int r = 0; r < 4; ++r) {
+    double s = 0;
+    for (int j = 0; j < 4; ++j) s += std::exp(logits[r * 4 + j]);
+    EXPECT_NEAR(loss[r], std::log(s) - logits[r * 4 + labels[r]], 1e-6) << r;
+  }
+  // A scalar label with 1-D logits gives a scalar.
+  const int64_t label = 1;
+  float scalar_loss = -1;
+  xent_tensor x1 = xent_make_tensor(logits.data(), XENT_FLOAT32, 1, std::array<int64_t, 1>{4}.data(), nullptr);
+  xent_tensor y0 = xent_make_tensor((void*)&label, XENT_INT64, 0, nullptr, nullptr);
+  xent_tensor l0 = xent_make_tensor(&scalar_loss, XENT_FLOAT32, 0, nullptr, nullptr);
+  expect_ok(xent_sparse_softmax_cross_entropy(&y0, &x1, -1, &l0));
+  EXPECT_NEAR(scalar_loss, loss[0] + logits[3] - logits[1], 1e-6);
+}
+
+TEST(Sparse, ClassAxisNotLastEqualsTransposed) {
+  // logits [C, N] with axis 0 must equal logits [N, C] with axis -1 on the same numbers.
+  const int64_t C = 37, N = 40;
+  std::vector<float> a(C * N), b(C * N);
+  std::vector<int64_t> labels(N);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t n = 0; n < N; ++n) a[c * N + n] = b[n * C + c] = std::sin(0.1f * (c * N + n)) * 5;
+  for (int64_t n = 0; n < N; ++n) labels[n] = (n * 7) % C;
+  float la[N], lb[N];
+  xent_tensor xa = xent_make_tensor(a.data(), XENT_FLOAT32, 2, std::array<int64_t, 2>{C, N}.data(), nullptr);
+  xent_tensor xb = xent_make_tensor(b.data(), XENT_FLOAT32, 2, std::array<int64_t, 2>{N, C}.data(), nullptr);
+  xent_tensor y = xent_make_tensor(labels.data(), XENT_INT64, 1, std::array<int64_t, 1>{N}.data(), nullptr);
+  xent_tensor lva = xent_make_tensor(la, XENT_FLOAT32, 1, std::array<int64_t, 1>{N}.data(), nullptr);
+  xent_tensor lvb = xent_make_tensor(lb, XENT_FLOAT32, 1, std::array<int64_t, 1>{N}.data(), nullptr);
+  expect_ok(xent_sparse_softmax_cross_entropy(&y, &xa, 0, &lva));
+  expect_ok(xent_sparse_softmax_cross_entropy(&y, &xb, -1, &lvb));
+  for (int64_t n = 0; n < N; ++n) EXPECT_FLOAT_EQ(la[n], lb[n]) << n;
+}
+
+TEST(Sparse, LabelOutOfRangeIsAnErrorAndWritesNothing) {
+  for (int64_t bad : {int64_t{7}, int64_t{5}, int64_t{-1}, int64_t{-100}}) {
+    const float logits[10] = {};
+    const int64_t labels[] = {1, bad};
+    float loss[2] = {42, 42};
+    xent_tensor x = xent_make_tensor((void*)logits, XENT_FLOAT32, 2, std::array<int64_t, 2>{2, 5}.data(), nullptr);
+    xent_tensor y = xent_make_tensor((void*)labels, XENT_INT64, 1, std::array<int64_t, 1>{2}.data(), nullptr);
+    xent_tensor l = xent_make_tensor(loss, XENT_FLOAT32, 1, std::array<int64_t, 1>{2}.data(), nullptr);
+    EXPECT_EQ(xent_sparse_softmax_cross_entropy(&y, &x, -1, &l), XENT_INVALID_ARGUMENT);
+    EXPECT_EQ(std::string(xent_last_error_message()),
+              "Received a label value of " + std::to_string(bad) + " which is outside the valid range of [0, 5)");
+    EXPECT_EQ(loss[0], 42);
+    EXPECT_EQ(loss[1], 42);
+  }
+}
+
+TEST(Sparse, ShapeAndDtypeErrors) {
+  const float logits[8] = {};
+  const int64_t labels[3] = {};
+  const float flabels[2] = {};
+  float loss[2];
+  xent_tensor x = xent_make_tensor((void*)logits, XENT_FLOAT32, 2, std::array<int64_t, 2>{2, 4}.data(), nullptr);
+  xent_tensor y = xent_make_tensor((void*)labels, XENT_INT64, 1, std::array<int64_t, 1>{3}.data(), nullptr);
+  xent_tensor yf = xent_make_tensor((void*)flabels, XENT_FLOAT32, 1, std::array<int64_t, 1>{2}.data(), nullptr);
+  xent_tensor l = xent_make_tensor(loss, XENT_FLOAT32, 1, std::array<int64_t, 1>{2}.data(), nullptr);
+  EXPECT_EQ(xent_sparse_softmax_cross_entropy(&y, &x, -1, &l), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("labels must have shape [2] (logits' shape without the class axis), received [3]"),
+            std::string::npos) << xent_last_error_message();
+  EXPECT_EQ(xent_sparse_softmax_cross_entropy(&yf, &x, -1, &l), XENT_INVALID_DTYPE);
+  EXPECT_NE(std::string(xent_last_error_message()).find("int32 or int64"), std::string::npos);
+  const int64_t none[1] = {};
+  xent_tensor x0 = xent_make_tensor((void*)logits, XENT_FLOAT32, 2, std::array<int64_t, 2>{2, 0}.data(), nullptr);
+  xent_tensor y2 = xent_make_tensor((void*)none, XENT_INT64, 1, std::array<int64_t, 1>{2}.data(), nullptr);
+  EXPECT_EQ(xent_sparse_softmax_cross_entropy(&y2, &x0, -1, &l), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("at least one class"), std::string::npos);
+}
+
+// Every option alone, then all together, for class indices and probabilities, every reduction.
+TEST(Options, EachAndAllAgainstReference) {
+  std::vector<LossOptions> variants;
+  for (int reduction : {0, 1, 2}) {
+    LossOptions base;
+    base.reduction = reduction;
+    variants.push_back(base);
+    LossOptions w = base;
+    for (int j = 0; j < 37; ++j) w.weight.push_back(0.25 + 0.05 * j);
+    variants.push_back(w);
+    LossOptions s = base;
+    s.label_smoothing = 0.1;
+    variants.push_back(s);
+    LossOptions z = base;
+    z.z_loss = 1e-2;
+    variants.push_back(z);
+    LossOptions cap = base;
+    cap.softcap = 3;
+    variants.push_back(cap);
+    LossOptions all = w;
+    all.label_smoothing = 0.2, all.z_loss = 1e-3, all.softcap = 5, all.ignore_index = 4;
+    variants.push_back(all);
+  }
+  for (xent_dtype dtype : kAllDtypes)
+    for (const LossOptions& o : variants)
+      for (bool sparse : {true, false}) {
+        run_options_case({.dtype = dtype, .shape = {6, 37}, .sparse = sparse, .options = o});
+        run_options_case({.dtype = dtype, .shape = {2, 3, 37}, .sparse = sparse, .options = o,
+                          .layout = Layout::kTransposed, .seed = 3});
+      }
+}
+
+TEST(Options, LongRowsSplitAcrossThreads) {
+  LossOptions all;
+  all.label_smoothing = 0.1, all.z_loss = 1e-4, all.softcap = 20, all.reduction = 2;
+  for (int j = 0; j < 300000; ++j) all.weight.push_back(1 + (j % 7) * 0.1);
+  set_num_threads(2);
+  run_options_case({.shape = {2, 300000}, .options = all, .ignored_fraction = 0});
+  run_options_case({.shape = {2, 300000}, .sparse = false, .options = all});
+  set_num_threads(0);
+}
+
+TEST(Options, IgnoredRowsAndEmptyMean) {
+  LossOptions mean;
+  mean.reduction = 2;
+  run_options_case({.shape = {50, 9}, .options = mean, .ignored_fraction = 0.5});
+  // Every row ignored: MEAN is 0 with gradient 0 (documented; PyTorch gives NaN).
+  run_options_case({.shape = {4, 9}, .options = mean, .ignored_fraction = 1});
+  LossOptions none;
+  run_options_case({.shape = {4, 9}, .options = none, .ignored_fraction = 1});
+}
+
+TEST(Options, MaskedLogitsAndHugeValues) {
+  LossOptions o;
+  o.reduction = 0;
+  o.has_ignore = false;
+  run_options_case({.shape = {3, 5}, .options = o, .ignored_fraction = 0, .edit = [](Tensor& x, std::vector<int64_t>& t) {
+                      x.set(1, -kInf), x.set(2, -kInf), t[0] = 0;        // masked logits away from the label: finite
+                      x.set(5, -kInf), t[1] = 0;                          // label on a masked logit: +inf
+                      x.set(10, 3e38), x.set(11, -3e38), t[2] = 1;        // huge logits: finite, exact
+                    }});
+}
+
+TEST(Options, ValidationErrors) {
+  const float logits[8] = {};
+  const int64_t labels[2] = {0, 1};
+  const float w3[3] = {1, 1, 1};
+  float loss[2];
+  xent_tensor x = xent_make_tensor((void*)logits, XENT_FLOAT32, 2, std::array<int64_t, 2>{2, 4}.data(), nullptr);
+  xent_tensor y = xent_make_tensor((void*)labels, XENT_INT64, 1, std::array<int64_t, 1>{2}.data(), nullptr);
+  xent_tensor w = xent_make_tensor((void*)w3, XENT_FLOAT32, 1, std::array<int64_t, 1>{3}.data(), nullptr);
+  xent_tensor scalar = xent_make_tensor(loss, XENT_FLOAT32, 0, nullptr, nullptr);
+  xent_tensor per_row = xent_make_tensor(loss, XENT_FLOAT32, 1, std::array<int64_t, 1>{2}.data(), nullptr);
+  const auto expect = [&](xent_loss_options o, const xent_tensor* out, const char* needle) {
+    EXPECT_EQ(xent_cross_entropy(&x, &y, -1, &o, out), XENT_INVALID_ARGUMENT) << needle;
+    EXPECT_NE(std::string(xent_last_error_message()).find(needle), std::string::npos) << xent_last_error_message();
+  };
+  xent_loss_options o = xent_default_loss_options();
+  o.weight = &w;
+  expect(o, &scalar, "weight must have shape [4] (one weight per class), received [3]");
+  o = xent_default_loss_options(), o.label_smoothing = 1.5;
+  expect(o, &scalar, "label_smoothing must be in [0, 1], received 1.5");
+  o = xent_default_loss_options(), o.label_smoothing = NAN;
+  expect(o, &scalar, "label_smoothing must be in [0, 1]");
+  o = xent_default_loss_options(), o.z_loss = -1;
+  expect(o, &scalar, "z_loss must be finite and >= 0, received -1");
+  o = xent_default_loss_options(), o.softcap = -2;
+  expect(o, &scalar, "softcap must be finite and > 0");
+  o = xent_default_loss_options(), o.reduction = 7;
+  expect(o, &scalar, "reduction must be XENT_REDUCTION_NONE (0), SUM (1) or MEAN (2), received 7");
+  o = xent_default_loss_options();
+  expect(o, &per_row, "loss must have shape [] (a scalar: the loss is reduced), received [2]");
+  o.reduction = XENT_REDUCTION_NONE;
+  expect(o, &scalar, "loss must have shape [2]");
+}
+
+}  // namespace
+}  // namespace xent::test

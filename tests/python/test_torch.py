@@ -1,0 +1,120 @@
+"""xent.torch: a drop-in for torch.nn.functional.cross_entropy, in a training loop and under double backward."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import xent.torch as xt
+
+TOL = {torch.float64: (1e-12, 1e-14), torch.float32: (2e-6, 1e-7), torch.bfloat16: (2e-2, 1e-2),
+       torch.float16: (2e-3, 1e-3)}
+
+
+def inputs(dtype, shape=(16, 11), targets="indices", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(shape, generator=g, dtype=torch.float64) * 3).to(dtype)
+    if targets == "indices":
+        target = torch.randint(0, shape[1], (shape[0],) + tuple(shape[2:]), generator=g)
+        target[1] = -100
+    else:
+        target = torch.rand(shape, generator=g, dtype=torch.float64).softmax(1).to(dtype)
+    return logits, target
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("targets", ["indices", "probabilities"])
+@pytest.mark.parametrize("kw", [{}, {"reduction": "sum"}, {"reduction": "none"}, {"label_smoothing": 0.1},
+                                {"weight": True}, {"weight": True, "label_smoothing": 0.2, "reduction": "sum"}])
+def test_matches_torch_forward_and_backward(dtype, targets, kw):
+    logits, target = inputs(dtype, targets=targets)
+    kw = dict(kw)
+    if kw.get("weight") is True:
+        kw["weight"] = (torch.rand(11, generator=torch.Generator().manual_seed(5), dtype=torch.float64) + 0.5).to(dtype)
+    # torch's reference in float64 (its CPU half kernels are missing or round intermediate values).
+    ref_kw = {k: (v.double() if k == "weight" else v) for k, v in kw.items()}
+    x64 = logits.detach().double().clone().requires_grad_()
+    t64 = target.double() if target.is_floating_point() else target
+    expected = F.cross_entropy(x64, t64, **ref_kw)
+    expected.backward(torch.ones_like(expected))
+    x = logits.clone().requires_grad_()
+    got = xt.cross_entropy(x, target, **kw)
+    got.backward(torch.ones_like(got))
+    assert got.dtype == dtype and x.grad.dtype == dtype
+    rtol, atol = TOL[dtype]
+    torch.testing.assert_close(got.double(), expected.detach(), rtol=rtol, atol=atol)
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=rtol, atol=atol)
+
+
+def test_class_axis_one_for_images():
+    logits, _ = inputs(torch.float32, shape=(4, 6, 5))
+    target = torch.randint(0, 6, (4, 5))
+    x, y = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    a = xt.cross_entropy(x, target, axis=1)
+    b = F.cross_entropy(y, target)
+    a.backward(), b.backward()
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(x.grad, y.grad)
+
+
+def test_strided_input_is_read_in_place():
+    logits, _ = inputs(torch.float64, shape=(11, 16))
+    target = torch.randint(0, 11, (16,), generator=torch.Generator().manual_seed(1))
+    x = logits.t().requires_grad_()  # [16, 11], non-contiguous
+    a = xt.cross_entropy(x, target)
+    b = F.cross_entropy(x, target)
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kw", [{}, {"label_smoothing": 0.1, "weight": True}, {"z_loss": 1e-2}, {"softcap": 3.0}])
+def test_double_backward_hessian_vector_product(kw):
+    logits, target = inputs(torch.float64)
+    kw = dict(kw)
+    if kw.get("weight") is True:
+        kw["weight"] = torch.rand(11, dtype=torch.float64) + 0.5
+    v = torch.randn_like(logits)
+
+    def reference(x):
+        xp = kw["softcap"] * torch.tanh(x / kw["softcap"]) if "softcap" in kw else x
+        base = {k: val for k, val in kw.items() if k not in ("z_loss", "softcap")}
+        loss = F.cross_entropy(xp, target, **base)
+        if "z_loss" in kw:  # PaLM's z-loss, averaged like the loss
+            keep = (target != -100).double()
+            loss = loss + kw["z_loss"] * (torch.logsumexp(xp, 1) ** 2 * keep).sum() / keep.sum()
+        return loss
+
+    results = []
+    for f in (lambda x: xt.cross_entropy(x, target, **kw), reference):
+        x = logits.clone().requires_grad_()
+        g, = torch.autograd.grad(f(x), x, create_graph=True)
+        hv, = torch.autograd.grad((g * v).sum(), x)
+        results.append((g.detach(), hv))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-10, atol=1e-12)
+
+
+def test_gradcheck_and_gradgradcheck():
+    logits, target = inputs(torch.float64, shape=(4, 5))
+    x = logits.requires_grad_()
+    f = lambda x: xt.cross_entropy(x, target, label_smoothing=0.1, z_loss=1e-2)
+    assert torch.autograd.gradcheck(f, (x,))
+    assert torch.autograd.gradgradcheck(f, (x,))
+
+
+def test_training_loop_matches_torch():
+    """Softmax regression on generated data: xent's loss and torch's train to the same weights."""
+    from examples.train_softmax_regression import train
+    w_xent, loss_xent = train(xt.cross_entropy)
+    w_torch, loss_torch = train(F.cross_entropy)
+    torch.testing.assert_close(w_xent, w_torch, rtol=1e-4, atol=1e-5)
+    assert abs(loss_xent - loss_torch) < 1e-5 and loss_xent < 0.4 * math.log(5)  # trained: far below log(C)
+
+
+def test_errors():
+    logits, target = inputs(torch.float32)
+    with pytest.raises(ValueError, match="reduction"):
+        xt.cross_entropy(logits, target, reduction="avg")
+    with pytest.raises(ValueError, match="outside the valid range"):
+        xt.cross_entropy(logits, torch.full((16,), 11))
+    with pytest.raises(TypeError, match="weight must have logits' dtype"):
+        xt.cross_entropy(logits, target, weight=torch.ones(11, dtype=torch.float64))
