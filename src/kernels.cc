@@ -163,11 +163,11 @@ void RunTyped(const Layout& l, int threads) {
   };
 
   // Rows whose classes are strided (class axis not last) or short, with neighbouring rows along the innermost
-  // batch dimension: one row per SIMD lane (lane_kernel-inl.h). Plain dense op only.
+  // batch dimension: one row per SIMD lane (lane_kernel-inl.h). Class indices are compared as values of the
+  // compute type there, exact below 2^24.
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(da));
   const int inner = l.batch_rank - 1;
-  if (!kGeneral && inner >= 0 && l.batch_shape[inner] >= lanes && (xs != 1 || C <= kShortRow) && !l.row_loss &&
-      l.grad_scale == 1) {
+  if (inner >= 0 && l.batch_shape[inner] >= lanes && (xs != 1 || C <= kShortRow) && C < (int64_t{1} << 24)) {
     const int64_t I = l.batch_shape[inner], groups = (I + lanes - 1) / lanes, outer = rows / I;
     const auto lane_operand = [&](Operand k, auto* type) {
       return LaneOperand<std::remove_pointer_t<decltype(type)>>{nullptr, l.batch_strides[k][inner], l.class_stride[k]};
@@ -182,7 +182,22 @@ void RunTyped(const Layout& l, int threads) {
                             static_cast<size_t>(std::min(lanes, I - (w % groups) * lanes))};
       group.x.data = r.x, group.y.data = r.y, group.loss.data = r.loss, group.grad_loss.data = r.grad_loss;
       group.gx.data = r.gx, group.gy.data = r.gy;
-      LaneRows(da, group, C);
+      group.grad_scale = l.grad_scale;
+      group.row_loss = l.row_loss;
+      group.first_row = first;
+      if constexpr (kGeneral) {
+        group.tr = tr;
+        group.z_loss = l.options.z_loss;
+        if (l.sparse) {
+          group.targets = static_cast<const char*>(l.data[kLabels]) +
+                          r.label_offset * (l.label_dtype == XENT_INT32 ? 4 : 8);
+          group.target_dtype = l.label_dtype;
+          group.targets_lane_stride = l.batch_strides[kLabels][inner];
+          group.has_ignore = l.options.has_ignore;
+          group.ignore_index = l.options.ignore_index;
+        }
+      }
+      LaneRows<kGeneral>(da, group, C);
     }
     return;
   }

@@ -43,6 +43,17 @@ struct LaneGroup {
   LaneOperand<const T> grad_loss;  // data may be null; class_stride unused
   LaneOperand<G> gx, gy;         // data may be null
   size_t count;                  // rows in this group, 1..Lanes
+  // The general path (options, class-index targets, reductions; see Layout).
+  Transform<T> tr;
+  double z_loss = 0;
+  const void* targets = nullptr;  // class indices of target_dtype at targets[l · targets_lane_stride], or null
+  xent_dtype target_dtype = XENT_INT64;
+  int64_t targets_lane_stride = 0;
+  bool has_ignore = false;
+  int64_t ignore_index = 0;
+  double grad_scale = 1;
+  double* row_loss = nullptr;  // reductions: losses in double at row_loss[first_row + l]
+  int64_t first_row = 0;
 };
 
 // Lanes of row-stepped elements starting at p; lanes ≥ count are 0.
@@ -52,18 +63,56 @@ HWY_INLINE hn::Vec<DA> LoadRows(DA da, const T* p, int64_t lane_stride, size_t c
   return LoadPartial(da, p, lane_stride, count, hn::TFromD<DA>{0}, buf);
 }
 
-// Forward (and gradients when gx or gy is set) of one group of rows.
-template <class DA, typename T, typename G>
+// Forward (and gradients when gx or gy is set) of one group of rows. kGeneral: the loss options, as in
+// ForwardRange; a class-index target t becomes the one-hot label [c == t] of its lane, so the effective label
+// w_c·(alpha·onehot + beta) has the same form as for probabilities.
+template <bool kGeneral, class DA, typename T, typename G>
 void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   using A = hn::TFromD<DA>;
   constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
   HWY_ALIGN A buf[kMaxLanes] = {};
   const size_t count = a.count;
   const auto zero = hn::Zero(da);
+  const auto one = hn::Set(da, A{1});
   const auto half = hn::Set(da, A{0.5});
   const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
-  const auto x_at = [&](int64_t c) { return LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf); };
-  const auto y_at = [&](int64_t c) { return LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf); };
+  const Transform<T>& tr = a.tr;
+  const auto cap = hn::Set(da, static_cast<A>(tr.softcap)), inv_cap = hn::Set(da, static_cast<A>(tr.softcap ? 1 / tr.softcap : 0));
+  // Targets of the lanes as values (−1: ignored, or a lane past count), and which lanes are ignored.
+  HWY_ALIGN A target[kMaxLanes] = {}, ignored[kMaxLanes] = {};
+  if (kGeneral && a.targets) {
+    for (size_t l = 0; l < hn::Lanes(da); ++l) {
+      if (l >= count) {
+        target[l] = -1;
+        continue;
+      }
+      const int64_t t = a.target_dtype == XENT_INT32
+                            ? static_cast<const int32_t*>(a.targets)[static_cast<int64_t>(l) * a.targets_lane_stride]
+                            : static_cast<const int64_t*>(a.targets)[static_cast<int64_t>(l) * a.targets_lane_stride];
+      const bool skip = a.has_ignore && t == a.ignore_index;
+      target[l] = skip ? A{-1} : static_cast<A>(t);
+      ignored[l] = skip ? A{1} : A{0};
+    }
+  }
+  const auto target_vec = hn::Load(da, target);
+  const auto x_at = [&](int64_t c) {
+    auto v = LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf);
+    if constexpr (kGeneral) {
+      if (tr.softcap != 0) v = Softcap(da, v, cap, inv_cap);
+    }
+    return v;
+  };
+  const auto y_at = [&](int64_t c) {
+    if constexpr (!kGeneral) {
+      return LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
+    } else {
+      const auto y = a.targets ? hn::IfThenElseZero(hn::Eq(target_vec, hn::Set(da, static_cast<A>(c))), one)
+                               : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
+      auto v = hn::MulAdd(hn::Set(da, static_cast<A>(tr.alpha)), y, hn::Set(da, static_cast<A>(tr.beta)));
+      if (tr.weight) v = hn::Mul(v, hn::Set(da, ToCompute(tr.weight[c * tr.weight_stride])));
+      return v;
+    }
+  };
 
   // One block of classes [begin, end): max, then Σ exp(x − r), Σ y, Σ_{y≠0} y·(x/2 − r/2) per lane, as in
   // ForwardRange (row_kernel-inl.h), which explains the halving.
@@ -85,8 +134,10 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     return Block{max, ref, sum, label_sum, half_dot};
   };
 
-  hn::Vec<DA> g = hn::Set(da, A{1});
-  if (a.grad_loss.data) g = LoadRows(da, a.grad_loss.data, a.grad_loss.lane_stride, count, buf);
+  hn::Vec<DA> g = hn::Set(da, static_cast<A>(a.grad_scale));
+  if (a.grad_loss.data) g = hn::Mul(g, LoadRows(da, a.grad_loss.data, a.grad_loss.lane_stride, count, buf));
+  const auto ignored_mask = hn::Eq(hn::Load(da, ignored), one);
+  g = hn::IfThenZeroElse(ignored_mask, g);
   hn::Vec<DA> ref, log_sum, scale;
   HWY_ALIGN A loss[kMaxLanes];
   if (C <= kLaneBlock) {
@@ -98,7 +149,14 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     log_sum = hn::IfThenZeroElse(empty, log);
     scale = hn::IfThenZeroElse(empty, hn::Div(hn::Mul(g, b.label_sum), b.sum));
     // As Finalize: loss = label_sum · log_sum − label_dot (0 · NaN stays NaN).
-    hn::Store(hn::Sub(hn::Mul(b.label_sum, log_sum), hn::Add(b.half_dot, b.half_dot)), da, loss);
+    auto l = hn::Sub(hn::Mul(b.label_sum, log_sum), hn::Add(b.half_dot, b.half_dot));
+    if (kGeneral && a.z_loss != 0) {  // + λ·lse², gradient 2λ·lse·softmax (FinishState in kernels.cc)
+      const auto z = hn::Set(da, static_cast<A>(a.z_loss));
+      const auto lse = hn::Add(ref, log_sum);
+      l = hn::IfThenElse(empty, l, hn::MulAdd(hn::Mul(z, lse), lse, l));
+      scale = hn::IfThenElse(empty, scale, hn::MulAdd(hn::Mul(hn::Add(z, z), lse), hn::Div(g, b.sum), scale));
+    }
+    hn::Store(hn::IfThenZeroElse(ignored_mask, l), da, loss);
   } else {
     // Several blocks: merge each lane's blocks in double (row_state.h), then finish per lane.
     RowState state[kMaxLanes];
@@ -111,21 +169,34 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     hn::Store(g, da, gl);
     HWY_ALIGN A r[kMaxLanes] = {}, ls[kMaxLanes] = {}, sc[kMaxLanes] = {};
     for (size_t l = 0; l < count; ++l) {
-      const RowResult result = Finalize(state[l], gl[l]);
+      RowResult result = Finalize(state[l], gl[l]);
+      if (kGeneral && a.z_loss != 0 && state[l].sum != 0) {
+        const double lse = result.reference + result.log_sum;
+        result.loss += a.z_loss * lse * lse;
+        result.softmax_scale += gl[l] * 2 * a.z_loss * lse / state[l].sum;
+      }
+      if (ignored[l] != 0) result.loss = 0;
       loss[l] = static_cast<A>(result.loss), r[l] = static_cast<A>(result.reference);
       ls[l] = static_cast<A>(result.log_sum), sc[l] = static_cast<A>(result.softmax_scale);
     }
     ref = hn::Load(da, r), log_sum = hn::Load(da, ls), scale = hn::Load(da, sc);
   }
-  if (a.loss.data)
+  if (a.row_loss) {
+    for (size_t l = 0; l < count; ++l) a.row_loss[a.first_row + static_cast<int64_t>(l)] = loss[l];
+  } else if (a.loss.data) {
     for (size_t l = 0; l < count; ++l) a.loss.data[static_cast<int64_t>(l) * a.loss.lane_stride] = FromCompute<T>(loss[l]);
+  }
 
   if (!a.gx.data && !a.gy.data) return;
   const auto half_ref = hn::Mul(ref, half), half_log_sum = hn::Mul(log_sum, half), twice_g = hn::Add(g, g);
   for (int64_t c = 0; c < C; ++c) {
     const auto xv = x_at(c), yv = y_at(c);
     if (a.gx.data) {
-      const auto v = hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
+      auto v = hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
+      if (kGeneral && tr.softcap != 0) {
+        const auto q = hn::Mul(xv, inv_cap);
+        v = hn::Mul(v, hn::NegMulAdd(q, q, one));
+      }
       StoreLanes(da, v, a.gx.data + c * a.gx.class_stride, a.gx.lane_stride, count, buf);
     }
     if (a.gy.data) {

@@ -233,6 +233,17 @@ TEST(Options, EachAndAllAgainstReference) {
         run_options_case({.dtype = dtype, .shape = {6, 37}, .sparse = sparse, .options = o});
         run_options_case({.dtype = dtype, .shape = {2, 3, 37}, .sparse = sparse, .options = o,
                           .layout = Layout::kTransposed, .seed = 3});
+        // One row per SIMD lane: short rows, and classes strided (transposed) in one and in several lane blocks.
+        LossOptions short_rows = o;
+        if (!short_rows.weight.empty()) short_rows.weight.resize(7);
+        run_options_case({.dtype = dtype, .shape = {40, 7}, .sparse = sparse, .options = short_rows, .seed = 4});
+        run_options_case({.dtype = dtype, .shape = {40, 37}, .sparse = sparse, .options = o,
+                          .layout = Layout::kTransposed, .seed = 5});
+        LossOptions wide = o;
+        if (!wide.weight.empty())
+          for (int j = 37; j < 130; ++j) wide.weight.push_back(0.5 + 0.01 * j);
+        run_options_case({.dtype = dtype, .shape = {33, 130}, .sparse = sparse, .options = wide,
+                          .layout = Layout::kTransposed, .seed = 6});
       }
 }
 
