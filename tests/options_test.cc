@@ -311,5 +311,18 @@ TEST(Options, ValidationErrors) {
   expect(o, &scalar, "loss must have shape [2]");
 }
 
+TEST(Options, CppApi) {
+  const float logits[] = {4, 2, 1, 0, 5, 1};
+  const int64_t labels[] = {0, 1};
+  const float weight[] = {2, 1, 1};
+  float loss[2], mean = 0, gx[6];
+  sparse_softmax_cross_entropy({labels, {2}}, {logits, {2, 3}}, {loss, {2}});
+  EXPECT_NEAR(loss[0], std::log(std::exp(4.) + std::exp(2.) + std::exp(1.)) - 4, 1e-6);
+  cross_entropy_grad({logits, {2, 3}}, {labels, {2}}, {.loss = View(&mean, {}), .grad_logits = View(gx, {2, 3})},
+                     {.weight = ConstView(weight, {3}), .label_smoothing = 0.1});
+  EXPECT_GT(mean, 0);
+  EXPECT_THROW(cross_entropy({logits, {2, 3}}, {labels, {2}}, {&mean, {}}, {.label_smoothing = 2}), Error);
+}
+
 }  // namespace
 }  // namespace xent::test

@@ -39,7 +39,9 @@ constexpr xent_dtype dtype_of() {
   else if constexpr (std::is_same_v<U, bfloat16>) return XENT_BFLOAT16;
   else if constexpr (std::is_same_v<U, float>) return XENT_FLOAT32;
   else if constexpr (std::is_same_v<U, double>) return XENT_FLOAT64;
-  else static_assert(sizeof(U) == 0, "xent supports xent::float16, xent::bfloat16, float and double");
+  else if constexpr (std::is_same_v<U, int32_t>) return XENT_INT32;  // class indices
+  else if constexpr (std::is_same_v<U, int64_t>) return XENT_INT64;
+  else static_assert(sizeof(U) == 0, "xent supports xent::float16, xent::bfloat16, float, double (and int32/int64 class indices)");
 }
 
 // Sizes or strides: {2, 3} or any span of int64_t.
@@ -101,6 +103,60 @@ inline void softmax_cross_entropy_grad(const ConstView& labels, const ConstView&
   const auto ptr = [](const auto& v) { return v ? v->get() : nullptr; };
   check(xent_softmax_cross_entropy_grad(labels.get(), logits.get(), axis, ptr(out.grad_loss), ptr(out.loss),
                                         ptr(out.grad_logits), ptr(out.grad_labels)));
+}
+
+// Class-index labels (int32/int64, logits' shape without the class axis). See xent.h.
+inline void sparse_softmax_cross_entropy(const ConstView& labels, const ConstView& logits, const View& loss,
+                                         int64_t axis = -1) {
+  check(xent_sparse_softmax_cross_entropy(labels.get(), logits.get(), axis, loss.get()));
+}
+
+// Outputs of the sparse and options entry points (no gradient wrt class indices); every member is optional.
+struct LogitGradientOutputs {
+  std::optional<ConstView> grad_loss;  // loss's shape; absent: 1
+  std::optional<View> loss;
+  std::optional<View> grad_logits;
+};
+
+inline void sparse_softmax_cross_entropy_grad(const ConstView& labels, const ConstView& logits,
+                                              const LogitGradientOutputs& out, int64_t axis = -1) {
+  const auto ptr = [](const auto& v) { return v ? v->get() : nullptr; };
+  check(xent_sparse_softmax_cross_entropy_grad(labels.get(), logits.get(), axis, ptr(out.grad_loss), ptr(out.loss),
+                                               ptr(out.grad_logits)));
+}
+
+// xent_loss_options with PyTorch's defaults.
+struct LossOptions {
+  std::optional<ConstView> weight;  // [C]
+  int64_t ignore_index = -100;
+  xent_reduction reduction = XENT_REDUCTION_MEAN;
+  double label_smoothing = 0, z_loss = 0, softcap = 0;
+
+  xent_loss_options c() const {
+    xent_loss_options o = xent_default_loss_options();
+    o.weight = weight ? weight->get() : nullptr;
+    o.ignore_index = ignore_index;
+    o.reduction = reduction;
+    o.label_smoothing = label_smoothing;
+    o.z_loss = z_loss;
+    o.softcap = softcap;
+    return o;
+  }
+};
+
+// Cross-entropy with options; target: class indices or probabilities. See xent.h.
+inline void cross_entropy(const ConstView& logits, const ConstView& target, const View& loss,
+                          const LossOptions& options = {}, int64_t axis = -1) {
+  const xent_loss_options o = options.c();
+  check(xent_cross_entropy(logits.get(), target.get(), axis, &o, loss.get()));
+}
+
+inline void cross_entropy_grad(const ConstView& logits, const ConstView& target, const LogitGradientOutputs& out,
+                               const LossOptions& options = {}, int64_t axis = -1) {
+  const xent_loss_options o = options.c();
+  const auto ptr = [](const auto& v) { return v ? v->get() : nullptr; };
+  check(xent_cross_entropy_grad(logits.get(), target.get(), axis, &o, ptr(out.grad_loss), ptr(out.loss),
+                                ptr(out.grad_logits)));
 }
 
 // The loss's shape: the broadcast shape of labels and logits without the class axis.
