@@ -135,8 +135,16 @@ inline constexpr int64_t kMinParallelElements = int64_t{1} << 15;
 // Rows this short are computed one per SIMD lane even when contiguous: per-row overhead (reductions across
 // lanes, a log) would dominate them.
 inline constexpr int64_t kShortRow = 32;
+// Gradient outputs at least this large are written with non-temporal stores.
+inline constexpr int64_t kMinStreamBytes = int64_t{64} << 20;
 // A row is split across threads only into pieces of at least this many classes.
 inline constexpr int64_t kMinSplit = int64_t{1} << 16;
+
+// Makes every thread's non-temporal stores visible before the call returns (and before FixTargetGradient).
+inline void FlushStreams(int threads) {
+#pragma omp parallel num_threads(threads)
+  hwy::FlushStream();
+}
 
 template <bool kGeneral, typename T, typename G>
 void RunTyped(const Layout& l, int threads) {
@@ -148,6 +156,8 @@ void RunTyped(const Layout& l, int threads) {
   const int64_t xs = l.class_stride[kLogits], ys = l.class_stride[kLabels];
   const int64_t gxs = l.class_stride[kGradLogits], gys = l.class_stride[kGradLabels];
   const bool parallel = threads > 1 && rows * C >= kMinParallelElements;
+  // Gradients this large will not be read back from cache: write them around it.
+  const bool stream = grads && rows * C * static_cast<int64_t>(sizeof(G)) >= kMinStreamBytes;
   Transform<T> tr;
   if constexpr (kGeneral) {
     tr.weight = static_cast<const T*>(l.options.weight);
@@ -185,6 +195,7 @@ void RunTyped(const Layout& l, int threads) {
       group.grad_scale = l.grad_scale;
       group.row_loss = l.row_loss;
       group.first_row = first;
+      group.stream = stream;
       if constexpr (kGeneral) {
         group.tr = tr;
         group.z_loss = l.options.z_loss;
@@ -199,6 +210,7 @@ void RunTyped(const Layout& l, int threads) {
       }
       LaneRows<kGeneral>(da, group, C);
     }
+    if (stream) FlushStreams(threads);
     return;
   }
 
@@ -222,10 +234,11 @@ void RunTyped(const Layout& l, int threads) {
       const RowState state = ForwardRange<kGeneral>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y);
       const RowResult result = FinishRow(l, i, r, WithTarget(state, t));
       if (grads) {
-        GradientRange<kGeneral>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys);
+        GradientRange<kGeneral>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys, stream);
         FixTargetGradient(l, r, t, result);
       }
     }
+    if (stream) FlushStreams(threads);
     return;
   }
 
@@ -262,8 +275,9 @@ void RunTyped(const Layout& l, int threads) {
     const int64_t begin = (w % pieces) * len, n = std::min(len, C - begin);
     GradientRange<kGeneral>(da, r.x + begin * xs, xs, r.y ? r.y + begin * ys : nullptr, ys, n, results[w / pieces],
                             piece_transform(begin), r.gx ? r.gx + begin * gxs : nullptr, gxs,
-                            r.gy ? r.gy + begin * gys : nullptr, gys);
+                            r.gy ? r.gy + begin * gys : nullptr, gys, stream);
   }
+  if (stream) FlushStreams(threads);
   for (int64_t i = 0; i < rows; ++i)
     if (!targets[i].ignored) FixTargetGradient(l, RowAt<T, G>(l, i), targets[i], results[i]);
 }

@@ -54,6 +54,7 @@ struct LaneGroup {
   double grad_scale = 1;
   double* row_loss = nullptr;  // reductions: losses in double at row_loss[first_row + l]
   int64_t first_row = 0;
+  bool stream = false;  // non-temporal gradient stores (see StoreLanes)
 };
 
 // Lanes of row-stepped elements starting at p; lanes ≥ count are 0.
@@ -197,12 +198,12 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
         const auto q = hn::Mul(xv, inv_cap);
         v = hn::Mul(v, hn::NegMulAdd(q, q, one));
       }
-      StoreLanes(da, v, a.gx.data + c * a.gx.class_stride, a.gx.lane_stride, count, buf);
+      StoreLanes(da, v, a.gx.data + c * a.gx.class_stride, a.gx.lane_stride, count, buf, a.stream);
     }
     if (a.gy.data) {
       const auto masked = hn::And(hn::Eq(yv, zero), hn::Eq(xv, neg_inf));
       const auto v = hn::IfThenZeroElse(masked, hn::Mul(twice_g, hn::Sub(half_log_sum, hn::MulSub(xv, half, half_ref))));
-      StoreLanes(da, v, a.gy.data + c * a.gy.class_stride, a.gy.lane_stride, count, buf);
+      StoreLanes(da, v, a.gy.data + c * a.gy.class_stride, a.gy.lane_stride, count, buf, a.stream);
     }
   }
 }

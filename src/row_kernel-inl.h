@@ -84,10 +84,16 @@ HWY_INLINE hn::Vec<DA> LoadPartial(DA da, const T* HWY_RESTRICT p, int64_t strid
   return hn::Load(da, buf);
 }
 
-// Writes the first `count` lanes of v to p[0], p[stride], ...
+// Writes the first `count` lanes of v to p[0], p[stride], ... stream: gradients far larger than the caches go
+// around them (non-temporal stores: no read-for-ownership of each line, a third of forward+gradient traffic); the
+// caller ends its writes with hwy::FlushStream().
 template <class DA, typename G>
 HWY_INLINE void StoreLanes(DA da, hn::Vec<DA> v, G* HWY_RESTRICT p, int64_t stride, size_t count,
-                           hn::TFromD<DA>* buf) {
+                           hn::TFromD<DA>* buf, bool stream = false) {
+  if constexpr (std::is_same_v<G, hn::TFromD<DA>>) {
+    if (stream && stride == 1 && count == hn::Lanes(da) && reinterpret_cast<uintptr_t>(p) % (hn::Lanes(da) * sizeof(G)) == 0)
+      return hn::Stream(v, da, p);
+  }
   if (stride == 1 && count == hn::Lanes(da)) return DemoteStore(da, v, p);
   hn::Store(v, da, buf);
   for (size_t i = 0; i < count; ++i) p[static_cast<int64_t>(i) * stride] = FromCompute<G>(buf[i]);
@@ -252,7 +258,7 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
 template <bool kGeneral, class DA, typename T, typename G>
 void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HWY_RESTRICT y, int64_t y_stride,
                    int64_t n, const RowResult& row, const Transform<T>& tr, G* HWY_RESTRICT gx, int64_t gx_stride,
-                   G* HWY_RESTRICT gy, int64_t gy_stride) {
+                   G* HWY_RESTRICT gy, int64_t gy_stride, bool stream = false) {
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   HWY_ALIGN A buf[HWY_MAX_BYTES / sizeof(A)];
@@ -270,8 +276,7 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
   const auto one = hn::Set(da, A{1});
   const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
   const auto inv_cap = hn::Set(da, static_cast<A>(tr.softcap != 0 ? 1 / tr.softcap : 0));
-  for (int64_t j = 0; j < n; j += N) {
-    const size_t count = static_cast<size_t>(std::min(N, n - j));
+  const auto columns = [&](int64_t j, size_t count) {
     const auto xv = load.Logits(j, count, A{0});
     const auto yv = labels ? load.Labels(j, count) : zero;
     if (gx != nullptr) {
@@ -282,14 +287,24 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
           v = hn::Mul(v, hn::NegMulAdd(q, q, one));  // d(c·tanh(x/c))/dx = 1 − tanh² = 1 − (x'/c)²
         }
       }
-      StoreLanes(da, v, gx + j * gx_stride, gx_stride, count, buf);
+      StoreLanes(da, v, gx + j * gx_stride, gx_stride, count, buf, stream);
     }
     if (gy != nullptr) {
       const auto masked = hn::And(hn::Eq(yv, zero), hn::Eq(xv, neg_inf));
       const auto v = hn::IfThenZeroElse(masked, hn::Mul(twice_g, hn::Sub(half_log_sum, hn::MulSub(xv, half, half_ref))));
-      StoreLanes(da, v, gy + j * gy_stride, gy_stride, count, buf);
+      StoreLanes(da, v, gy + j * gy_stride, gy_stride, count, buf, stream);
+    }
+  };
+  // Streaming stores need aligned vectors: a partial first vector brings grad_logits to alignment.
+  int64_t j = 0;
+  if (stream && gx != nullptr && gx_stride == 1) {
+    const auto misaligned = reinterpret_cast<uintptr_t>(gx) % (N * sizeof(G));
+    if (misaligned % sizeof(G) == 0 && misaligned != 0) {
+      j = std::min(n, static_cast<int64_t>((N * sizeof(G) - misaligned) / sizeof(G)));
+      columns(0, static_cast<size_t>(j));
     }
   }
+  for (; j < n; j += N) columns(j, static_cast<size_t>(std::min(N, n - j)));
 }
 
 }  // namespace xent::internal::HWY_NAMESPACE

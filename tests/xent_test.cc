@@ -291,6 +291,30 @@ TEST(Xent, ThreadsAndSplitRows) {
   set_num_threads(0);
 }
 
+// Gradients of 64 MiB and more are written with non-temporal stores (after a partial vector that aligns them):
+// the result must equal, bit for bit, the same rows computed in halves (each below the threshold).
+TEST(Xent, StreamedGradientsEqualCachedOnes) {
+  const int64_t rows = 4100, C = 4100;  // 67.2 MB of float32 gradient
+  for (int64_t misalign : {0, 1, 3}) {
+    SCOPED_TRACE("offset " + std::to_string(misalign));
+    std::vector<float> x(rows * C), y(rows * C), gx(rows * C + 4), gy(rows * C + 4), hx(rows * C + 4), hy(rows * C + 4);
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal;
+    for (int64_t i = 0; i < rows * C; ++i) x[i] = 4 * normal(rng), y[i] = (i % 7) * 0.1f;
+    softmax_cross_entropy_grad({y.data(), {rows, C}}, {x.data(), {rows, C}},
+                               {.grad_logits = View(gx.data() + misalign, {rows, C}),
+                                .grad_labels = View(gy.data() + misalign, {rows, C})});
+    for (int64_t half : {0, 1}) {
+      const int64_t begin = half * rows / 2, n = rows / 2;
+      softmax_cross_entropy_grad({y.data() + begin * C, {n, C}}, {x.data() + begin * C, {n, C}},
+                                 {.grad_logits = View(hx.data() + misalign + begin * C, {n, C}),
+                                  .grad_labels = View(hy.data() + misalign + begin * C, {n, C})});
+    }
+    EXPECT_TRUE(std::equal(gx.begin(), gx.end(), hx.begin()));
+    EXPECT_TRUE(std::equal(gy.begin(), gy.end(), hy.begin()));
+  }
+}
+
 // Every SIMD target compiled into the library and supported by this CPU, through the public API.
 TEST(Xent, EveryCompiledTarget) {
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
