@@ -14,28 +14,14 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
 
+#include "bench/read_bandwidth.h"
+
 namespace py = pybind11;
 using Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 namespace {
 
-double read_bandwidth() {
-  const size_t n = (size_t{1} << 30) / sizeof(uint32_t);
-  std::unique_ptr<uint32_t[]> a(new uint32_t[n]);
-#pragma omp parallel for
-  for (size_t i = 0; i < n; ++i) a[i] = static_cast<uint32_t>(i);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const double t0 = omp_get_wtime();
-    uint32_t total = 0;
-#pragma omp parallel for reduction(+ : total)
-    for (size_t i = 0; i < n; ++i) total += a[i];
-    volatile uint32_t sink = total;
-    (void)sink;
-    best = std::max(best, n * sizeof(uint32_t) / (omp_get_wtime() - t0));
-  }
-  return best / 1e9;
-}
+double read_bandwidth() { return xent::bench::read_bandwidth_bytes_per_second() / 1e9; }
 
 // Log-softmax over `axis` of a dense float tensor with oneDNN, then loss = −Σ labels · log_softmax.
 class OneDnn {

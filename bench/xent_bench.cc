@@ -15,31 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/read_bandwidth.h"
 #include "xent/xent.hpp"
 
 namespace {
 
 constexpr size_t kRotationBytes = size_t{512} << 20;
 double g_read_bytes_per_second = 0;
-
-// Streaming read of a 1 GiB buffer with every thread: the memory bus's read bandwidth in this run. Integer adds
-// (associative, so the compiler vectorises them) keep the loop far from any compute limit.
-double measure_read_bandwidth() {
-  const size_t n = (size_t{1} << 30) / sizeof(uint32_t);
-  std::unique_ptr<uint32_t[]> a(new uint32_t[n]);
-#pragma omp parallel for
-  for (size_t i = 0; i < n; ++i) a[i] = static_cast<uint32_t>(i);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const double t0 = omp_get_wtime();
-    uint32_t total = 0;
-#pragma omp parallel for reduction(+ : total)
-    for (size_t i = 0; i < n; ++i) total += a[i];
-    benchmark::DoNotOptimize(total);
-    best = std::max(best, n * sizeof(uint32_t) / (omp_get_wtime() - t0));
-  }
-  return best;
-}
 
 template <typename T>
 T from_float(float v) {
@@ -158,8 +140,8 @@ void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  g_read_bytes_per_second = measure_read_bandwidth();
-  std::printf("read bandwidth (streaming read, %d threads): %.1f GB/s\n", omp_get_max_threads(),
+  g_read_bytes_per_second = xent::bench::read_bandwidth_bytes_per_second();
+  std::printf("read bandwidth (bench/read_bandwidth.h, %d threads): %.1f GB/s\n", omp_get_max_threads(),
               g_read_bytes_per_second / 1e9);
   static const Shape shapes[] = {
       {"4096x32000", {4096, 32000}, -1},     {"65536x1000", {65536, 1000}, -1}, {"1x16M", {1, 16 << 20}, -1},
