@@ -186,10 +186,14 @@ void RunTyped(const Layout& l, int threads) {
     for (int64_t w = 0; w < outer * groups; ++w) {
       const int64_t first = (w / groups) * I + (w % groups) * lanes;
       const Row<T, G> r = RowAt<T, G>(l, first);
-      LaneGroup<T, G> group{lane_operand(kLogits, (const T*)nullptr), lane_operand(kLabels, (const T*)nullptr),
-                            lane_operand(kLoss, (T*)nullptr),         lane_operand(kGradLoss, (const T*)nullptr),
-                            lane_operand(kGradLogits, (G*)nullptr),   lane_operand(kGradLabels, (G*)nullptr),
-                            static_cast<size_t>(std::min(lanes, I - (w % groups) * lanes))};
+      LaneGroup<T, G> group{};
+      group.x = lane_operand(kLogits, (const T*)nullptr);
+      group.y = lane_operand(kLabels, (const T*)nullptr);
+      group.loss = lane_operand(kLoss, (T*)nullptr);
+      group.grad_loss = lane_operand(kGradLoss, (const T*)nullptr);
+      group.gx = lane_operand(kGradLogits, (G*)nullptr);
+      group.gy = lane_operand(kGradLabels, (G*)nullptr);
+      group.count = static_cast<size_t>(std::min(lanes, I - (w % groups) * lanes));
       group.x.data = r.x, group.y.data = r.y, group.loss.data = r.loss, group.grad_loss.data = r.grad_loss;
       group.gx.data = r.gx, group.gy.data = r.gy;
       group.grad_scale = l.grad_scale;

@@ -128,6 +128,14 @@ void check_disjoint(const xent_tensor* out, const char* out_name, const xent_ten
                " in memory; outputs must not share memory with inputs or other outputs");
 }
 
+// Identical descriptors: same memory, dtype, shape and strides.
+bool same_view(const xent_tensor& a, const xent_tensor& b) {
+  if (a.data != b.data || a.dtype != b.dtype || a.rank != b.rank) return false;
+  for (int d = 0; d < a.rank; ++d)
+    if (a.shape[d] != b.shape[d] || (a.shape[d] > 1 && a.strides[d] != b.strides[d])) return false;
+  return true;
+}
+
 // Strides of t over the broadcast shape (right-aligned); 0 where t has size 1.
 std::array<int64_t, XENT_MAX_RANK> broadcast_strides(const xent_tensor& t, int rank) {
   std::array<int64_t, XENT_MAX_RANK> s{};
@@ -252,10 +260,18 @@ void plan_or_throw(const Request& r, Plan* plan) {
                                                                {r.labels, "labels"},
                                                                {r.grad_loss, "grad_loss"},
                                                                {r.options ? r.options->weight : nullptr, "weight"}};
+  // The one sharing allowed: a gradient written in place over its own input, given as the very same view (opt-in,
+  // as llm.c's fused classifier does: the backward then needs no second logits-sized buffer).
+  const auto in_place = [&](const xent_tensor* out, const xent_tensor* in) {
+    return (out == r.grad_logits && in == r.logits) || (out == r.grad_labels && in == r.labels && !r.sparse)
+               ? same_view(*out, *in)
+               : false;
+  };
   for (int i = 0; i < 3; ++i) {
     if (outputs[i].first == nullptr) continue;
     check_no_self_overlap(*outputs[i].first, outputs[i].second);
-    for (const auto& in : inputs) check_disjoint(outputs[i].first, outputs[i].second, in.first, in.second);
+    for (const auto& in : inputs)
+      if (!in_place(outputs[i].first, in.first)) check_disjoint(outputs[i].first, outputs[i].second, in.first, in.second);
     for (int j = i + 1; j < 3; ++j)
       check_disjoint(outputs[i].first, outputs[i].second, outputs[j].first, outputs[j].second);
   }

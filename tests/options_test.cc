@@ -326,3 +326,51 @@ TEST(Options, CppApi) {
 
 }  // namespace
 }  // namespace xent::test
+
+namespace xent::test {
+namespace {
+
+// In place (grad_logits given as the logits view itself) equals out of place, bit for bit, on every kernel path.
+TEST(InPlace, GradientOverLogitsEqualsOutOfPlace) {
+  struct P { std::vector<int64_t> shape; int axis; };
+  for (const P& p : {P{{7, 3000}, -1}, P{{40, 7}, -1}, P{{5, 40, 30}, 1}, P{{1, 200000}, -1}})
+    for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT16})
+      for (bool sparse : {false, true}) {
+        SCOPED_TRACE(shape_of(p.shape) + (sparse ? " sparse" : " dense") + xent_dtype_name(dtype));
+        Tensor logits(dtype, p.shape), labels(dtype, p.shape), copy(dtype, p.shape), gx(dtype, p.shape);
+        std::mt19937 rng(3);
+        std::normal_distribution<double> normal;
+        for (int64_t i = 0; i < logits.size(); ++i) logits.set(i, 3 * normal(rng)), labels.set(i, (i % 5) * 0.2);
+        for (int64_t i = 0; i < logits.size(); ++i) copy.set(i, logits.get(i));
+        const int64_t C = p.shape[p.axis < 0 ? p.shape.size() - 1 : p.axis];
+        std::vector<int64_t> batch;
+        for (size_t d = 0; d < p.shape.size(); ++d)
+          if (static_cast<int>(d) != (p.axis < 0 ? static_cast<int>(p.shape.size()) - 1 : p.axis)) batch.push_back(p.shape[d]);
+        std::vector<int64_t> targets(static_cast<size_t>(count(batch)));
+        for (size_t i = 0; i < targets.size(); ++i) targets[i] = static_cast<int64_t>(i * 7) % C;
+        xent_tensor t = xent_make_tensor(targets.data(), XENT_INT64, static_cast<int32_t>(batch.size()), batch.data(), nullptr);
+        xent_tensor x = logits.view(), y = labels.view(), xc = copy.view(), g = gx.view();
+        if (sparse) {
+          expect_ok(xent_sparse_softmax_cross_entropy_grad(&t, &xc, p.axis, nullptr, nullptr, &g));
+          expect_ok(xent_sparse_softmax_cross_entropy_grad(&t, &x, p.axis, nullptr, nullptr, &x));
+        } else {
+          expect_ok(xent_softmax_cross_entropy_grad(&y, &xc, p.axis, nullptr, nullptr, &g, nullptr));
+          expect_ok(xent_softmax_cross_entropy_grad(&y, &x, p.axis, nullptr, nullptr, &x, nullptr));
+        }
+        for (int64_t i = 0; i < logits.size(); ++i) ASSERT_EQ(logits.get(i), gx.get(i)) << i;
+      }
+}
+
+TEST(InPlace, OnlyTheVeryViewIsAllowed) {
+  Tensor logits(XENT_FLOAT32, {4, 6}), labels(XENT_FLOAT32, {4, 6});
+  xent_tensor x = logits.view(), y = labels.view(), shifted = logits.view();
+  shifted.shape[1] = 5;  // same memory, another view
+  xent_tensor y5 = y;
+  y5.shape[1] = 5;
+  EXPECT_EQ(xent_softmax_cross_entropy_grad(&y5, &x, -1, nullptr, nullptr, &shifted, nullptr), XENT_INVALID_ARGUMENT);
+  EXPECT_EQ(xent_softmax_cross_entropy_grad(&y, &x, -1, nullptr, nullptr, &y, nullptr), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("grad_logits overlaps labels"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace xent::test

@@ -33,7 +33,10 @@
  *
  * Errors: every function returns a status; on failure nothing is written to outputs that were validated out and
  * xent_last_error_message() names the argument, what was expected and what was received. Inputs are never
- * modified. Outputs must not overlap each other or the inputs.
+ * modified, except in place on request: grad_logits may be the logits tensor itself (the very same view: data,
+ * dtype, shape, strides), and then the gradient overwrites the logits, so the backward needs no second
+ * logits-sized buffer (llm.c's fused classifier does the same); likewise grad_labels over labels (dense op).
+ * Any other overlap between outputs, or between an output and an input, is an error.
  */
 #ifndef XENT_XENT_H_
 #define XENT_XENT_H_
