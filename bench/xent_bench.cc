@@ -103,7 +103,8 @@ void run(benchmark::State& state, const Shape& shape, bool gradients) {
 // int64 per row. `option` picks the fused option whose cost over the plain sparse forward is measured.
 enum class Option { kNone, kWeight, kLabelSmoothing, kZLoss, kSoftcap, kAll };
 
-void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool gradients) {
+// in_place: the gradient overwrites the logits (grad_logits is the logits view): reads logits, writes them back.
+void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool gradients, bool in_place = false) {
   Buffers<float> b(shape);
   const int64_t C = shape.dims.back(), rows = b.elements / C;
   std::vector<int64_t> labels(static_cast<size_t>(rows));
@@ -124,7 +125,7 @@ void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool
   int64_t copy = 0;
   for (auto _ : state) {
     xent_tensor x = xent_make_tensor(b.logits[copy].get(), XENT_FLOAT32, 2, shape.dims.data(), nullptr);
-    const xent_status s = gradients ? xent_cross_entropy_grad(&x, &y, -1, &o, nullptr, &loss, &gx)
+    const xent_status s = gradients ? xent_cross_entropy_grad(&x, &y, -1, &o, nullptr, &loss, in_place ? &x : &gx)
                                     : xent_cross_entropy(&x, &y, -1, &o, &loss);
     if (s != XENT_OK) state.SkipWithError(xent_last_error_message());
     copy = (copy + 1) % b.copies;
@@ -172,6 +173,9 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark((std::string(gradients ? "sparse_fwd_grad/" : "sparse/") + "f32/" + s->name).c_str(),
                                    [s, gradients](benchmark::State& st) { run_sparse(st, *s, Option::kNone, gradients); })
           ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+  benchmark::RegisterBenchmark("sparse_fwd_grad_in_place/f32/4096x32000",
+                               [](benchmark::State& st) { run_sparse(st, shapes[0], Option::kNone, true, true); })
+      ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
   // Each fused option's cost over the plain sparse forward, same shape.
   static const std::pair<const char*, Option> options[] = {{"weight", Option::kWeight},
                                                            {"label_smoothing", Option::kLabelSmoothing},

@@ -113,7 +113,7 @@ struct Transform {
 // c·tanh(x/c); ±inf → ±c, NaN stays NaN.
 template <class DA>
 HWY_INLINE hn::Vec<DA> Softcap(DA da, hn::Vec<DA> x, hn::Vec<DA> cap, hn::Vec<DA> inv_cap) {
-  const auto capped = hn::Mul(cap, hn::Tanh(da, hn::Mul(x, inv_cap)));
+  const auto capped = hn::Mul(cap, TanhAny(da, hn::Mul(x, inv_cap)));
   return hn::IfThenElse(hn::IsNaN(x), x, hn::IfThenElse(hn::IsInf(x), hn::CopySign(cap, x), capped));
 }
 

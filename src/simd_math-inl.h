@@ -57,6 +57,32 @@ HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
   return hn::IfThenElse(hn::IsNaN(t), t, e);
 }
 
+// tanh(y), float. Error: ≤ 1.4 float32 ulp (measured on 2·10^5 points of [0, 0.625] and through the exp bound
+// above). |y| < 0.625: y + y³·q(y²), q of degree 4 fitted like the exp polynomial; else (1 − e)/(1 + e) with
+// e = exp(−2|y|) ≤ 0.29, so 1 − e cannot cancel. ±inf → ±1, NaN → NaN.
+// Why not hn::Tanh: it made soft-capping cost 2.5x the plain forward.
+template <class D, HWY_IF_FLOAT(hn::TFromD<D>), hwy::EnableIf<sizeof(hn::TFromD<D>) == 4>* = nullptr>
+HWY_INLINE hn::Vec<D> TanhAny(D d, hn::Vec<D> y) {
+  const auto a = hn::Abs(y);
+  const auto z = hn::Mul(a, a);
+  auto q = hn::MulAdd(hn::Set(d, -0x1.75e1d2p-8f), z, hn::Set(d, 0x1.52269cp-6f));
+  q = hn::MulAdd(q, z, hn::Set(d, -0x1.b83c5ap-5f));
+  q = hn::MulAdd(q, z, hn::Set(d, 0x1.110726p-3f));
+  q = hn::MulAdd(q, z, hn::Set(d, -0x1.555532p-2f));
+  const auto small = hn::MulAdd(hn::Mul(a, z), q, a);
+  const auto e = ExpNonPositive(d, hn::Mul(a, hn::Set(d, -2.0f)));
+  const auto one = hn::Set(d, 1.0f);
+  const auto large = hn::Div(hn::Sub(one, e), hn::Add(one, e));
+  const auto t = hn::IfThenElse(hn::Lt(a, hn::Set(d, 0.625f)), small, large);
+  return hn::IfThenElse(hn::IsNaN(y), y, hn::CopySign(t, y));
+}
+
+// tanh(y), double: Highway's Tanh.
+template <class D, HWY_IF_FLOAT(hn::TFromD<D>), hwy::EnableIf<sizeof(hn::TFromD<D>) == 8>* = nullptr>
+HWY_INLINE hn::Vec<D> TanhAny(D d, hn::Vec<D> y) {
+  return hn::Tanh(d, y);
+}
+
 // ---- Scalar conversions between storage and compute types.
 template <typename T>
 HWY_INLINE Compute<T> ToCompute(T v) {
