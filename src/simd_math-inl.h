@@ -60,7 +60,8 @@ HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
 // tanh(y), float. Error: ≤ 1.4 float32 ulp (measured on 2·10^5 points of [0, 0.625] and through the exp bound
 // above). |y| < 0.625: y + y³·q(y²), q of degree 4 fitted like the exp polynomial; else (1 − e)/(1 + e) with
 // e = exp(−2|y|) ≤ 0.29, so 1 − e cannot cancel. ±inf → ±1, NaN → NaN.
-// Why not hn::Tanh: it made soft-capping cost 2.5x the plain forward.
+// Why not hn::Tanh: sparse forward with soft-capping at 4096x32000 took 86 ms with it, 77-80 ms with this
+// (plain: 37 ms); the rest of the cost is the tanh itself, as dear as the exp.
 template <class D, HWY_IF_FLOAT(hn::TFromD<D>), hwy::EnableIf<sizeof(hn::TFromD<D>) == 4>* = nullptr>
 HWY_INLINE hn::Vec<D> TanhAny(D d, hn::Vec<D> y) {
   const auto a = hn::Abs(y);
