@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
           ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
     }
   // Half precision: half the bytes per element, so about twice the elements/s at the same bytes/s.
-  for (const Shape* s : {&shapes[0], &shapes[1]}) {
+  for (const Shape* s : {&shapes[0], &shapes[1], &shapes[3]}) {
     benchmark::RegisterBenchmark((std::string("forward/bf16/") + s->name).c_str(),
                                  [s](benchmark::State& st) { run<xent::bfloat16>(st, *s, false); })
         ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);

@@ -96,19 +96,45 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     }
   }
   const auto target_vec = hn::Load(da, target);
+
+  // float16/bfloat16 have no hardware gather: a full group of short contiguous rows (Lanes × C elements in one run)
+  // is converted to the compute type once with vector loads, and its columns are gathered from that copy.
+  constexpr bool kNarrow = !std::is_same_v<T, A>;
+  constexpr int64_t kMaxCopied = 32;  // classes
+  constexpr size_t kCopy = kNarrow ? kMaxLanes * kMaxCopied : 1;
+  HWY_ALIGN A x_copy[kCopy], y_copy[kCopy];
+  const int64_t N = static_cast<int64_t>(hn::Lanes(da));
+  const auto copyable = [&](const auto& op) {
+    return kNarrow && op.data != nullptr && count == hn::Lanes(da) && op.class_stride == 1 && op.lane_stride == C &&
+           C <= kMaxCopied;
+  };
+  const bool x_copied = copyable(a.x), y_copied = !(kGeneral && a.targets) && copyable(a.y);
+  if constexpr (kNarrow) {
+    if (x_copied)
+      for (int64_t i = 0; i < N * C; i += N) hn::Store(LoadPromote(da, a.x.data + i), da, x_copy + i);
+    if (y_copied)
+      for (int64_t i = 0; i < N * C; i += N) hn::Store(LoadPromote(da, a.y.data + i), da, y_copy + i);
+  }
+  const hn::RebindToSigned<DA> di;
+  const auto row_offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<hn::TFromD<decltype(di)>>(C)));
   const auto x_at = [&](int64_t c) {
-    auto v = LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf);
+    auto v = x_copied ? hn::GatherIndex(da, x_copy + c, row_offsets)
+                      : LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf);
     if constexpr (kGeneral) {
       if (tr.softcap != 0) v = Softcap(da, v, cap, inv_cap);
     }
     return v;
   };
   const auto y_at = [&](int64_t c) {
+    const auto labels = [&] {
+      return y_copied ? hn::GatherIndex(da, y_copy + c, row_offsets)
+                      : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
+    };
     if constexpr (!kGeneral) {
-      return LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
+      return labels();
     } else {
       const auto y = a.targets ? hn::IfThenElseZero(hn::Eq(target_vec, hn::Set(da, static_cast<A>(c))), one)
-                               : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
+                               : labels();
       auto v = hn::MulAdd(hn::Set(da, static_cast<A>(tr.alpha)), y, hn::Set(da, static_cast<A>(tr.beta)));
       if (tr.weight) v = hn::Mul(v, hn::Set(da, ToCompute(tr.weight[c * tr.weight_stride])));
       return v;
