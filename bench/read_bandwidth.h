@@ -12,6 +12,14 @@
 
 namespace xent::bench {
 
+// Sum of n 32-bit words, compiled for AVX-512, AVX2 and the baseline (chosen at load time): with SSE2 only, the
+// reader itself was the limit on a single physical core (25.7 against 27 GB/s with AVX2).
+__attribute__((target_clones("avx512f", "avx2", "default"))) inline uint32_t sum_words(const uint32_t* p, size_t n) {
+  uint32_t sum = 0;
+  for (size_t k = 0; k < n; ++k) sum += p[k];
+  return sum;
+}
+
 inline double read_bandwidth_bytes_per_second() {
   constexpr size_t kChunk = 1024;  // 4 KiB per stream per step
   const size_t n = (size_t{1} << 30) / sizeof(uint32_t);
@@ -31,9 +39,7 @@ inline double read_bandwidth_bytes_per_second() {
         for (size_t s = 0; s < 2; ++s) {
           const uint32_t* p = a.get() + begin + s * part + offset;
           for (size_t k = 0; k < kChunk; k += 16) __builtin_prefetch(p + 2 * kChunk + k);
-          uint32_t sum = 0;
-          for (size_t k = 0; k < kChunk; ++k) sum += p[k];
-          total += sum;
+          total += sum_words(p, kChunk);
         }
     }
     volatile uint32_t sink = total;
