@@ -57,7 +57,8 @@ Row<T, G> RowAt(const Layout& l, int64_t row) {
 struct Target {
   int64_t index = -1;  // −1: no class-index target
   bool ignored = false;
-  double weight = 0;   // (1 − eps) · w_t
+  double class_weight = 0;  // w_t
+  double weight = 0;        // (1 − eps) · w_t
   double logit = 0;    // x'_t (soft-capped)
 };
 
@@ -73,8 +74,8 @@ Target TargetOf(const Layout& l, const Row<T, G>& r, int64_t x_stride) {
     return t;
   }
   // scan_targets has checked 0 ≤ index < C.
-  const double w = o.weight ? ToCompute(static_cast<const T*>(o.weight)[t.index * o.weight_stride]) : 1.0;
-  t.weight = o.alpha * w;
+  t.class_weight = o.weight ? ToCompute(static_cast<const T*>(o.weight)[t.index * o.weight_stride]) : 1.0;
+  t.weight = o.alpha * t.class_weight;
   const double x = ToCompute(r.x[t.index * x_stride]);
   t.logit = o.softcap != 0 ? o.softcap * std::tanh(x / o.softcap) : x;
   return t;
@@ -88,21 +89,10 @@ inline RowState WithTarget(RowState s, const Target& t) {
   return s;
 }
 
-// Finalize plus the z-loss term λ·lse² and its gradient 2λ·lse·softmax (rows with logits all −inf have none).
-inline RowResult FinishState(const RowState& s, double g, double z_loss) {
-  RowResult r = Finalize(s, g);
-  if (z_loss != 0 && s.sum != 0) {
-    const double lse = r.reference + r.log_sum;
-    r.loss += z_loss * lse * lse;
-    r.softmax_scale += g * 2 * z_loss * lse / s.sum;
-  }
-  return r;
-}
-
 template <typename T, typename G>
 RowResult FinishRow(const Layout& l, int64_t i, const Row<T, G>& r, const RowState& state) {
   const double g = l.grad_scale * (r.grad_loss ? static_cast<double>(ToCompute(*r.grad_loss)) : 1.0);
-  const RowResult result = FinishState(state, g, l.options.z_loss);
+  const RowResult result = Finalize(state, g, l.options.z_loss);
   if (l.row_loss) l.row_loss[i] = result.loss;
   else if (r.loss) *r.loss = FromDouble<T>(result.loss);
   return result;
@@ -123,8 +113,7 @@ template <typename T, typename G>
 void FixTargetGradient(const Layout& l, const Row<T, G>& r, const Target& t, const RowResult& row) {
   if (t.index < 0 || !r.gx) return;
   const Options& o = l.options;
-  const double w = o.weight ? ToCompute(static_cast<const T*>(o.weight)[t.index * o.weight_stride]) : 1.0;
-  const double a = t.weight + o.beta * w;
+  const double a = t.weight + o.beta * t.class_weight;
   double v = row.softmax_scale * std::exp(t.logit - row.reference) - row.grad_loss * a;
   if (o.softcap != 0) v *= 1 - (t.logit / o.softcap) * (t.logit / o.softcap);
   r.gx[t.index * l.class_stride[kGradLogits]] = FromDouble<G>(v);

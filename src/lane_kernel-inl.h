@@ -177,7 +177,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     scale = hn::IfThenZeroElse(empty, hn::Div(hn::Mul(g, b.label_sum), b.sum));
     // As Finalize: loss = label_sum · log_sum − label_dot (0 · NaN stays NaN).
     auto l = hn::Sub(hn::Mul(b.label_sum, log_sum), hn::Add(b.half_dot, b.half_dot));
-    if (kGeneral && a.z_loss != 0) {  // + λ·lse², gradient 2λ·lse·softmax (FinishState in kernels.cc)
+    if (kGeneral && a.z_loss != 0) {  // + λ·lse², gradient 2λ·lse·softmax (Finalize in row_state.h)
       const auto z = hn::Set(da, static_cast<A>(a.z_loss));
       const auto lse = hn::Add(ref, log_sum);
       l = hn::IfThenElse(empty, l, hn::MulAdd(hn::Mul(z, lse), lse, l));
@@ -196,12 +196,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     hn::Store(g, da, gl);
     HWY_ALIGN A r[kMaxLanes] = {}, ls[kMaxLanes] = {}, sc[kMaxLanes] = {};
     for (size_t l = 0; l < count; ++l) {
-      RowResult result = Finalize(state[l], gl[l]);
-      if (kGeneral && a.z_loss != 0 && state[l].sum != 0) {
-        const double lse = result.reference + result.log_sum;
-        result.loss += a.z_loss * lse * lse;
-        result.softmax_scale += gl[l] * 2 * a.z_loss * lse / state[l].sum;
-      }
+      RowResult result = Finalize(state[l], gl[l], kGeneral ? a.z_loss : 0.0);
       if (ignored[l] != 0) result.loss = 0;
       loss[l] = static_cast<A>(result.loss), r[l] = static_cast<A>(result.reference);
       ls[l] = static_cast<A>(result.log_sum), sc[l] = static_cast<A>(result.softmax_scale);

@@ -51,7 +51,8 @@ struct RowResult {
   double grad_loss;      // g
 };
 
-inline RowResult Finalize(const RowState& s, double grad_loss) {
+// z_loss λ adds λ·lse² to the loss and 2λ·lse·softmax to the gradient (rows with logits all −inf have none).
+inline RowResult Finalize(const RowState& s, double grad_loss, double z_loss = 0) {
   RowResult r;
   r.reference = reference_of(s.max);
   r.log_sum = s.sum == 0 ? 0.0 : std::log(s.sum);  // sum == 0: every logit −inf; NaN stays NaN
@@ -60,6 +61,11 @@ inline RowResult Finalize(const RowState& s, double grad_loss) {
   r.softmax_scale = s.sum == 0 ? 0.0 : grad_loss * s.label_sum / s.sum;
   if (std::isnan(s.sum)) r.softmax_scale = s.sum;
   r.grad_loss = grad_loss;
+  if (z_loss != 0 && s.sum != 0) {
+    const double lse = r.reference + r.log_sum;
+    r.loss += z_loss * lse * lse;
+    r.softmax_scale += grad_loss * 2 * z_loss * lse / s.sum;
+  }
   return r;
 }
 
