@@ -91,6 +91,9 @@ xent_status make_plan(const Request& request, Plan* plan, std::string* error);
 // Rows × classes view of a plan (with data/strides possibly redirected to temporaries by the caller).
 Layout make_layout(const Plan& plan);
 
+// The broadcast shape without the class axis (rank − 1 entries): the unreduced loss's shape.
+std::array<int64_t, XENT_MAX_RANK> shape_without_axis(const Plan& plan);
+
 // "[2,4]" for messages.
 std::string shape_string(const int64_t* shape, int rank);
 

@@ -144,6 +144,18 @@ std::array<int64_t, XENT_MAX_RANK> broadcast_strides(const xent_tensor& t, int r
   return s;
 }
 
+// Strides over the broadcast shape of a tensor that has it without the class axis (loss-shaped operands, class
+// indices): 0 on the axis and on size-1 dimensions.
+std::array<int64_t, XENT_MAX_RANK> strides_without_axis(const xent_tensor& t, const Plan& p) {
+  std::array<int64_t, XENT_MAX_RANK> s{};
+  for (int d = 0, k = 0; d < p.rank; ++d) {
+    if (d == p.axis) continue;
+    s[d] = p.shape[d] == 1 ? 0 : t.strides[k];
+    ++k;
+  }
+  return s;
+}
+
 void require_shape(const xent_tensor& t, const char* name, const int64_t* shape, int rank, const char* what) {
   const bool same = t.rank == rank && std::equal(shape, shape + rank, t.shape);
   if (!same)
@@ -215,10 +227,7 @@ void plan_or_throw(const Request& r, Plan* plan) {
   p.axis = static_cast<int>(r.axis < 0 ? p.rank + r.axis : p.rank - logits.rank + r.axis);
   if (r.sparse) {
     std::copy(logits.shape, logits.shape + logits.rank, p.shape.begin());
-    std::array<int64_t, XENT_MAX_RANK> expected{};
-    for (int d = 0, k = 0; d < p.rank; ++d)
-      if (d != p.axis) expected[k++] = p.shape[d];
-    require_shape(labels, "labels", expected.data(), p.rank - 1, "logits' shape without the class axis");
+    require_shape(labels, "labels", shape_without_axis(p).data(), p.rank - 1, "logits' shape without the class axis");
   }
 
   int64_t elements = 1, rows = 1;
@@ -238,9 +247,7 @@ void plan_or_throw(const Request& r, Plan* plan) {
   if (r.options) resolve_options(*r.options, p);
 
   // Output shapes.
-  std::array<int64_t, XENT_MAX_RANK> loss_shape{};
-  for (int d = 0, k = 0; d < p.rank; ++d)
-    if (d != p.axis) loss_shape[k++] = p.shape[d];
+  const std::array<int64_t, XENT_MAX_RANK> loss_shape = shape_without_axis(p);
   const bool reduced = p.options.reduction != XENT_REDUCTION_NONE;
   const int loss_rank = reduced ? 0 : p.rank - 1;
   const char* loss_what = reduced ? "a scalar: the loss is reduced"
@@ -281,11 +288,7 @@ void plan_or_throw(const Request& r, Plan* plan) {
   p.strides[kLogits] = broadcast_strides(logits, p.rank);
   p.data[kLabels] = labels.data;
   if (r.sparse) {
-    for (int d = 0, k = 0; d < p.rank; ++d) {
-      if (d == p.axis) continue;
-      p.strides[kLabels][d] = p.shape[d] == 1 ? 0 : labels.strides[k];
-      ++k;
-    }
+    p.strides[kLabels] = strides_without_axis(labels, p);
   } else {
     p.strides[kLabels] = broadcast_strides(labels, p.rank);
   }
@@ -297,11 +300,7 @@ void plan_or_throw(const Request& r, Plan* plan) {
     const xent_tensor* t = op == kLoss ? r.loss : r.grad_loss;
     if (t == nullptr || reduced) continue;
     p.data[op] = t->data;
-    for (int d = 0, k = 0; d < p.rank; ++d) {
-      if (d == p.axis) continue;
-      p.strides[op][d] = p.shape[d] == 1 ? 0 : t->strides[k];
-      ++k;
-    }
+    p.strides[op] = strides_without_axis(*t, p);
   }
   const bool logits_broadcast = logits.rank != p.rank || !std::equal(logits.shape, logits.shape + logits.rank,
                                                                      p.shape.begin());
@@ -330,6 +329,13 @@ void plan_or_throw(const Request& r, Plan* plan) {
 const char* operand_name(Operand op) {
   static const char* const names[] = {"logits", "labels", "loss", "grad_loss", "grad_logits", "grad_labels"};
   return names[op];
+}
+
+std::array<int64_t, XENT_MAX_RANK> shape_without_axis(const Plan& p) {
+  std::array<int64_t, XENT_MAX_RANK> shape{};
+  for (int d = 0, k = 0; d < p.rank; ++d)
+    if (d != p.axis) shape[k++] = p.shape[d];
+  return shape;
 }
 
 std::string shape_string(const int64_t* shape, int rank) {

@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <new>
 #include <optional>
@@ -98,26 +99,14 @@ xent_tensor xent_make_tensor(void* data, xent_dtype dtype, int32_t rank, const i
 xent_status xent_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
                                        const xent_tensor* loss) {
   if (loss == nullptr) return finish(XENT_INVALID_ARGUMENT, "loss must not be NULL");
-  xent::internal::Request r;
-  r.labels = labels;
-  r.logits = logits;
-  r.axis = axis;
-  r.loss = loss;
-  return run(r);
+  return xent_softmax_cross_entropy_grad(labels, logits, axis, nullptr, loss, nullptr, nullptr);
 }
 
 xent_status xent_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
                                             const xent_tensor* grad_loss, const xent_tensor* loss,
                                             const xent_tensor* grad_logits, const xent_tensor* grad_labels) {
-  xent::internal::Request r;
-  r.labels = labels;
-  r.logits = logits;
-  r.axis = axis;
-  r.grad_loss = grad_loss;
-  r.loss = loss;
-  r.grad_logits = grad_logits;
-  r.grad_labels = grad_labels;
-  return run(r);
+  return run({.labels = labels, .logits = logits, .axis = axis, .grad_loss = grad_loss, .loss = loss,
+              .grad_logits = grad_logits, .grad_labels = grad_labels});
 }
 
 xent_status xent_sparse_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
@@ -129,15 +118,8 @@ xent_status xent_sparse_softmax_cross_entropy(const xent_tensor* labels, const x
 xent_status xent_sparse_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits,
                                                    int64_t axis, const xent_tensor* grad_loss,
                                                    const xent_tensor* loss, const xent_tensor* grad_logits) {
-  xent::internal::Request r;
-  r.labels = labels;
-  r.logits = logits;
-  r.axis = axis;
-  r.grad_loss = grad_loss;
-  r.loss = loss;
-  r.grad_logits = grad_logits;
-  r.sparse = true;
-  return run(r);
+  return run({.labels = labels, .logits = logits, .axis = axis, .grad_loss = grad_loss, .loss = loss,
+              .grad_logits = grad_logits, .sparse = true});
 }
 
 xent_loss_options xent_default_loss_options(void) {
@@ -162,32 +144,21 @@ xent_status xent_cross_entropy_grad(const xent_tensor* logits, const xent_tensor
                                     const xent_tensor* loss, const xent_tensor* grad_logits) {
   if (options == nullptr) return finish(XENT_INVALID_ARGUMENT, "options must not be NULL (see xent_default_loss_options)");
   if (target == nullptr) return finish(XENT_INVALID_ARGUMENT, "target must not be NULL");
-  xent::internal::Request r;
-  r.labels = target;
-  r.logits = logits;
-  r.axis = axis;
-  r.grad_loss = grad_loss;
-  r.loss = loss;
-  r.grad_logits = grad_logits;
-  r.sparse = target->dtype == XENT_INT32 || target->dtype == XENT_INT64;
-  r.options = options;
-  return run(r);
+  return run({.labels = target, .logits = logits, .axis = axis, .grad_loss = grad_loss, .loss = loss,
+              .grad_logits = grad_logits, .sparse = target->dtype == XENT_INT32 || target->dtype == XENT_INT64,
+              .options = options});
 }
 
 xent_status xent_loss_shape(const xent_tensor* labels, const xent_tensor* logits, int64_t axis, int32_t* rank,
                             int64_t shape[XENT_MAX_RANK]) {
   if (rank == nullptr || shape == nullptr) return finish(XENT_INVALID_ARGUMENT, "rank and shape must not be NULL");
-  xent::internal::Request r;
-  r.labels = labels;
-  r.logits = logits;
-  r.axis = axis;
   xent::internal::Plan plan;
   std::string error;
-  const xent_status status = make_plan(r, &plan, &error);
+  const xent_status status = make_plan({.labels = labels, .logits = logits, .axis = axis}, &plan, &error);
   if (status != XENT_OK) return finish(status, error);
   *rank = plan.rank - 1;
-  for (int d = 0, k = 0; d < plan.rank; ++d)
-    if (d != plan.axis) shape[k++] = plan.shape[d];
+  const auto loss_shape = xent::internal::shape_without_axis(plan);
+  std::copy(loss_shape.begin(), loss_shape.begin() + *rank, shape);
   return finish(XENT_OK, {});
 }
 
