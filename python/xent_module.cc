@@ -27,7 +27,7 @@ xent_dtype dtype_of(const py::array& a, const char* name) {
                        py::str(static_cast<const py::handle&>(dt)).cast<std::string>());
 }
 
-// A view of the array; arrays whose strides are not whole elements are copied first (kept alive in `keep`).
+// A view of the array; an array whose strides are not whole elements is replaced by a contiguous copy first.
 xent_tensor view(py::array& a, const char* name) {
   const xent_dtype dtype = dtype_of(a, name);
   if (a.ndim() > XENT_MAX_RANK)
@@ -54,6 +54,17 @@ xent_tensor view(py::array& a, const char* name) {
   throw py::value_error(message);
 }
 
+// Runs a C API call without the GIL and turns its failure into the Python exception.
+template <typename Call>
+void call_released(const Call& call) {
+  xent_status status;
+  {
+    py::gil_scoped_release release;
+    status = call();
+  }
+  if (status != XENT_OK) raise(status);
+}
+
 py::array new_like(const py::array& logits, const xent_tensor& shape_of) {
   std::vector<py::ssize_t> shape(shape_of.shape, shape_of.shape + shape_of.rank);
   return py::array(logits.dtype(), shape);
@@ -71,12 +82,7 @@ py::array forward(py::array labels, py::array logits, int64_t axis) {
   xent_tensor y = view(labels, "labels"), x = view(logits, "logits");
   py::array loss = loss_array(y, x, axis, logits);
   xent_tensor l = view(loss, "loss");
-  xent_status status;
-  {
-    py::gil_scoped_release release;
-    status = xent_softmax_cross_entropy(&y, &x, axis, &l);
-  }
-  if (status != XENT_OK) raise(status);
+  call_released([&] { return xent_softmax_cross_entropy(&y, &x, axis, &l); });
   return loss;
 }
 
@@ -87,12 +93,7 @@ py::tuple grad(py::array labels, py::array logits, int64_t axis, std::optional<p
   xent_tensor l = view(loss, "loss"), gx = view(grad_logits, "grad_logits"), gy = view(grad_labels, "grad_labels");
   std::optional<xent_tensor> g;
   if (grad_loss) g = view(*grad_loss, "grad_loss");
-  xent_status status;
-  {
-    py::gil_scoped_release release;
-    status = xent_softmax_cross_entropy_grad(&y, &x, axis, g ? &*g : nullptr, &l, &gx, &gy);
-  }
-  if (status != XENT_OK) raise(status);
+  call_released([&] { return xent_softmax_cross_entropy_grad(&y, &x, axis, g ? &*g : nullptr, &l, &gx, &gy); });
   return py::make_tuple(loss, grad_logits, grad_labels);
 }
 
@@ -105,40 +106,61 @@ std::vector<py::ssize_t> without_axis(const py::array& logits, int64_t axis) {
   return shape;
 }
 
+// The outputs of the sparse and options entry points: the loss array of the given shape and, when asked for,
+// grad_logits in logits' shape; with their views and the optional upstream gradient's.
+struct LogitOutputs {
+  bool gradients;
+  py::array loss, grad_logits;  // grad_logits: only with gradients
+  xent_tensor l{}, gx{};
+  std::optional<xent_tensor> g;
+
+  LogitOutputs(const py::array& logits, const xent_tensor& x, const std::vector<py::ssize_t>& loss_shape,
+               bool gradients, std::optional<py::array>& grad_loss)
+      : gradients(gradients), loss(logits.dtype(), loss_shape) {
+    l = view(loss, "loss");
+    if (gradients) {
+      grad_logits = new_like(logits, x);
+      gx = view(grad_logits, "grad_logits");
+    }
+    if (grad_loss) g = view(*grad_loss, "grad_loss");
+  }
+  const xent_tensor* grad_loss_view() const { return g ? &*g : nullptr; }
+  const xent_tensor* grad_logits_view() const { return gradients ? &gx : nullptr; }
+  py::tuple result() const { return py::make_tuple(loss, gradients ? py::object(grad_logits) : py::none()); }
+};
+
+// xent_loss_options from the binding's arguments.
+xent_loss_options loss_options(const xent_tensor* weight, int64_t ignore_index, int reduction, double label_smoothing,
+                               double z_loss, double softcap) {
+  xent_loss_options o = xent_default_loss_options();
+  o.weight = weight;
+  o.ignore_index = ignore_index;
+  o.reduction = reduction;
+  o.label_smoothing = label_smoothing;
+  o.z_loss = z_loss;
+  o.softcap = softcap;
+  return o;
+}
+
 py::tuple sparse(py::array labels, py::array logits, int64_t axis, std::optional<py::array> grad_loss, bool gradients) {
   xent_tensor y = view(labels, "labels"), x = view(logits, "logits");
-  py::array loss(logits.dtype(), without_axis(logits, axis));
-  py::array grad_logits = gradients ? new_like(logits, x) : py::array();
-  xent_tensor l = view(loss, "loss"), gx{};
-  if (gradients) gx = view(grad_logits, "grad_logits");
-  std::optional<xent_tensor> g;
-  if (grad_loss) g = view(*grad_loss, "grad_loss");
-  xent_status status;
-  {
-    py::gil_scoped_release release;
-    status = xent_sparse_softmax_cross_entropy_grad(&y, &x, axis, g ? &*g : nullptr, &l, gradients ? &gx : nullptr);
-  }
-  if (status != XENT_OK) raise(status);
-  return py::make_tuple(loss, gradients ? py::object(grad_logits) : py::none());
+  const LogitOutputs out(logits, x, without_axis(logits, axis), gradients, grad_loss);
+  call_released([&] {
+    return xent_sparse_softmax_cross_entropy_grad(&y, &x, axis, out.grad_loss_view(), &out.l, out.grad_logits_view());
+  });
+  return out.result();
 }
 
 py::tuple cross_entropy(py::array logits, py::array target, int64_t axis, std::optional<py::array> weight,
                         int64_t ignore_index, int reduction, double label_smoothing, double z_loss, double softcap,
                         std::optional<py::array> grad_loss, bool gradients) {
   xent_tensor x = view(logits, "logits"), t = view(target, "target");
-  const bool indices = t.dtype == XENT_INT32 || t.dtype == XENT_INT64;
   std::optional<xent_tensor> w;
   if (weight) w = view(*weight, "weight");
-  xent_loss_options o = xent_default_loss_options();
-  o.weight = w ? &*w : nullptr;
-  o.ignore_index = ignore_index;
-  o.reduction = reduction;
-  o.label_smoothing = label_smoothing;
-  o.z_loss = z_loss;
-  o.softcap = softcap;
+  const xent_loss_options o = loss_options(w ? &*w : nullptr, ignore_index, reduction, label_smoothing, z_loss, softcap);
   std::vector<py::ssize_t> shape;
   if (reduction == XENT_REDUCTION_NONE) {
-    if (indices) {
+    if (t.dtype == XENT_INT32 || t.dtype == XENT_INT64) {
       shape = without_axis(logits, axis);  // a bad rank or axis is reported by the library, which checks it first
     } else {
       int32_t rank = 0;
@@ -148,19 +170,11 @@ py::tuple cross_entropy(py::array logits, py::array target, int64_t axis, std::o
       shape.assign(dims, dims + rank);
     }
   }
-  py::array loss(logits.dtype(), shape);
-  py::array grad_logits = gradients ? new_like(logits, x) : py::array();
-  xent_tensor l = view(loss, "loss"), gx{};
-  if (gradients) gx = view(grad_logits, "grad_logits");
-  std::optional<xent_tensor> g;
-  if (grad_loss) g = view(*grad_loss, "grad_loss");
-  xent_status status;
-  {
-    py::gil_scoped_release release;
-    status = xent_cross_entropy_grad(&x, &t, axis, &o, g ? &*g : nullptr, &l, gradients ? &gx : nullptr);
-  }
-  if (status != XENT_OK) raise(status);
-  return py::make_tuple(loss, gradients ? py::object(grad_logits) : py::none());
+  const LogitOutputs out(logits, x, shape, gradients, grad_loss);
+  call_released([&] {
+    return xent_cross_entropy_grad(&x, &t, axis, &o, out.grad_loss_view(), &out.l, out.grad_logits_view());
+  });
+  return out.result();
 }
 
 // A tensor described by (data pointer, xent_dtype, shape, strides in elements): how the PyTorch layer passes
@@ -183,19 +197,8 @@ void cross_entropy_raw(const py::tuple& logits, const py::tuple& target, int64_t
   if (weight) w = from_descriptor(*weight, "weight");
   if (grad_loss) g = from_descriptor(*grad_loss, "grad_loss");
   if (grad_logits) gx = from_descriptor(*grad_logits, "grad_logits");
-  xent_loss_options o = xent_default_loss_options();
-  o.weight = w ? &*w : nullptr;
-  o.ignore_index = ignore_index;
-  o.reduction = reduction;
-  o.label_smoothing = label_smoothing;
-  o.z_loss = z_loss;
-  o.softcap = softcap;
-  xent_status status;
-  {
-    py::gil_scoped_release release;
-    status = xent_cross_entropy_grad(&x, &t, axis, &o, g ? &*g : nullptr, &l, gx ? &*gx : nullptr);
-  }
-  if (status != XENT_OK) raise(status);
+  const xent_loss_options o = loss_options(w ? &*w : nullptr, ignore_index, reduction, label_smoothing, z_loss, softcap);
+  call_released([&] { return xent_cross_entropy_grad(&x, &t, axis, &o, g ? &*g : nullptr, &l, gx ? &*gx : nullptr); });
 }
 
 }  // namespace
