@@ -126,6 +126,8 @@ inline constexpr int64_t kMinParallelElements = int64_t{1} << 15;
 inline constexpr int64_t kShortRow = 32;
 // Gradient outputs at least this large are written with non-temporal stores.
 inline constexpr int64_t kMinStreamBytes = int64_t{64} << 20;
+// The lane kernel prefetches the group this many groups ahead.
+inline constexpr int64_t kLaneAhead = 2;
 // A row is split across threads only into pieces of at least this many classes.
 inline constexpr int64_t kMinSplit = int64_t{1} << 16;
 
@@ -175,6 +177,13 @@ void RunTyped(const Layout& l, int threads) {
     for (int64_t w = 0; w < outer * groups; ++w) {
       const int64_t first = (w / groups) * I + (w % groups) * lanes;
       const Row<T, G> r = RowAt<T, G>(l, first);
+      if (w % groups + kLaneAhead < groups) {  // a later group of the same run of rows
+        const int64_t skip = kLaneAhead * lanes;
+        const size_t n = static_cast<size_t>(std::min(lanes, I - (w % groups) * lanes - skip));
+        const int64_t x_step = l.batch_strides[kLogits][inner], y_step = l.batch_strides[kLabels][inner];
+        PrefetchGroup(LaneOperand<const T>{r.x + skip * x_step, x_step, xs}, C, n);
+        if (r.y) PrefetchGroup(LaneOperand<const T>{r.y + skip * y_step, y_step, ys}, C, n);
+      }
       LaneGroup<T, G> group{};
       group.x = lane_operand(kLogits, (const T*)nullptr);
       group.y = lane_operand(kLabels, (const T*)nullptr);

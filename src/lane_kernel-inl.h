@@ -16,6 +16,7 @@
 
 #include <limits>
 
+#include "hwy/cache_control.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "src/row_kernel-inl.h"
@@ -28,6 +29,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Classes per lane block: each lane sums at most this many terms in the compute type before the block is merged
 // in double (accuracy), and a block of lanes (64 · 64 bytes) stays in L1 between its two passes.
 inline constexpr int64_t kLaneBlock = 64;
+// Rows of at most this many classes go through column tiles (see LaneRows): Lanes × 32 elements, 2 KiB each.
+inline constexpr int64_t kMaxTiled = 32;
 
 template <typename T>
 struct LaneOperand {
@@ -56,6 +59,23 @@ struct LaneGroup {
   int64_t first_row = 0;
   bool stream = false;  // non-temporal gradient stores (see StoreLanes)
 };
+
+// Asks for a later group's elements (op.data at its first row) while this one computes: hardware prefetchers
+// follow neither 21 streams 64 KiB apart (NCHW classes) nor gathers well. Covers the lines of each class's
+// lanes when lanes are contiguous, or the group's one run when its short rows are contiguous.
+template <typename T>
+HWY_INLINE void PrefetchGroup(const LaneOperand<const T>& op, int64_t C, size_t count) {
+  if (op.data == nullptr) return;
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const int64_t n = static_cast<int64_t>(count);
+  if (op.lane_stride == 1) {
+    // One line per class: a group's lanes span at most 64 bytes, and a span that straddles two lines has its
+    // second one asked for with the next group.
+    for (int64_t c = 0; c < C; ++c) hwy::Prefetch(op.data + c * op.class_stride);
+  } else if (op.class_stride == 1 && op.lane_stride == C) {
+    for (int64_t i = 0; i < n * C + kLine - 1; i += kLine) hwy::Prefetch(op.data + std::min(i, n * C - 1));
+  }
+}
 
 // Lanes of row-stepped elements starting at p; lanes ≥ count are 0.
 template <class DA, typename T>
@@ -97,29 +117,40 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   }
   const auto target_vec = hn::Load(da, target);
 
-  // float16/bfloat16 have no hardware gather: a full group of short contiguous rows (Lanes × C elements in one run)
-  // is converted to the compute type once with vector loads, and its columns are gathered from that copy.
+  // Short rows whose lanes are not contiguous (C ≤ kMaxTiled, lane stride ≠ 1, e.g. 1M × 10: one gather per class)
+  // are gathered once into a column tile in the compute type, tile[c·N + l] = (row l, class c), soft-capped if
+  // asked; both passes and the gradients then read vectors from it instead of gathering again. float16/bfloat16
+  // have no hardware gather: a full group of contiguous short rows is first converted with vector loads.
   constexpr bool kNarrow = !std::is_same_v<T, A>;
-  constexpr int64_t kMaxCopied = 32;  // classes
-  constexpr size_t kCopy = kNarrow ? kMaxLanes * kMaxCopied : 1;
-  HWY_ALIGN A x_copy[kCopy], y_copy[kCopy];
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
-  const auto copyable = [&](const auto& op) {
-    return kNarrow && op.data != nullptr && count == hn::Lanes(da) && op.class_stride == 1 && op.lane_stride == C &&
-           C <= kMaxCopied;
-  };
-  const bool x_copied = copyable(a.x), y_copied = !(kGeneral && a.targets) && copyable(a.y);
-  if constexpr (kNarrow) {
-    if (x_copied)
-      for (int64_t i = 0; i < N * C; i += N) hn::Store(LoadPromote(da, a.x.data + i), da, x_copy + i);
-    if (y_copied)
-      for (int64_t i = 0; i < N * C; i += N) hn::Store(LoadPromote(da, a.y.data + i), da, y_copy + i);
-  }
+  const bool short_rows = C <= kMaxTiled;
+  HWY_ALIGN A x_tile[kMaxLanes * kMaxTiled], y_tile[kMaxLanes * kMaxTiled];
+  HWY_ALIGN A narrow_copy[kNarrow ? kMaxLanes * kMaxTiled : 1];
   const hn::RebindToSigned<DA> di;
   const auto row_offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<hn::TFromD<decltype(di)>>(C)));
+  const auto contiguous_rows = [&](const auto& op) {
+    return count == hn::Lanes(da) && op.class_stride == 1 && op.lane_stride == C;
+  };
+  const auto fill_tile = [&](const LaneOperand<const T>& op, A* tile, bool softcap) {
+    if (!short_rows || op.data == nullptr || op.lane_stride == 1) return false;
+    const bool convert = kNarrow && contiguous_rows(op);
+    if constexpr (kNarrow) {
+      if (convert)
+        for (int64_t i = 0; i < N * C; i += N) hn::Store(LoadPromote(da, op.data + i), da, narrow_copy + i);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      auto v = convert ? hn::GatherIndex(da, narrow_copy + c, row_offsets)
+                       : LoadRows(da, op.data + c * op.class_stride, op.lane_stride, count, buf);
+      if (kGeneral && softcap) v = Softcap(da, v, cap, inv_cap);
+      hn::Store(v, da, tile + c * N);
+    }
+    return true;
+  };
+  const bool x_tiled = fill_tile(a.x, x_tile, tr.softcap != 0);
+  const bool y_tiled = !(kGeneral && a.targets) && fill_tile(a.y, y_tile, false);
   const auto x_at = [&](int64_t c) {
-    auto v = x_copied ? hn::GatherIndex(da, x_copy + c, row_offsets)
-                      : LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf);
+    if (x_tiled) return hn::Load(da, x_tile + c * N);
+    auto v = LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf);
     if constexpr (kGeneral) {
       if (tr.softcap != 0) v = Softcap(da, v, cap, inv_cap);
     }
@@ -127,8 +158,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   };
   const auto y_at = [&](int64_t c) {
     const auto labels = [&] {
-      return y_copied ? hn::GatherIndex(da, y_copy + c, row_offsets)
-                      : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
+      return y_tiled ? hn::Load(da, y_tile + c * N)
+                     : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
     };
     if constexpr (!kGeneral) {
       return labels();
@@ -210,6 +241,13 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   }
 
   if (!a.gx.data && !a.gy.data) return;
+  // Gradients of contiguous short rows are computed into column tiles too, then transposed back with one gather
+  // per output vector: output vector k holds row-major positions p = k·N + i, that is row p / C, class p mod C.
+  HWY_ALIGN A gx_tile[kMaxLanes * kMaxTiled], gy_tile[kMaxLanes * kMaxTiled];
+  const auto tiled_output = [&](const auto& op) {
+    return op.data != nullptr && short_rows && op.lane_stride != 1 && contiguous_rows(op);
+  };
+  const bool gx_tiled = tiled_output(a.gx), gy_tiled = tiled_output(a.gy);
   const auto half_ref = hn::Mul(ref, half), half_log_sum = hn::Mul(log_sum, half), twice_g = hn::Add(g, g);
   for (int64_t c = 0; c < C; ++c) {
     const auto xv = x_at(c), yv = y_at(c);
@@ -219,13 +257,25 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
         const auto q = hn::Mul(xv, inv_cap);
         v = hn::Mul(v, hn::NegMulAdd(q, q, one));
       }
-      StoreLanes(da, v, a.gx.data + c * a.gx.class_stride, a.gx.lane_stride, count, buf, a.stream);
+      if (gx_tiled) hn::Store(v, da, gx_tile + c * N);
+      else StoreLanes(da, v, a.gx.data + c * a.gx.class_stride, a.gx.lane_stride, count, buf, a.stream);
     }
     if (a.gy.data) {
       const auto masked = hn::And(hn::Eq(yv, zero), hn::Eq(xv, neg_inf));
       const auto v = hn::IfThenZeroElse(masked, hn::Mul(twice_g, hn::Sub(half_log_sum, hn::MulSub(xv, half, half_ref))));
-      StoreLanes(da, v, a.gy.data + c * a.gy.class_stride, a.gy.lane_stride, count, buf, a.stream);
+      if (gy_tiled) hn::Store(v, da, gy_tile + c * N);
+      else StoreLanes(da, v, a.gy.data + c * a.gy.class_stride, a.gy.lane_stride, count, buf, a.stream);
     }
+  }
+  if (!gx_tiled && !gy_tiled) return;
+  const auto classes = hn::Set(da, static_cast<A>(C)), inv_classes = hn::Set(da, static_cast<A>(1.0 / C));
+  for (int64_t k = 0; k < C; ++k) {
+    // Exact in the compute type: p < 2^10, and (p + ½)/C is at least 1/(2C) away from an integer.
+    const auto p = hn::Iota(da, static_cast<A>(k * N));
+    const auto row = hn::Floor(hn::Mul(hn::Add(p, half), inv_classes));
+    const auto column = hn::ConvertTo(di, hn::MulAdd(hn::NegMulAdd(row, classes, p), hn::Set(da, static_cast<A>(N)), row));
+    if (gx_tiled) StoreLanes(da, hn::GatherIndex(da, gx_tile, column), a.gx.data + k * N, 1, count, buf, a.stream);
+    if (gy_tiled) StoreLanes(da, hn::GatherIndex(da, gy_tile, column), a.gy.data + k * N, 1, count, buf, a.stream);
   }
 }
 

@@ -33,8 +33,4 @@ inline void store_from_double(void* base, xent_dtype dtype, int64_t index, doubl
 }
 
 // A class index (int32 or int64).
-inline int64_t load_index(const void* base, xent_dtype dtype, int64_t index) {
-  return dtype == XENT_INT32 ? static_cast<const int32_t*>(base)[index] : static_cast<const int64_t*>(base)[index];
-}
-
 }  // namespace xent::internal

@@ -1,32 +1,67 @@
 #include "src/targets.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "src/scalar.h"
 
 namespace xent::internal {
+namespace {
 
-xent_status scan_targets(const Layout& l, xent_dtype dtype, double* denominator, std::string* error) {
-  if (!l.sparse) {
-    *denominator = static_cast<double>(l.rows);
-    return XENT_OK;
-  }
+template <typename I>
+xent_status scan(const Layout& l, xent_dtype dtype, double* denominator, std::string* error) {
   const Options& o = l.options;
+  const I* labels = static_cast<const I*>(l.data[kLabels]);
+  // Rows in runs along the innermost batch dimension, each scanned in a tight loop.
+  const int inner = l.batch_rank - 1;
+  const int64_t run = inner >= 0 ? l.batch_shape[inner] : 1;
+  const int64_t step = inner >= 0 ? l.batch_strides[kLabels][inner] : 0;
+  const int64_t C = l.classes, ignore = o.ignore_index;
+  const bool has_ignore = o.has_ignore;
   double total = 0;
-  std::vector<int64_t> index(l.batch_rank, 0);
+  std::vector<int64_t> index(static_cast<size_t>(std::max(inner, 0)), 0);  // position in the outer dimensions
   int64_t offset = 0;
-  for (int64_t row = 0; row < l.rows; ++row) {
-    const int64_t t = load_index(l.data[kLabels], l.label_dtype, offset);
-    if (!(o.has_ignore && t == o.ignore_index)) {
-      if (t < 0 || t >= l.classes) {
+  for (int64_t first = 0; first < l.rows; first += run) {
+    const I* p = labels + offset;
+    bool bad = false;
+    if (o.weight) {
+      for (int64_t i = 0; i < run; ++i) {
+        const int64_t t = p[i * step];
+        if (has_ignore && t == ignore) continue;
+        if (t < 0 || t >= C) {
+          bad = true;
+          break;
+        }
+        total += load_as_double(o.weight, dtype, t * o.weight_stride);
+      }
+    } else {
+      // Branch-free, so the compiler vectorises it: the unsigned compare also rejects negative indices.
+      int64_t ignored = 0;
+      bool out_of_range = false;
+      const auto check = [&](int64_t t) {
+        const bool skip = has_ignore && t == ignore;
+        out_of_range |= !skip && static_cast<uint64_t>(t) >= static_cast<uint64_t>(C);
+        ignored += skip;
+      };
+      if (step == 1)
+        for (int64_t i = 0; i < run; ++i) check(p[i]);
+      else
+        for (int64_t i = 0; i < run; ++i) check(p[i * step]);
+      bad = out_of_range;
+      const int64_t counted = run - ignored;
+      total += static_cast<double>(counted);
+    }
+    if (bad) {
+      for (int64_t i = 0; i < run; ++i) {
+        const int64_t t = p[i * step];
+        if ((has_ignore && t == ignore) || (t >= 0 && t < C)) continue;
         *error = "Received a label value of " + std::to_string(t) + " which is outside the valid range of [0, " +
-                 std::to_string(l.classes) + ")" + (o.has_ignore ? " and is not ignore_index (" +
-                 std::to_string(o.ignore_index) + ")" : std::string());
+                 std::to_string(C) + ")" +
+                 (has_ignore ? " and is not ignore_index (" + std::to_string(ignore) + ")" : std::string());
         return XENT_INVALID_ARGUMENT;
       }
-      total += o.weight ? load_as_double(o.weight, dtype, t * o.weight_stride) : 1.0;
     }
-    for (int d = l.batch_rank - 1; d >= 0; --d) {  // next row
+    for (int d = inner - 1; d >= 0; --d) {  // first row of the next run
       offset += l.batch_strides[kLabels][d];
       if (++index[d] < l.batch_shape[d]) break;
       offset -= l.batch_strides[kLabels][d] * index[d];
@@ -35,6 +70,17 @@ xent_status scan_targets(const Layout& l, xent_dtype dtype, double* denominator,
   }
   *denominator = total;
   return XENT_OK;
+}
+
+}  // namespace
+
+xent_status scan_targets(const Layout& l, xent_dtype dtype, double* denominator, std::string* error) {
+  if (!l.sparse) {
+    *denominator = static_cast<double>(l.rows);
+    return XENT_OK;
+  }
+  return l.label_dtype == XENT_INT32 ? scan<int32_t>(l, dtype, denominator, error)
+                                     : scan<int64_t>(l, dtype, denominator, error);
 }
 
 }  // namespace xent::internal

@@ -26,6 +26,37 @@ xent_status finish(xent_status status, std::string message) {
   return status;
 }
 
+// Per-row losses of a reduced call, in double. The calling thread keeps its buffer for calls of up to 2M rows
+// (16 MiB), so repeated calls do not fault fresh pages in every time; larger calls allocate their own.
+double* row_loss_buffer(int64_t rows, std::vector<double>& own) {
+  constexpr int64_t kKeptRows = int64_t{1} << 21;
+  thread_local std::vector<double> kept;
+  std::vector<double>& buffer = rows <= kKeptRows ? kept : own;
+  if (static_cast<int64_t>(buffer.size()) < rows) buffer.resize(static_cast<size_t>(rows));
+  return buffer.data();
+}
+
+// Σ v[i] in a fixed order whatever the thread count (blocks of 4096 summed 8 ways, then the block sums in order):
+// the same bits on every run, and it does not wait on one long chain of dependent additions.
+double deterministic_sum(const double* v, int64_t n, int threads) {
+  constexpr int64_t kBlock = 4096;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(static_cast<size_t>(blocks));
+#pragma omp parallel for schedule(static) num_threads(threads) if (blocks > 16)
+  for (int64_t b = 0; b < blocks; ++b) {
+    double lane[8] = {};
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+    int64_t i = b * kBlock;
+    for (; i + 8 <= end; i += 8)
+      for (int k = 0; k < 8; ++k) lane[k] += v[i + k];
+    for (; i < end; ++i) lane[0] += v[i];
+    partial[b] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  }
+  double total = 0;
+  for (double p : partial) total += p;
+  return total;
+}
+
 xent_status run(const xent::internal::Request& request) {
   using namespace xent::internal;
   Plan plan;
@@ -50,22 +81,21 @@ xent_status run(const xent::internal::Request& request) {
     status = scan_targets(layout, plan.dtype, &denominator, &error);
     if (status != XENT_OK) return finish(status, error);
     const xent_reduction reduction = plan.options.reduction;
-    std::vector<double> row_loss;
+    std::vector<double> own_row_loss;
     if (reduction != XENT_REDUCTION_NONE) {
-      row_loss.resize(static_cast<size_t>(layout.rows));
-      layout.row_loss = row_loss.data();
+      layout.row_loss = row_loss_buffer(layout.rows, own_row_loss);
       const double upstream = plan.scalar_grad_loss ? load_as_double(plan.scalar_grad_loss->data, plan.dtype, 0) : 1.0;
       // MEAN over nothing (every row ignored) is 0 with gradient 0, not PyTorch's NaN (see xent.h).
       layout.grad_scale = reduction == XENT_REDUCTION_SUM ? upstream
                           : denominator == 0             ? 0.0
                                                          : upstream / denominator;
     }
-    run_kernels(layout, plan.dtype, compute_type_gradients, xent_get_num_threads());
+    const int threads = xent_get_num_threads();
+    run_kernels(layout, plan.dtype, compute_type_gradients, threads);
     if (grad_logits) grad_logits->reduce();
     if (grad_labels) grad_labels->reduce();
     if (reduction != XENT_REDUCTION_NONE && plan.scalar_loss) {
-      double total = 0;
-      for (double v : row_loss) total += v;
+      double total = deterministic_sum(layout.row_loss, layout.rows, threads);
       if (reduction == XENT_REDUCTION_MEAN) total = denominator == 0 ? 0.0 : total / denominator;
       store_from_double(plan.scalar_loss->data, plan.dtype, 0, total);
     }
