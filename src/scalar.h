@@ -32,5 +32,4 @@ inline void store_from_double(void* base, xent_dtype dtype, int64_t index, doubl
   }
 }
 
-// A class index (int32 or int64).
 }  // namespace xent::internal

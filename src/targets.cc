@@ -18,6 +18,9 @@ xent_status scan(const Layout& l, xent_dtype dtype, double* denominator, std::st
   const int64_t step = inner >= 0 ? l.batch_strides[kLabels][inner] : 0;
   const int64_t C = l.classes, ignore = o.ignore_index;
   const bool has_ignore = o.has_ignore;
+  // Branch-free predicates, so the unweighted loop vectorises; the unsigned compare also rejects negatives.
+  const auto skipped = [&](int64_t t) { return has_ignore && t == ignore; };
+  const auto in_range = [&](int64_t t) { return static_cast<uint64_t>(t) < static_cast<uint64_t>(C); };
   double total = 0;
   std::vector<int64_t> index(static_cast<size_t>(std::max(inner, 0)), 0);  // position in the outer dimensions
   int64_t offset = 0;
@@ -25,36 +28,29 @@ xent_status scan(const Layout& l, xent_dtype dtype, double* denominator, std::st
     const I* p = labels + offset;
     bool bad = false;
     if (o.weight) {
-      for (int64_t i = 0; i < run; ++i) {
+      for (int64_t i = 0; i < run && !bad; ++i) {
         const int64_t t = p[i * step];
-        if (has_ignore && t == ignore) continue;
-        if (t < 0 || t >= C) {
-          bad = true;
-          break;
-        }
-        total += load_as_double(o.weight, dtype, t * o.weight_stride);
+        if (skipped(t)) continue;
+        bad = !in_range(t);
+        if (!bad) total += load_as_double(o.weight, dtype, t * o.weight_stride);
       }
     } else {
-      // Branch-free, so the compiler vectorises it: the unsigned compare also rejects negative indices.
       int64_t ignored = 0;
-      bool out_of_range = false;
       const auto check = [&](int64_t t) {
-        const bool skip = has_ignore && t == ignore;
-        out_of_range |= !skip && static_cast<uint64_t>(t) >= static_cast<uint64_t>(C);
+        const bool skip = skipped(t);
+        bad |= !skip && !in_range(t);
         ignored += skip;
       };
       if (step == 1)
         for (int64_t i = 0; i < run; ++i) check(p[i]);
       else
         for (int64_t i = 0; i < run; ++i) check(p[i * step]);
-      bad = out_of_range;
-      const int64_t counted = run - ignored;
-      total += static_cast<double>(counted);
+      total += static_cast<double>(run - ignored);
     }
     if (bad) {
       for (int64_t i = 0; i < run; ++i) {
         const int64_t t = p[i * step];
-        if ((has_ignore && t == ignore) || (t >= 0 && t < C)) continue;
+        if (skipped(t) || in_range(t)) continue;
         *error = "Received a label value of " + std::to_string(t) + " which is outside the valid range of [0, " +
                  std::to_string(C) + ")" +
                  (has_ignore ? " and is not ignore_index (" + std::to_string(ignore) + ")" : std::string());

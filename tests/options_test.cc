@@ -183,6 +183,32 @@ TEST(Sparse, LabelOutOfRangeIsAnErrorAndWritesNothing) {
   }
 }
 
+// The scan walks runs of the innermost batch dimension: a bad int32 label in a later run of strided labels, with
+// class weights, is found and named, and nothing is written.
+TEST(Sparse, LabelOutOfRangeInStridedWeightedInt32Labels) {
+  for (int32_t bad : {5, -1}) {
+    const float logits[3 * 2 * 5] = {}, weight[5] = {1, 2, 3, 4, 5};
+    int32_t labels[6] = {0, 1, 2, 3, 4, -100};  // transposed below: row (i, j) reads labels[i + 3·j]
+    labels[4] = bad;
+    float loss[1] = {42};
+    xent_tensor x = xent_make_tensor((void*)logits, XENT_FLOAT32, 3, std::array<int64_t, 3>{3, 2, 5}.data(), nullptr);
+    xent_tensor y = xent_make_tensor(labels, XENT_INT32, 2, std::array<int64_t, 2>{3, 2}.data(),
+                                     std::array<int64_t, 2>{1, 3}.data());
+    xent_tensor w = xent_make_tensor((void*)weight, XENT_FLOAT32, 1, std::array<int64_t, 1>{5}.data(), nullptr);
+    xent_tensor l = xent_make_tensor(loss, XENT_FLOAT32, 0, nullptr, nullptr);
+    xent_loss_options o = xent_default_loss_options();
+    o.weight = &w;
+    EXPECT_EQ(xent_cross_entropy(&x, &y, -1, &o, &l), XENT_INVALID_ARGUMENT);
+    EXPECT_EQ(std::string(xent_last_error_message()),
+              "Received a label value of " + std::to_string(bad) +
+                  " which is outside the valid range of [0, 5) and is not ignore_index (-100)");
+    EXPECT_EQ(loss[0], 42);
+    labels[4] = 4;  // valid now: the weighted mean is Σ w[t]·log 5 / Σ w[t] = log 5 over the rows not ignored
+    expect_ok(xent_cross_entropy(&x, &y, -1, &o, &l));
+    EXPECT_FLOAT_EQ(loss[0], std::log(5.0f));
+  }
+}
+
 TEST(Sparse, ShapeAndDtypeErrors) {
   const float logits[8] = {};
   const int64_t labels[3] = {};
