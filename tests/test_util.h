@@ -143,8 +143,8 @@ inline Real round_to(xent_dtype d, Real v) {
 
 // Checks every element of `got` against the reference with a tolerance from the dtype:
 //   |got − ref| ≤ k · compute_eps · magnitude + storage_eps · |ref| + storage_tiny  (NaN must be NaN, ±inf exact)
-// k = 16: each block sums up to 128 terms serially per accumulator lane (double) and such sums drift by ~√128 eps;
-// an algorithmic mistake is off by far more.
+// k = 16: a lane adds at most 64 terms serially (32 per accumulator lane in the row kernel, 64 per lane block in
+// the lane kernel) and such sums drift by ~√64 eps; an algorithmic mistake is off by far more.
 inline void expect_matches(const Tensor& got, const Expected& ref, const char* what, Real k = 16) {
   ASSERT_EQ(static_cast<size_t>(got.size()), ref.value.size()) << what;
   int failures = 0;
