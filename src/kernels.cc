@@ -184,7 +184,7 @@ void RunTyped(const Layout& l, int threads) {
         PrefetchGroup(LaneOperand<const T>{r.x + skip * x_step, x_step, xs}, C, n);
         if (r.y) PrefetchGroup(LaneOperand<const T>{r.y + skip * y_step, y_step, ys}, C, n);
       }
-      LaneGroup<T, G> group{};
+      LaneGroup<T, G> group;  // not group{}: zeroing the whole struct per group was 6% of 16384x10 (rep stos)
       group.x = lane_operand(kLogits, (const T*)nullptr);
       group.y = lane_operand(kLabels, (const T*)nullptr);
       group.loss = lane_operand(kLoss, (T*)nullptr);

@@ -138,9 +138,17 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
       if (convert)
         for (int64_t i = 0; i < N * C; i += N) hn::Store(LoadPromote(da, op.data + i), da, narrow_copy + i);
     }
+    // A full group of float rows whose lane offsets fit the index type: one gather per class with the offsets
+    // computed once.
+    using TI = hn::TFromD<decltype(di)>;
+    const bool gather = !kNarrow && count == hn::Lanes(da) && op.lane_stride > 0 &&
+                        op.lane_stride <= static_cast<int64_t>(hwy::LimitsMax<TI>()) / N;
+    const auto lane_offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<TI>(gather ? op.lane_stride : 0)));
     for (int64_t c = 0; c < C; ++c) {
-      auto v = convert ? hn::GatherIndex(da, narrow_copy + c, row_offsets)
-                       : LoadRows(da, op.data + c * op.class_stride, op.lane_stride, count, buf);
+      const T* column = op.data + c * op.class_stride;
+      auto v = convert  ? hn::GatherIndex(da, narrow_copy + c, row_offsets)
+               : gather ? hn::GatherIndex(da, reinterpret_cast<const A*>(column), lane_offsets)
+                        : LoadRows(da, column, op.lane_stride, count, buf);
       if (kGeneral && softcap) v = Softcap(da, v, cap, inv_cap);
       hn::Store(v, da, tile + c * N);
     }
@@ -148,7 +156,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   };
   const bool x_tiled = fill_tile(a.x, x_tile, tr.softcap != 0);
   const bool y_tiled = !(kGeneral && a.targets) && fill_tile(a.y, y_tile, false);
-  const auto x_at = [&](int64_t c) {
+  const auto x_at = [&](int64_t c) XENT_LAMBDA_INLINE {
     if (x_tiled) return hn::Load(da, x_tile + c * N);
     auto v = LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf);
     if constexpr (kGeneral) {
@@ -156,7 +164,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     }
     return v;
   };
-  const auto y_at = [&](int64_t c) {
+  const auto y_at = [&](int64_t c) XENT_LAMBDA_INLINE {
     const auto labels = [&] {
       return y_tiled ? hn::Load(da, y_tile + c * N)
                      : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
@@ -177,9 +185,13 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   struct Block {
     hn::Vec<DA> max, ref, sum, label_sum, half_dot;
   };
-  const auto block = [&](int64_t begin, int64_t end) {
-    auto max = neg_inf;
-    for (int64_t c = begin; c < end; ++c) max = hn::Max(max, x_at(c));
+  const auto block = [&](int64_t begin, int64_t end) XENT_LAMBDA_INLINE {
+    // Two running maxima: short rows are a chain of C dependent maxima otherwise.
+    auto max = neg_inf, max1 = neg_inf;
+    int64_t c = begin;
+    for (; c + 1 < end; c += 2) max = hn::Max(max, x_at(c)), max1 = hn::Max(max1, x_at(c + 1));
+    if (c < end) max = hn::Max(max, x_at(c));
+    max = hn::Max(max, max1);
     const auto ref = hn::IfThenElse(hn::Eq(max, neg_inf), zero, max);
     const auto half_ref = hn::Mul(ref, half);
     auto sum = zero, label_sum = zero, half_dot = zero;

@@ -281,7 +281,7 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
   const auto one = hn::Set(da, A{1});
   const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
   const auto inv_cap = hn::Set(da, static_cast<A>(tr.softcap != 0 ? 1 / tr.softcap : 0));
-  const auto columns = [&](int64_t j, size_t count) {
+  const auto columns = [&](int64_t j, size_t count) XENT_LAMBDA_INLINE {
     const auto xv = load.Logits(j, count, A{0});
     const auto yv = labels ? load.Labels(j, count) : zero;
     if (gx != nullptr) {
