@@ -32,6 +32,11 @@ inline constexpr int64_t kBlock = 2048;
 // (2048 floats with 16 lanes, 512 doubles with 4). Measured: 128 terms per lane (double rows of 3000 classes on
 // AVX2) put 19 eps of drift into log(sum).
 inline constexpr int64_t kTermsPerLane = 32;
+// With non-temporal stores, grad_logits and grad_labels are written this many classes of one, then of the other:
+// interleaving two streamed outputs vector by vector closes write-combining buffers before their lines are full.
+// Measured (Zen 3, fwd+grad 4096x32000, both gradients, 2 threads): interleaved 6.4 GB/s, chunks of 256 / 1024 /
+// 4096 classes 16.8 / 17.2-21.5 / 17.1 GB/s, regular stores 12-16 GB/s.
+inline constexpr int64_t kStreamChunk = 1024;
 
 template <typename G, typename A>
 HWY_INLINE G FromCompute(A v) {
@@ -281,10 +286,10 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
   const auto one = hn::Set(da, A{1});
   const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
   const auto inv_cap = hn::Set(da, static_cast<A>(tr.softcap != 0 ? 1 / tr.softcap : 0));
-  const auto columns = [&](int64_t j, size_t count) XENT_LAMBDA_INLINE {
+  const auto columns = [&](int64_t j, size_t count, bool write_gx = true, bool write_gy = true) XENT_LAMBDA_INLINE {
     const auto xv = load.Logits(j, count, A{0});
     const auto yv = labels ? load.Labels(j, count) : zero;
-    if (gx != nullptr) {
+    if (write_gx && gx != nullptr) {
       auto v = hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
       if constexpr (kGeneral) {
         if (tr.softcap != 0) {
@@ -294,7 +299,7 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
       }
       StoreLanes(da, v, gx + j * gx_stride, gx_stride, count, buf, stream);
     }
-    if (gy != nullptr) {
+    if (write_gy && gy != nullptr) {
       const auto masked = hn::And(hn::Eq(yv, zero), hn::Eq(xv, neg_inf));
       const auto v = hn::IfThenZeroElse(masked, hn::Mul(twice_g, hn::Sub(half_log_sum, hn::MulSub(xv, half, half_ref))));
       StoreLanes(da, v, gy + j * gy_stride, gy_stride, count, buf, stream);
@@ -308,6 +313,15 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
       j = std::min(n, static_cast<int64_t>((N * sizeof(G) - misaligned) / sizeof(G)));
       columns(0, static_cast<size_t>(j));
     }
+  }
+  if (stream && gx != nullptr && gy != nullptr) {  // full vectors in chunks (kStreamChunk), then the tail
+    const int64_t full = j + (n - j) / N * N;
+    for (; j < full; j += kStreamChunk) {
+      const int64_t end = std::min(full, j + kStreamChunk);
+      for (int64_t k = j; k < end; k += N) columns(k, N, true, false);
+      for (int64_t k = j; k < end; k += N) columns(k, N, false, true);
+    }
+    j = full;
   }
   for (; j < n; j += N) columns(j, static_cast<size_t>(std::min(N, n - j)));
 }
