@@ -8,8 +8,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <new>
 #include <vector>
 
+#include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
 #include "src/kernels.h"
 #include "src/lane_kernel-inl.h"
@@ -19,7 +22,6 @@ HWY_BEFORE_NAMESPACE();
 namespace xent::internal::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Pointers to one row of every operand.
 // Pointers to one row of every operand (labels: element offset, as they may be class indices).
 template <typename T, typename G>
 struct Row {
@@ -128,6 +130,9 @@ inline constexpr int64_t kShortRow = 32;
 inline constexpr int64_t kMinStreamBytes = int64_t{64} << 20;
 // The lane kernel prefetches the group this many groups ahead.
 inline constexpr int64_t kLaneAhead = 2;
+// The lane kernel's stage buffers (see StageLanes): at most this many bytes per operand and thread, four operands
+// (48-96 KiB per thread in L2).
+inline constexpr int64_t kStageBytes = 24 * 1024;
 // A row is split across threads only into pieces of at least this many classes.
 inline constexpr int64_t kMinSplit = int64_t{1} << 16;
 
@@ -161,6 +166,122 @@ inline void FlushStreams(int threads) {
   hwy::FlushStream();
 }
 
+// Lanes per stage of the lane kernel's loop, a multiple of `lanes`; `lanes` itself: no staging. Classes a large
+// power of two apart with contiguous lanes (NCHW, class axis 1: [32,21,128,128] has its 21 classes 64 KiB apart)
+// all fall into one L1 set and one L2 set; the 42 lines of a group's logits and labels then evict each other
+// between the kernel's passes and between the two groups that share a line. A stage copies a run of whole lines
+// of every class of each such operand into a contiguous buffer once (longer runs also read faster: a plain sum
+// over [32,21,16384] floats by runs of 64 / 256 / 1024 floats per class reads 12 / 16 / 19 GB/s on Zen 3), and
+// its gradients are written there and copied out run by run.
+template <typename T, typename G>
+int64_t StageLanes(const Layout& l, int64_t lanes) {
+  const int inner = l.batch_rank - 1;
+  if (l.batch_strides[kLogits][inner] != 1) return lanes;
+  const int64_t size = static_cast<int64_t>(std::max(sizeof(T), sizeof(G)));
+  for (int64_t line_bytes : {1024, 512, 256, 128, 64}) {
+    const int64_t stage = line_bytes / size;
+    if (l.classes * line_bytes <= kStageBytes && stage % lanes == 0) return stage;
+  }
+  return lanes;
+}
+
+// A stage's copy of one operand: `lanes` contiguous elements of each class at class_stride, into buf[c·stage].
+template <typename T>
+HWY_INLINE void CopyIn(const T* from, int64_t class_stride, int64_t C, int64_t lanes, int64_t stage, T* buf) {
+  for (int64_t c = 0; c < C; ++c) std::memcpy(buf + c * stage, from + c * class_stride, lanes * sizeof(T));
+}
+
+// The reverse for a staged gradient, with non-temporal stores (whole vectors at aligned addresses) if asked.
+template <typename G>
+HWY_INLINE void CopyOut(const G* buf, int64_t C, int64_t lanes, int64_t stage, G* to, int64_t class_stride,
+                        bool stream) {
+  const hn::ScalableTag<uint8_t> d8;
+  const int64_t vector = static_cast<int64_t>(hn::Lanes(d8)), bytes = lanes * static_cast<int64_t>(sizeof(G));
+  for (int64_t c = 0; c < C; ++c) {
+    auto* src = reinterpret_cast<const uint8_t*>(buf + c * stage);
+    auto* dst = reinterpret_cast<uint8_t*>(to + c * class_stride);
+    int64_t i = 0;
+    if (stream && reinterpret_cast<uintptr_t>(dst) % vector == 0)
+      for (; i + vector <= bytes; i += vector) hn::Stream(hn::Load(d8, src + i), d8, dst + i);
+    std::memcpy(dst + i, src + i, bytes - i);
+  }
+}
+
+// The lane kernel over all rows: groups of up to Lanes rows along the innermost batch dimension, stages of
+// StageLanes rows handed out to threads.
+template <bool kGeneral, typename T, typename G>
+void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, const Transform<T>& tr) {
+  const hn::ScalableTag<Compute<T>> da;
+  const int64_t C = l.classes, lanes = static_cast<int64_t>(hn::Lanes(da));
+  const int inner = l.batch_rank - 1;
+  const int64_t I = l.batch_shape[inner], outer = l.rows / I;
+  const int64_t S = StageLanes<T, G>(l, lanes), stages = (I + S - 1) / S;
+  const auto lane_stride = [&](Operand k) { return l.batch_strides[k][inner]; };
+  // Staged operands: those whose lanes are contiguous (kLogits always, when S > lanes).
+  const auto staged = [&](Operand k) { return S > lanes && l.data[k] && lane_stride(k) == 1; };
+  const bool stage_x = staged(kLogits), stage_y = !l.sparse && staged(kLabels);
+  const bool stage_gx = staged(kGradLogits), stage_gy = staged(kGradLabels);
+  // Prefetched ahead: the next stage when staged, else the group kLaneAhead groups on.
+  const int64_t ahead = S > lanes ? S : kLaneAhead * lanes;
+  // Four stage buffers per thread, allocated here: a failure inside the parallel loop could not be reported.
+  const int64_t slot = S > lanes ? 4 * kStageBytes : 0;
+  hwy::AlignedFreeUniquePtr<uint8_t[]> buffers;
+  if (slot > 0 && !(buffers = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(threads * slot)))) throw std::bad_alloc();
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+  for (int64_t w = 0; w < outer * stages; ++w) {
+    uint8_t* mine = slot > 0 ? buffers.get() + omp_get_thread_num() * slot : nullptr;
+    T* x_stage = reinterpret_cast<T*>(mine);
+    T* y_stage = reinterpret_cast<T*>(mine + kStageBytes);
+    G* gx_stage = reinterpret_cast<G*>(mine + 2 * kStageBytes);
+    G* gy_stage = reinterpret_cast<G*>(mine + 3 * kStageBytes);
+    const int64_t begin = (w % stages) * S, n = std::min(S, I - begin), first = (w / stages) * I + begin;
+    const Row<T, G> r = RowAt<T, G>(l, first);
+    if (begin + ahead < I) {  // a later group of the same run of rows
+      const int64_t count = std::min(S, I - begin - ahead);
+      const int64_t x_step = lane_stride(kLogits), y_step = lane_stride(kLabels);
+      PrefetchGroup(LaneOperand<const T>{r.x + ahead * x_step, x_step, l.class_stride[kLogits]}, C, count);
+      if (r.y) PrefetchGroup(LaneOperand<const T>{r.y + ahead * y_step, y_step, l.class_stride[kLabels]}, C, count);
+    }
+    if (stage_x) CopyIn(r.x, l.class_stride[kLogits], C, n, S, x_stage);
+    if (stage_y) CopyIn(r.y, l.class_stride[kLabels], C, n, S, y_stage);
+    for (int64_t g = 0; g < n; g += lanes) {
+      // Operand k of this group: g rows on along the innermost batch dimension, or its stage buffer.
+      const auto operand = [&](Operand k, auto* row, auto* stage_buf, bool is_staged) {
+        using P = std::remove_pointer_t<decltype(row)>;
+        if (is_staged) return LaneOperand<P>{stage_buf + g, 1, S};
+        return LaneOperand<P>{row ? row + g * lane_stride(k) : nullptr, lane_stride(k), l.class_stride[k]};
+      };
+      LaneGroup<T, G> group;  // not group{}: zeroing the whole struct per group was 6% of 16384x10 (rep stos)
+      group.x = operand(kLogits, r.x, static_cast<const T*>(x_stage), stage_x);
+      group.y = operand(kLabels, r.y, static_cast<const T*>(y_stage), stage_y);
+      group.loss = operand(kLoss, r.loss, r.loss, false);
+      group.grad_loss = operand(kGradLoss, r.grad_loss, r.grad_loss, false);
+      group.gx = operand(kGradLogits, r.gx, gx_stage, stage_gx);
+      group.gy = operand(kGradLabels, r.gy, gy_stage, stage_gy);
+      group.count = static_cast<size_t>(std::min(lanes, n - g));
+      group.grad_scale = l.grad_scale;
+      group.row_loss = l.row_loss;
+      group.first_row = first + g;
+      group.stream = stream && !stage_gx && !stage_gy;
+      if constexpr (kGeneral) {
+        group.tr = tr;
+        group.z_loss = l.options.z_loss;
+        if (l.sparse) {
+          group.targets = static_cast<const char*>(l.data[kLabels]) +
+                          (r.label_offset + g * lane_stride(kLabels)) * (l.label_dtype == XENT_INT32 ? 4 : 8);
+          group.target_dtype = l.label_dtype;
+          group.targets_lane_stride = lane_stride(kLabels);
+          group.has_ignore = l.options.has_ignore;
+          group.ignore_index = l.options.ignore_index;
+        }
+      }
+      LaneRows<kGeneral>(da, group, C);
+    }
+    if (stage_gx) CopyOut(static_cast<const G*>(gx_stage), C, n, S, r.gx, l.class_stride[kGradLogits], stream);
+    if (stage_gy) CopyOut(static_cast<const G*>(gy_stage), C, n, S, r.gy, l.class_stride[kGradLabels], stream);
+  }
+}
+
 template <bool kGeneral, typename T, typename G>
 void RunTyped(const Layout& l, int threads) {
   using A = Compute<T>;
@@ -191,52 +312,10 @@ void RunTyped(const Layout& l, int threads) {
   // Rows whose classes are strided (class axis not last) or short, with neighbouring rows along the innermost
   // batch dimension: one row per SIMD lane (lane_kernel-inl.h). Class indices are compared as values of the
   // compute type there, exact below 2^24.
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(da));
   const int inner = l.batch_rank - 1;
-  if (inner >= 0 && l.batch_shape[inner] >= lanes && (xs != 1 || C <= kShortRow) && C < (int64_t{1} << 24)) {
-    const int64_t I = l.batch_shape[inner], groups = (I + lanes - 1) / lanes, outer = rows / I;
-    const auto lane_operand = [&](Operand k, auto* type) {
-      return LaneOperand<std::remove_pointer_t<decltype(type)>>{nullptr, l.batch_strides[k][inner], l.class_stride[k]};
-    };
-#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
-    for (int64_t w = 0; w < outer * groups; ++w) {
-      const int64_t first = (w / groups) * I + (w % groups) * lanes;
-      const Row<T, G> r = RowAt<T, G>(l, first);
-      if (w % groups + kLaneAhead < groups) {  // a later group of the same run of rows
-        const int64_t skip = kLaneAhead * lanes;
-        const size_t n = static_cast<size_t>(std::min(lanes, I - (w % groups) * lanes - skip));
-        const int64_t x_step = l.batch_strides[kLogits][inner], y_step = l.batch_strides[kLabels][inner];
-        PrefetchGroup(LaneOperand<const T>{r.x + skip * x_step, x_step, xs}, C, n);
-        if (r.y) PrefetchGroup(LaneOperand<const T>{r.y + skip * y_step, y_step, ys}, C, n);
-      }
-      LaneGroup<T, G> group;  // not group{}: zeroing the whole struct per group was 6% of 16384x10 (rep stos)
-      group.x = lane_operand(kLogits, (const T*)nullptr);
-      group.y = lane_operand(kLabels, (const T*)nullptr);
-      group.loss = lane_operand(kLoss, (T*)nullptr);
-      group.grad_loss = lane_operand(kGradLoss, (const T*)nullptr);
-      group.gx = lane_operand(kGradLogits, (G*)nullptr);
-      group.gy = lane_operand(kGradLabels, (G*)nullptr);
-      group.count = static_cast<size_t>(std::min(lanes, I - (w % groups) * lanes));
-      group.x.data = r.x, group.y.data = r.y, group.loss.data = r.loss, group.grad_loss.data = r.grad_loss;
-      group.gx.data = r.gx, group.gy.data = r.gy;
-      group.grad_scale = l.grad_scale;
-      group.row_loss = l.row_loss;
-      group.first_row = first;
-      group.stream = stream;
-      if constexpr (kGeneral) {
-        group.tr = tr;
-        group.z_loss = l.options.z_loss;
-        if (l.sparse) {
-          group.targets = static_cast<const char*>(l.data[kLabels]) +
-                          r.label_offset * (l.label_dtype == XENT_INT32 ? 4 : 8);
-          group.target_dtype = l.label_dtype;
-          group.targets_lane_stride = l.batch_strides[kLabels][inner];
-          group.has_ignore = l.options.has_ignore;
-          group.ignore_index = l.options.ignore_index;
-        }
-      }
-      LaneRows<kGeneral>(da, group, C);
-    }
+  if (inner >= 0 && l.batch_shape[inner] >= static_cast<int64_t>(hn::Lanes(da)) && (xs != 1 || C <= kShortRow) &&
+      C < (int64_t{1} << 24)) {
+    RunLaneGroups<kGeneral, T, G>(l, threads, parallel, stream, tr);
     if (stream) FlushStreams(threads);
     return;
   }

@@ -60,20 +60,19 @@ struct LaneGroup {
   bool stream = false;  // non-temporal gradient stores (see StoreLanes)
 };
 
-// Asks for a later group's elements (op.data at its first row) while this one computes: hardware prefetchers
-// follow neither 21 streams 64 KiB apart (NCHW classes) nor gathers well. Covers the lines of each class's
-// lanes when lanes are contiguous, or the group's one run when its short rows are contiguous.
+// Asks for a later group's elements (op.data at its first row, `count` rows) while this one computes: hardware
+// prefetchers follow neither 21 streams 64 KiB apart (NCHW classes) nor gathers well. Covers the lines of each
+// class's lanes when lanes are contiguous (a span that straddles one more line has it asked for with the next
+// group), or the group's one run when its short rows are contiguous.
 template <typename T>
-HWY_INLINE void PrefetchGroup(const LaneOperand<const T>& op, int64_t C, size_t count) {
+HWY_INLINE void PrefetchGroup(const LaneOperand<const T>& op, int64_t C, int64_t count) {
   if (op.data == nullptr) return;
   constexpr int64_t kLine = 64 / sizeof(T);
-  const int64_t n = static_cast<int64_t>(count);
   if (op.lane_stride == 1) {
-    // One line per class: a group's lanes span at most 64 bytes, and a span that straddles two lines has its
-    // second one asked for with the next group.
-    for (int64_t c = 0; c < C; ++c) hwy::Prefetch(op.data + c * op.class_stride);
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < count; i += kLine) hwy::Prefetch(op.data + c * op.class_stride + i);
   } else if (op.class_stride == 1 && op.lane_stride == C) {
-    for (int64_t i = 0; i < n * C + kLine - 1; i += kLine) hwy::Prefetch(op.data + std::min(i, n * C - 1));
+    for (int64_t i = 0; i < count * C + kLine - 1; i += kLine) hwy::Prefetch(op.data + std::min(i, count * C - 1));
   }
 }
 
@@ -127,28 +126,28 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   HWY_ALIGN A x_tile[kMaxLanes * kMaxTiled], y_tile[kMaxLanes * kMaxTiled];
   HWY_ALIGN A narrow_copy[kNarrow ? kMaxLanes * kMaxTiled : 1];
   const hn::RebindToSigned<DA> di;
-  const auto row_offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<hn::TFromD<decltype(di)>>(C)));
+  using TI = hn::TFromD<decltype(di)>;
   const auto contiguous_rows = [&](const auto& op) {
     return count == hn::Lanes(da) && op.class_stride == 1 && op.lane_stride == C;
   };
   const auto fill_tile = [&](const LaneOperand<const T>& op, A* tile, bool softcap) {
     if (!short_rows || op.data == nullptr || op.lane_stride == 1) return false;
-    const bool convert = kNarrow && contiguous_rows(op);
+    // A full group gathers each class with lane offsets computed once: float rows whose offsets fit the index
+    // type from the operand, narrow rows from a copy converted with vector loads (no hardware gather for them).
+    const A* from = reinterpret_cast<const A*>(op.data);
+    int64_t lane_stride = op.lane_stride;
     if constexpr (kNarrow) {
-      if (convert)
+      if (!contiguous_rows(op)) lane_stride = 0;
+      else
         for (int64_t i = 0; i < N * C; i += N) hn::Store(LoadPromote(da, op.data + i), da, narrow_copy + i);
+      from = narrow_copy;
     }
-    // A full group of float rows whose lane offsets fit the index type: one gather per class with the offsets
-    // computed once.
-    using TI = hn::TFromD<decltype(di)>;
-    const bool gather = !kNarrow && count == hn::Lanes(da) && op.lane_stride > 0 &&
-                        op.lane_stride <= static_cast<int64_t>(hwy::LimitsMax<TI>()) / N;
-    const auto lane_offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<TI>(gather ? op.lane_stride : 0)));
+    const bool gather = count == hn::Lanes(da) && lane_stride > 0 &&
+                        lane_stride <= static_cast<int64_t>(hwy::LimitsMax<TI>()) / N;
+    const auto offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<TI>(gather ? lane_stride : 0)));
     for (int64_t c = 0; c < C; ++c) {
-      const T* column = op.data + c * op.class_stride;
-      auto v = convert  ? hn::GatherIndex(da, narrow_copy + c, row_offsets)
-               : gather ? hn::GatherIndex(da, reinterpret_cast<const A*>(column), lane_offsets)
-                        : LoadRows(da, column, op.lane_stride, count, buf);
+      auto v = gather ? hn::GatherIndex(da, from + c * op.class_stride, offsets)
+                      : LoadRows(da, op.data + c * op.class_stride, op.lane_stride, count, buf);
       if (kGeneral && softcap) v = Softcap(da, v, cap, inv_cap);
       hn::Store(v, da, tile + c * N);
     }

@@ -277,6 +277,23 @@ TEST(Xent, Float32AccuracyOnLongRows) {
 }
 
 // Rows split across threads (1 × 300 000, 3 × 200 000) and rows shared among threads give the reference result.
+// Contiguous lanes with strided classes (NCHW) go through stages: runs of up to 1 KiB per class copied into a
+// buffer, gradients written there and copied out (src/kernels.cc, StageLanes). Several full stages, a partial
+// last stage and a partial last group, with labels and outputs staged or not (reversed: lane stride −1), on one
+// and two threads.
+TEST(Xent, StagedLanes) {
+  const std::vector<std::vector<int64_t>> shapes = {{2, 21, 1100}, {3, 40, 300}, {1, 130, 77}};
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (xent_dtype dtype : kAllDtypes)
+      for (const auto& shape : shapes)
+        for (Layout other : {Layout::kContiguous, Layout::kReversed, Layout::kPadded})
+          run_case({.dtype = dtype, .labels_shape = shape, .logits_shape = shape, .axis = 1,
+                    .logits_layout = Layout::kContiguous, .labels_layout = other, .out_layout = other});
+  }
+  set_num_threads(0);
+}
+
 TEST(Xent, ThreadsAndSplitRows) {
   for (int threads : {1, 2, 3}) {
     SCOPED_TRACE("threads " + std::to_string(threads));
