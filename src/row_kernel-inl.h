@@ -170,6 +170,29 @@ struct RangeLoader {
   }
   // Whether any label term can be nonzero (not for plain class-index targets: their one term comes per row).
   bool HasLabels() const { return !kGeneral || y != nullptr || tr.beta != 0; }
+  // Whether full vectors at j can use ContiguousLogits/ContiguousLabels.
+  bool Contiguous() const {
+    return x_stride == 1 && (y == nullptr || y_stride == 1) && (!kGeneral || !tr.weight || tr.weight_stride == 1);
+  }
+  // Full vectors of contiguous operands: one load each, no stride or count checks.
+  HWY_INLINE hn::Vec<DA> ContiguousLogits(int64_t j) const {
+    auto v = LoadPromote(da, x + j);
+    if constexpr (kGeneral) {
+      if (tr.softcap != 0)
+        v = Softcap(da, v, hn::Set(da, static_cast<A>(tr.softcap)), hn::Set(da, static_cast<A>(1 / tr.softcap)));
+    }
+    return v;
+  }
+  HWY_INLINE hn::Vec<DA> ContiguousLabels(int64_t j) const {
+    if constexpr (!kGeneral) {
+      return LoadPromote(da, y + j);
+    } else {
+      auto a = y ? hn::MulAdd(hn::Set(da, static_cast<A>(tr.alpha)), LoadPromote(da, y + j), hn::Set(da, static_cast<A>(tr.beta)))
+                 : hn::Set(da, static_cast<A>(tr.beta));
+      if (tr.weight) a = hn::Mul(a, LoadPromote(da, tr.weight + j));
+      return a;
+    }
+  }
 };
 
 // Forward state of n classes. n ≥ 1. x_after/y_after (optional, contiguous rows only): where the caller reads
@@ -307,9 +330,24 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
   const auto one = hn::Set(da, A{1});
   const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
   const auto inv_cap = hn::Set(da, static_cast<A>(tr.softcap != 0 ? 1 / tr.softcap : 0));
-  const auto columns = [&](int64_t j, size_t count, bool write_gx = true, bool write_gy = true) XENT_LAMBDA_INLINE {
-    const auto xv = load.Logits(j, count, A{0});
-    const auto yv = labels ? load.Labels(j, count) : zero;
+  // Aligned outputs of the compute type may be streamed (see GradientRange's callers); other stores are regular.
+  const auto streams = [&](G* p) {
+    return stream && std::is_same_v<G, A> && reinterpret_cast<uintptr_t>(p) % (N * sizeof(G)) == 0;
+  };
+  bool gx_streams = false, gy_streams = false;  // for direct columns, set once gx/gy are where full vectors start
+  // kDirect: a full vector of contiguous operands, one load or store each, decided once per range (the per-vector
+  // stride, count and alignment checks are taken branches in the hot loop).
+  const auto columns = [&](int64_t j, size_t count, bool write_gx, bool write_gy, auto direct) XENT_LAMBDA_INLINE {
+    constexpr bool kDirect = decltype(direct)::value;
+    const auto store = [&](hn::Vec<DA> v, G* p, int64_t stride, bool streamed) XENT_LAMBDA_INLINE {
+      if constexpr (kDirect && std::is_same_v<G, A>) {
+        if (streamed) return hn::Stream(v, da, p + j);
+      }
+      if constexpr (kDirect) DemoteStore(da, v, p + j);
+      else StoreLanes(da, v, p + j * stride, stride, count, buf, stream);
+    };
+    const auto xv = kDirect ? load.ContiguousLogits(j) : load.Logits(j, count, A{0});
+    const auto yv = !labels ? zero : kDirect ? load.ContiguousLabels(j) : load.Labels(j, count);
     if (write_gx && gx != nullptr) {
       auto v = hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
       if constexpr (kGeneral) {
@@ -318,12 +356,12 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
           v = hn::Mul(v, hn::NegMulAdd(q, q, one));  // d(c·tanh(x/c))/dx = 1 − tanh² = 1 − (x'/c)²
         }
       }
-      StoreLanes(da, v, gx + j * gx_stride, gx_stride, count, buf, stream);
+      store(v, gx, gx_stride, gx_streams);
     }
     if (write_gy && gy != nullptr) {
       const auto masked = hn::And(hn::Eq(yv, zero), hn::Eq(xv, neg_inf));
       const auto v = hn::IfThenZeroElse(masked, hn::Mul(twice_g, hn::Sub(half_log_sum, hn::MulSub(xv, half, half_ref))));
-      StoreLanes(da, v, gy + j * gy_stride, gy_stride, count, buf, stream);
+      store(v, gy, gy_stride, gy_streams);
     }
   };
   // Streaming stores need aligned vectors: a partial first vector brings grad_logits to alignment.
@@ -332,19 +370,27 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
     const auto misaligned = reinterpret_cast<uintptr_t>(gx) % (N * sizeof(G));
     if (misaligned % sizeof(G) == 0 && misaligned != 0) {
       j = std::min(n, static_cast<int64_t>((N * sizeof(G) - misaligned) / sizeof(G)));
-      columns(0, static_cast<size_t>(j));
+      columns(0, static_cast<size_t>(j), true, true, std::false_type{});
     }
   }
-  if (stream && gx != nullptr && gy != nullptr) {  // full vectors in chunks (kStreamChunk), then the tail
-    const int64_t full = j + (n - j) / N * N;
-    for (; j < full; j += kStreamChunk) {
-      const int64_t end = std::min(full, j + kStreamChunk);
-      for (int64_t k = j; k < end; k += N) columns(k, N, true, false);
-      for (int64_t k = j; k < end; k += N) columns(k, N, false, true);
+  const int64_t full = j + (n - j) / N * N;
+  const bool direct = load.Contiguous() && (gx == nullptr || gx_stride == 1) && (gy == nullptr || gy_stride == 1);
+  gx_streams = gx != nullptr && streams(gx + j);
+  gy_streams = gy != nullptr && streams(gy + j);
+  const auto full_vectors = [&](auto direct_tag) XENT_LAMBDA_INLINE {
+    if (stream && gx != nullptr && gy != nullptr) {  // in chunks (kStreamChunk)
+      for (; j < full; j += kStreamChunk) {
+        const int64_t end = std::min(full, j + kStreamChunk);
+        for (int64_t k = j; k < end; k += N) columns(k, N, true, false, direct_tag);
+        for (int64_t k = j; k < end; k += N) columns(k, N, false, true, direct_tag);
+      }
+      j = full;
     }
-    j = full;
-  }
-  for (; j < n; j += N) columns(j, static_cast<size_t>(std::min(N, n - j)));
+    for (; j < full; j += N) columns(j, N, true, true, direct_tag);
+  };
+  if (direct) full_vectors(std::true_type{});
+  else full_vectors(std::false_type{});
+  if (j < n) columns(j, static_cast<size_t>(n - j), true, true, std::false_type{});
 }
 
 }  // namespace xent::internal::HWY_NAMESPACE
