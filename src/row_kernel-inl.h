@@ -140,23 +140,38 @@ struct RangeLoader {
   const Transform<T>& tr;
   A* buf;
 
+  // One vector of p's elements j… at stride (count < Lanes: the other lanes hold fill). kContiguous: a full
+  // vector at stride 1, one load without stride or count checks (see Contiguous()).
+  template <bool kContiguous>
+  HWY_INLINE hn::Vec<DA> Load(const T* p, int64_t stride, int64_t j, size_t count, A fill) const {
+    if constexpr (kContiguous) {
+      return LoadPromote(da, p + j);
+    } else {
+      return count == hn::Lanes(da) ? LoadLanes(da, p + j * stride, stride, buf)
+                                    : LoadPartial(da, p + j * stride, stride, count, fill, buf);
+    }
+  }
+  // Logits as stored (no soft-cap).
+  template <bool kContiguous = false>
+  HWY_INLINE hn::Vec<DA> RawLogits(int64_t j, size_t count, A x_fill) const {
+    return Load<kContiguous>(x, x_stride, j, count, x_fill);
+  }
   // count < Lanes: the other lanes hold x_fill / 0.
+  template <bool kContiguous = false>
   HWY_INLINE hn::Vec<DA> Logits(int64_t j, size_t count, A x_fill) const {
-    auto v = count == hn::Lanes(da) ? LoadLanes(da, x + j * x_stride, x_stride, buf)
-                                    : LoadPartial(da, x + j * x_stride, x_stride, count, x_fill, buf);
+    auto v = RawLogits<kContiguous>(j, count, x_fill);
     if constexpr (kGeneral) {
       if (tr.softcap != 0) {
         v = Softcap(da, v, hn::Set(da, static_cast<A>(tr.softcap)), hn::Set(da, static_cast<A>(1 / tr.softcap)));
-        if (count != hn::Lanes(da)) v = hn::IfThenElse(hn::FirstN(da, count), v, hn::Set(da, x_fill));  // padding
+        if (!kContiguous && count != hn::Lanes(da))  // padding
+          v = hn::IfThenElse(hn::FirstN(da, count), v, hn::Set(da, x_fill));
       }
     }
     return v;
   }
+  template <bool kContiguous = false>
   HWY_INLINE hn::Vec<DA> Labels(int64_t j, size_t count) const {
-    const auto load = [&](const T* p, int64_t stride) {
-      return count == hn::Lanes(da) ? LoadLanes(da, p + j * stride, stride, buf)
-                                    : LoadPartial(da, p + j * stride, stride, count, A{0}, buf);
-    };
+    const auto load = [&](const T* p, int64_t stride) { return Load<kContiguous>(p, stride, j, count, A{0}); };
     if constexpr (!kGeneral) {
       return load(y, y_stride);
     } else {
@@ -164,34 +179,15 @@ struct RangeLoader {
                               hn::Set(da, static_cast<A>(tr.beta)))
                  : hn::Set(da, static_cast<A>(tr.beta));
       if (tr.weight) a = hn::Mul(a, load(tr.weight, tr.weight_stride));
-      if (count != hn::Lanes(da)) a = hn::IfThenElseZero(hn::FirstN(da, count), a);
+      if (!kContiguous && count != hn::Lanes(da)) a = hn::IfThenElseZero(hn::FirstN(da, count), a);
       return a;
     }
   }
   // Whether any label term can be nonzero (not for plain class-index targets: their one term comes per row).
   bool HasLabels() const { return !kGeneral || y != nullptr || tr.beta != 0; }
-  // Whether full vectors at j can use ContiguousLogits/ContiguousLabels.
+  // Whether full vectors may be loaded with kContiguous = true.
   bool Contiguous() const {
     return x_stride == 1 && (y == nullptr || y_stride == 1) && (!kGeneral || !tr.weight || tr.weight_stride == 1);
-  }
-  // Full vectors of contiguous operands: one load each, no stride or count checks.
-  HWY_INLINE hn::Vec<DA> ContiguousLogits(int64_t j) const {
-    auto v = LoadPromote(da, x + j);
-    if constexpr (kGeneral) {
-      if (tr.softcap != 0)
-        v = Softcap(da, v, hn::Set(da, static_cast<A>(tr.softcap)), hn::Set(da, static_cast<A>(1 / tr.softcap)));
-    }
-    return v;
-  }
-  HWY_INLINE hn::Vec<DA> ContiguousLabels(int64_t j) const {
-    if constexpr (!kGeneral) {
-      return LoadPromote(da, y + j);
-    } else {
-      auto a = y ? hn::MulAdd(hn::Set(da, static_cast<A>(tr.alpha)), LoadPromote(da, y + j), hn::Set(da, static_cast<A>(tr.beta)))
-                 : hn::Set(da, static_cast<A>(tr.beta));
-      if (tr.weight) a = hn::Mul(a, LoadPromote(da, tr.weight + j));
-      return a;
-    }
   }
 };
 
@@ -264,18 +260,11 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
       const auto accumulate = [&](int64_t i, size_t count, int k, auto direct) XENT_LAMBDA_INLINE {
         constexpr bool kDirect = decltype(direct)::value;
         // Padding: x = −inf adds exp = 0, y = 0 adds nothing.
-        hn::Vec<DA> xv;
-        if constexpr (kDirect) {
-          xv = kLogitsOnly ? LoadPromote(da, xb + i) : load.ContiguousLogits(i);
-        } else if constexpr (kLogitsOnly) {
-          xv = count == hn::Lanes(da) ? LoadLanes(da, xb + i * x_stride, x_stride, buf)
-                                      : LoadPartial(da, xb + i * x_stride, x_stride, count, kNegInf, buf);
-        } else {
-          xv = load.Logits(i, count, kNegInf);
-        }
+        const auto xv = kLogitsOnly ? load.template RawLogits<kDirect>(i, count, kNegInf)
+                                    : load.template Logits<kDirect>(i, count, kNegInf);
         sum[k] = hn::Add(sum[k], ExpNonPositive(da, hn::Sub(xv, ref)));
         if (kLogitsOnly || !labels) return;
-        const auto yv = kDirect ? load.ContiguousLabels(i) : load.Labels(i, count);
+        const auto yv = load.template Labels<kDirect>(i, count);
         ysum[k] = hn::Add(ysum[k], yv);
         const auto half_t = hn::MulSub(xv, half, half_ref);
         dot[k] = hn::Add(dot[k], hn::IfThenElseZero(hn::Ne(yv, zero), hn::Mul(yv, half_t)));
@@ -338,11 +327,20 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
   const auto one = hn::Set(da, A{1});
   const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
   const auto inv_cap = hn::Set(da, static_cast<A>(tr.softcap != 0 ? 1 / tr.softcap : 0));
-  // Aligned outputs of the compute type may be streamed (see GradientRange's callers); other stores are regular.
+  // Streaming stores need aligned vectors: a partial first vector (the first `head` classes) brings grad_logits
+  // to alignment.
+  int64_t head = 0;
+  if (stream && gx != nullptr && gx_stride == 1) {
+    const auto misaligned = reinterpret_cast<uintptr_t>(gx) % (N * sizeof(G));
+    if (misaligned % sizeof(G) == 0 && misaligned != 0)
+      head = std::min(n, static_cast<int64_t>((N * sizeof(G) - misaligned) / sizeof(G)));
+  }
+  // Where full vectors start, an output of the compute type that is aligned there is streamed by direct columns.
   const auto streams = [&](G* p) {
-    return stream && std::is_same_v<G, A> && reinterpret_cast<uintptr_t>(p) % (N * sizeof(G)) == 0;
+    return stream && std::is_same_v<G, A> && p != nullptr &&
+           reinterpret_cast<uintptr_t>(p + head) % (N * sizeof(G)) == 0;
   };
-  bool gx_streams = false, gy_streams = false;  // for direct columns, set once gx/gy are where full vectors start
+  const bool gx_streams = streams(gx), gy_streams = streams(gy);
   // kDirect: a full vector of contiguous operands, one load or store each, decided once per range (the per-vector
   // stride, count and alignment checks are taken branches in the hot loop).
   const auto columns = [&](int64_t j, size_t count, bool write_gx, bool write_gy, auto direct) XENT_LAMBDA_INLINE {
@@ -354,8 +352,8 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
       if constexpr (kDirect) DemoteStore(da, v, p + j);
       else StoreLanes(da, v, p + j * stride, stride, count, buf, stream);
     };
-    const auto xv = kDirect ? load.ContiguousLogits(j) : load.Logits(j, count, A{0});
-    const auto yv = !labels ? zero : kDirect ? load.ContiguousLabels(j) : load.Labels(j, count);
+    const auto xv = load.template Logits<kDirect>(j, count, A{0});
+    const auto yv = labels ? load.template Labels<kDirect>(j, count) : zero;
     if (write_gx && gx != nullptr) {
       auto v = hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
       if constexpr (kGeneral) {
@@ -372,19 +370,10 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
       store(v, gy, gy_stride, gy_streams);
     }
   };
-  // Streaming stores need aligned vectors: a partial first vector brings grad_logits to alignment.
-  int64_t j = 0;
-  if (stream && gx != nullptr && gx_stride == 1) {
-    const auto misaligned = reinterpret_cast<uintptr_t>(gx) % (N * sizeof(G));
-    if (misaligned % sizeof(G) == 0 && misaligned != 0) {
-      j = std::min(n, static_cast<int64_t>((N * sizeof(G) - misaligned) / sizeof(G)));
-      columns(0, static_cast<size_t>(j), true, true, std::false_type{});
-    }
-  }
+  int64_t j = head;
+  if (head > 0) columns(0, static_cast<size_t>(head), true, true, std::false_type{});
   const int64_t full = j + (n - j) / N * N;
   const bool direct = load.Contiguous() && (gx == nullptr || gx_stride == 1) && (gy == nullptr || gy_stride == 1);
-  gx_streams = gx != nullptr && streams(gx + j);
-  gy_streams = gy != nullptr && streams(gy + j);
   const auto full_vectors = [&](auto direct_tag) XENT_LAMBDA_INLINE {
     if (stream && gx != nullptr && gy != nullptr) {  // in chunks (kStreamChunk)
       for (; j < full; j += kStreamChunk) {
