@@ -229,11 +229,15 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
   if (slot > 0 && !(buffers = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(threads * slot)))) throw std::bad_alloc();
 #pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
   for (int64_t w = 0; w < outer * stages; ++w) {
+    // This thread's buffers (null when nothing is staged).
     uint8_t* mine = slot > 0 ? buffers.get() + omp_get_thread_num() * slot : nullptr;
-    T* x_stage = reinterpret_cast<T*>(mine);
-    T* y_stage = reinterpret_cast<T*>(mine + kStageBytes);
-    G* gx_stage = reinterpret_cast<G*>(mine + 2 * kStageBytes);
-    G* gy_stage = reinterpret_cast<G*>(mine + 3 * kStageBytes);
+    const auto stage_buffer = [&](auto* type, int k) {
+      return reinterpret_cast<decltype(type)>(mine ? mine + k * kStageBytes : nullptr);
+    };
+    T* x_stage = stage_buffer((T*)nullptr, 0);
+    T* y_stage = stage_buffer((T*)nullptr, 1);
+    G* gx_stage = stage_buffer((G*)nullptr, 2);
+    G* gy_stage = stage_buffer((G*)nullptr, 3);
     const int64_t begin = (w % stages) * S, n = std::min(S, I - begin), first = (w / stages) * I + begin;
     const Row<T, G> r = RowAt<T, G>(l, first);
     if (begin + ahead < I) {  // a later group of the same run of rows

@@ -158,11 +158,11 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   // Direct operands: class c of every lane is one vector load at base + c·step (a column tile, or a full group
   // of contiguous lanes in the compute type, as NCHW stages are). Deciding that once per group, not per load,
   // keeps the hot loops free of taken branches (the per-load checks cost about a third of NCHW's forward).
-  const auto direct = [&](const auto& op, bool tiled) {
-    return tiled || (!kNarrow && count == hn::Lanes(da) && op.data != nullptr && op.lane_stride == 1);
+  const auto direct = [&](const auto& op) {
+    return !kNarrow && count == hn::Lanes(da) && op.data != nullptr && op.lane_stride == 1;
   };
-  const A* x_base = x_tiled ? x_tile : direct(a.x, false) ? reinterpret_cast<const A*>(a.x.data) : nullptr;
-  const A* y_base = y_tiled ? y_tile : direct(a.y, false) ? reinterpret_cast<const A*>(a.y.data) : nullptr;
+  const A* x_base = x_tiled ? x_tile : direct(a.x) ? reinterpret_cast<const A*>(a.x.data) : nullptr;
+  const A* y_base = y_tiled ? y_tile : direct(a.y) ? reinterpret_cast<const A*>(a.y.data) : nullptr;
   const int64_t x_step = x_tiled ? N : a.x.class_stride, y_step = y_tiled ? N : a.y.class_stride;
   const bool capped_on_load = kGeneral && tr.softcap != 0 && !x_tiled;
   const auto x_at = [&](int64_t c) XENT_LAMBDA_INLINE {
@@ -274,7 +274,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   const auto direct_output = [&](const LaneOperand<G>& op, bool tiled, A* tile) -> A* {
     if (tiled) return tile;
     if constexpr (std::is_same_v<G, A>) {
-      if (!a.stream && direct(op, false)) return op.data;
+      if (!a.stream && direct(op)) return op.data;
     }
     return nullptr;
   };

@@ -276,7 +276,6 @@ TEST(Xent, Float32AccuracyOnLongRows) {
   EXPECT_LE(worst, 4 * eps);
 }
 
-// Rows split across threads (1 × 300 000, 3 × 200 000) and rows shared among threads give the reference result.
 // Contiguous lanes with strided classes (NCHW) go through stages: runs of up to 1 KiB per class copied into a
 // buffer, gradients written there and copied out (src/kernels.cc, StageLanes). Several full stages, a partial
 // last stage and a partial last group, with labels and outputs staged or not (reversed: lane stride −1), on one
@@ -294,6 +293,7 @@ TEST(Xent, StagedLanes) {
   set_num_threads(0);
 }
 
+// Rows split across threads (1 × 300 000, 3 × 200 000) and rows shared among threads give the reference result.
 TEST(Xent, ThreadsAndSplitRows) {
   for (int threads : {1, 2, 3}) {
     SCOPED_TRACE("threads " + std::to_string(threads));
