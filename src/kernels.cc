@@ -128,8 +128,11 @@ inline constexpr int64_t kMinParallelElements = int64_t{1} << 15;
 inline constexpr int64_t kShortRow = 32;
 // Gradient outputs at least this large are written with non-temporal stores.
 inline constexpr int64_t kMinStreamBytes = int64_t{64} << 20;
-// The lane kernel prefetches the group this many groups ahead.
+// The lane kernel prefetches the group this many groups ahead (when not staged).
 inline constexpr int64_t kLaneAhead = 2;
+// Groups per work item of the lane kernel when not staged (short rows): a work item's setup (RowAt's division
+// per batch dimension, the OpenMP loop step) was about 15% of 16384x10's forward when each group was one.
+inline constexpr int64_t kLaneGroupsPerItem = 16;
 // The lane kernel's stage buffers (see StageLanes): at most this many bytes per operand and thread, four operands
 // (48-96 KiB per thread in L2).
 inline constexpr int64_t kStageBytes = 24 * 1024;
@@ -207,28 +210,43 @@ HWY_INLINE void CopyOut(const G* buf, int64_t C, int64_t lanes, int64_t stage, G
   }
 }
 
-// The lane kernel over all rows: groups of up to Lanes rows along the innermost batch dimension, stages of
-// StageLanes rows handed out to threads.
+// The lane kernel over all rows: groups of up to Lanes rows along the innermost batch dimension, handed out to
+// threads as work items of StageLanes rows when staged, else of kLaneGroupsPerItem groups.
 template <bool kGeneral, typename T, typename G>
 void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, const Transform<T>& tr) {
   const hn::ScalableTag<Compute<T>> da;
   const int64_t C = l.classes, lanes = static_cast<int64_t>(hn::Lanes(da));
   const int inner = l.batch_rank - 1;
   const int64_t I = l.batch_shape[inner], outer = l.rows / I;
-  const int64_t S = StageLanes<T, G>(l, lanes), stages = (I + S - 1) / S;
+  const int64_t S = StageLanes<T, G>(l, lanes);
+  const bool staging = S > lanes;
+  const int64_t item = staging ? S : kLaneGroupsPerItem * lanes, items = (I + item - 1) / item;
   const auto lane_stride = [&](Operand k) { return l.batch_strides[k][inner]; };
-  // Staged operands: those whose lanes are contiguous (kLogits always, when S > lanes).
-  const auto staged = [&](Operand k) { return S > lanes && l.data[k] && lane_stride(k) == 1; };
+  // Staged operands: those whose lanes are contiguous (kLogits always, when staging).
+  const auto staged = [&](Operand k) { return staging && l.data[k] && lane_stride(k) == 1; };
   const bool stage_x = staged(kLogits), stage_y = !l.sparse && staged(kLabels);
   const bool stage_gx = staged(kGradLogits), stage_gy = staged(kGradLabels);
-  // Prefetched ahead: the next stage when staged, else the group kLaneAhead groups on.
-  const int64_t ahead = S > lanes ? S : kLaneAhead * lanes;
   // Four stage buffers per thread, allocated here: a failure inside the parallel loop could not be reported.
-  const int64_t slot = S > lanes ? 4 * kStageBytes : 0;
+  const int64_t slot = staging ? 4 * kStageBytes : 0;
   hwy::AlignedFreeUniquePtr<uint8_t[]> buffers;
   if (slot > 0 && !(buffers = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(threads * slot)))) throw std::bad_alloc();
+  // What every group of the call shares; each group sets its operands, count and first row.
+  LaneGroup<T, G> shared;
+  shared.grad_scale = l.grad_scale;
+  shared.row_loss = l.row_loss;
+  shared.stream = stream && !stage_gx && !stage_gy;
+  if constexpr (kGeneral) {
+    shared.tr = tr;
+    shared.z_loss = l.options.z_loss;
+    if (l.sparse) {
+      shared.target_dtype = l.label_dtype;
+      shared.targets_lane_stride = lane_stride(kLabels);
+      shared.has_ignore = l.options.has_ignore;
+      shared.ignore_index = l.options.ignore_index;
+    }
+  }
 #pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
-  for (int64_t w = 0; w < outer * stages; ++w) {
+  for (int64_t w = 0; w < outer * items; ++w) {
     // This thread's buffers (null when nothing is staged).
     uint8_t* mine = slot > 0 ? buffers.get() + omp_get_thread_num() * slot : nullptr;
     const auto stage_buffer = [&](auto* type, int k) {
@@ -238,24 +256,29 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
     T* y_stage = stage_buffer((T*)nullptr, 1);
     G* gx_stage = stage_buffer((G*)nullptr, 2);
     G* gy_stage = stage_buffer((G*)nullptr, 3);
-    const int64_t begin = (w % stages) * S, n = std::min(S, I - begin), first = (w / stages) * I + begin;
+    const int64_t begin = (w % items) * item, n = std::min(item, I - begin), first = (w / items) * I + begin;
     const Row<T, G> r = RowAt<T, G>(l, first);
-    if (begin + ahead < I) {  // a later group of the same run of rows
-      const int64_t count = std::min(S, I - begin - ahead);
-      const int64_t x_step = lane_stride(kLogits), y_step = lane_stride(kLabels);
-      PrefetchGroup(LaneOperand<const T>{r.x + ahead * x_step, x_step, l.class_stride[kLogits]}, C, count);
-      if (r.y) PrefetchGroup(LaneOperand<const T>{r.y + ahead * y_step, y_step, l.class_stride[kLabels]}, C, count);
-    }
+    // Asks for the rows `ahead` on from row g of this item (staged: the next stage, as a whole; else the group
+    // kLaneAhead groups on), if the same run of rows has them.
+    const auto prefetch = [&](int64_t g, int64_t ahead, int64_t most) {
+      if (begin + g + ahead >= I) return;
+      const int64_t count = std::min(most, I - begin - g - ahead);
+      const int64_t x_step = lane_stride(kLogits), y_step = lane_stride(kLabels), at = g + ahead;
+      PrefetchGroup(LaneOperand<const T>{r.x + at * x_step, x_step, l.class_stride[kLogits]}, C, count);
+      if (r.y) PrefetchGroup(LaneOperand<const T>{r.y + at * y_step, y_step, l.class_stride[kLabels]}, C, count);
+    };
+    if (staging) prefetch(0, S, S);
     if (stage_x) CopyIn(r.x, l.class_stride[kLogits], C, n, S, x_stage);
     if (stage_y) CopyIn(r.y, l.class_stride[kLabels], C, n, S, y_stage);
+    LaneGroup<T, G> group = shared;
     for (int64_t g = 0; g < n; g += lanes) {
+      if (!staging) prefetch(g, kLaneAhead * lanes, lanes);
       // Operand k of this group: g rows on along the innermost batch dimension, or its stage buffer.
       const auto operand = [&](Operand k, auto* row, auto* stage_buf, bool is_staged) {
         using P = std::remove_pointer_t<decltype(row)>;
         if (is_staged) return LaneOperand<P>{stage_buf + g, 1, S};
         return LaneOperand<P>{row ? row + g * lane_stride(k) : nullptr, lane_stride(k), l.class_stride[k]};
       };
-      LaneGroup<T, G> group;  // not group{}: zeroing the whole struct per group was 6% of 16384x10 (rep stos)
       group.x = operand(kLogits, r.x, static_cast<const T*>(x_stage), stage_x);
       group.y = operand(kLabels, r.y, static_cast<const T*>(y_stage), stage_y);
       group.loss = operand(kLoss, r.loss, r.loss, false);
@@ -263,21 +286,11 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
       group.gx = operand(kGradLogits, r.gx, gx_stage, stage_gx);
       group.gy = operand(kGradLabels, r.gy, gy_stage, stage_gy);
       group.count = static_cast<size_t>(std::min(lanes, n - g));
-      group.grad_scale = l.grad_scale;
-      group.row_loss = l.row_loss;
       group.first_row = first + g;
-      group.stream = stream && !stage_gx && !stage_gy;
       if constexpr (kGeneral) {
-        group.tr = tr;
-        group.z_loss = l.options.z_loss;
-        if (l.sparse) {
+        if (l.sparse)
           group.targets = static_cast<const char*>(l.data[kLabels]) +
                           (r.label_offset + g * lane_stride(kLabels)) * (l.label_dtype == XENT_INT32 ? 4 : 8);
-          group.target_dtype = l.label_dtype;
-          group.targets_lane_stride = lane_stride(kLabels);
-          group.has_ignore = l.options.has_ignore;
-          group.ignore_index = l.options.ignore_index;
-        }
       }
       LaneRows<kGeneral>(da, group, C);
     }
