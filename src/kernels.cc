@@ -136,6 +136,9 @@ inline constexpr int64_t kLaneGroupsPerItem = 16;
 // The lane kernel's stage buffers (see StageLanes): at most this many bytes per operand and thread, four operands
 // (48-96 KiB per thread in L2).
 inline constexpr int64_t kStageBytes = 24 * 1024;
+// Bytes of padding after each class's run in a stage buffer: runs of 1 KiB put every 4th class into one L1 set, and
+// a group's 21 classes of logits and labels (42 lines) then overflowed the 8 ways of 4 sets between its passes.
+inline constexpr int64_t kStagePad = 64;
 // A row is split across threads only into pieces of at least this many classes.
 inline constexpr int64_t kMinSplit = int64_t{1} << 16;
 
@@ -183,7 +186,7 @@ int64_t StageLanes(const Layout& l, int64_t lanes) {
   const int64_t size = static_cast<int64_t>(std::max(sizeof(T), sizeof(G)));
   for (int64_t line_bytes : {1024, 512, 256, 128, 64}) {
     const int64_t stage = line_bytes / size;
-    if (l.classes * line_bytes <= kStageBytes && stage % lanes == 0) return stage;
+    if (l.classes * (line_bytes + kStagePad) <= kStageBytes && stage % lanes == 0) return stage;
   }
   return lanes;
 }
@@ -220,6 +223,9 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
   const int64_t I = l.batch_shape[inner], outer = l.rows / I;
   const int64_t S = StageLanes<T, G>(l, lanes);
   const bool staging = S > lanes;
+  // A stage buffer holds class c at c·pitch: S elements and one line of padding (see kStagePad).
+  const int64_t pitch_t = S + kStagePad / static_cast<int64_t>(sizeof(T));
+  const int64_t pitch_g = S + kStagePad / static_cast<int64_t>(sizeof(G));
   const int64_t item = staging ? S : kLaneGroupsPerItem * lanes, items = (I + item - 1) / item;
   const auto lane_stride = [&](Operand k) { return l.batch_strides[k][inner]; };
   // Staged operands: those whose lanes are contiguous (kLogits always, when staging).
@@ -268,15 +274,15 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
       if (r.y) PrefetchGroup(LaneOperand<const T>{r.y + at * y_step, y_step, l.class_stride[kLabels]}, C, count);
     };
     if (staging) prefetch(0, S, S);
-    if (stage_x) CopyIn(r.x, l.class_stride[kLogits], C, n, S, x_stage);
-    if (stage_y) CopyIn(r.y, l.class_stride[kLabels], C, n, S, y_stage);
+    if (stage_x) CopyIn(r.x, l.class_stride[kLogits], C, n, pitch_t, x_stage);
+    if (stage_y) CopyIn(r.y, l.class_stride[kLabels], C, n, pitch_t, y_stage);
     LaneGroup<T, G> group = shared;
     for (int64_t g = 0; g < n; g += lanes) {
       if (!staging) prefetch(g, kLaneAhead * lanes, lanes);
       // Operand k of this group: g rows on along the innermost batch dimension, or its stage buffer.
       const auto operand = [&](Operand k, auto* row, auto* stage_buf, bool is_staged) {
         using P = std::remove_pointer_t<decltype(row)>;
-        if (is_staged) return LaneOperand<P>{stage_buf + g, 1, S};
+        if (is_staged) return LaneOperand<P>{stage_buf + g, 1, std::is_same_v<std::remove_const_t<P>, T> ? pitch_t : pitch_g};
         return LaneOperand<P>{row ? row + g * lane_stride(k) : nullptr, lane_stride(k), l.class_stride[k]};
       };
       group.x = operand(kLogits, r.x, static_cast<const T*>(x_stage), stage_x);
@@ -294,8 +300,8 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
       }
       LaneRows<kGeneral>(da, group, C);
     }
-    if (stage_gx) CopyOut(static_cast<const G*>(gx_stage), C, n, S, r.gx, l.class_stride[kGradLogits], stream);
-    if (stage_gy) CopyOut(static_cast<const G*>(gy_stage), C, n, S, r.gy, l.class_stride[kGradLabels], stream);
+    if (stage_gx) CopyOut(static_cast<const G*>(gx_stage), C, n, pitch_g, r.gx, l.class_stride[kGradLogits], stream);
+    if (stage_gy) CopyOut(static_cast<const G*>(gy_stage), C, n, pitch_g, r.gy, l.class_stride[kGradLabels], stream);
   }
 }
 
