@@ -208,7 +208,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
       const auto xv = x_at(c), yv = y_at(c);
       sum = hn::Add(sum, ExpNonPositive(da, hn::Sub(xv, ref)));
       label_sum = hn::Add(label_sum, yv);
-      half_dot = hn::Add(half_dot, hn::IfThenElseZero(hn::Ne(yv, zero), hn::Mul(yv, hn::MulSub(xv, half, half_ref))));
+      half_dot = hn::MulAdd(yv, hn::IfThenElseZero(hn::Ne(yv, zero), hn::MulSub(xv, half, half_ref)), half_dot);
     }
     return Block{max, ref, sum, label_sum, half_dot};
   };

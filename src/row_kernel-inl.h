@@ -267,7 +267,7 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
         const auto yv = load.template Labels<kDirect>(i, count);
         ysum[k] = hn::Add(ysum[k], yv);
         const auto half_t = hn::MulSub(xv, half, half_ref);
-        dot[k] = hn::Add(dot[k], hn::IfThenElseZero(hn::Ne(yv, zero), hn::Mul(yv, half_t)));
+        dot[k] = hn::MulAdd(yv, hn::IfThenElseZero(hn::Ne(yv, zero), half_t), dot[k]);  // y = 0 adds 0, even for x = −inf
       };
       int64_t i = 0;
       const auto full_vectors = [&](auto direct) XENT_LAMBDA_INLINE {

@@ -34,10 +34,17 @@ namespace hn = hwy::HWY_NAMESPACE;
 template <typename T>
 using Compute = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
+// Whether hn::Max(a, b) returns b when b is NaN (x86 SIMD: maxps returns its second operand if either is NaN).
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_EMU128 && HWY_TARGET != HWY_SCALAR
+inline constexpr bool kMaxKeepsNaN = true;
+#else
+inline constexpr bool kMaxKeepsNaN = false;
+#endif
+
 // exp(t) for t ≤ 0 (and NaN), float.
 // Valid range: t ≤ 0. Error: ≤ 1.2 float32 ulp relative for t ≥ −87.3 (measured on 2·10^5 points of the reduced
-// range against float64 exp); results below 2^−126 flush to 0, which is harmless here because every sum it feeds
-// also holds exp(0) = 1. −inf → 0, NaN → NaN.
+// range against float64 exp); t ≤ −87.68 (results below 2^−126.5) gives 0, which is harmless here because every
+// sum it feeds also holds exp(0) = 1. −inf → 0, NaN → NaN.
 // Why not hn::Exp: it handles the full range and costs ~3x more; a dense forward on it tops out near 16 GB/s.
 // exp(t) = 2^k · p(f), k = round(t / ln2), f = t − k·ln2 ∈ [−ln2/2, ln2/2], p a degree-6 polynomial
 // (1 + f + f²·q(f), q fitted by iteratively reweighted least squares on the relative error of exp).
@@ -46,6 +53,10 @@ HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
   const hn::RebindToSigned<D> di;
   // Adding 1.5·2^23 rounds t/ln2 to an integer k held in the low mantissa bits.
   const auto shifter = hn::Set(d, 12582912.0f);
+  // t ≤ −87.68 rounds to k = −127, whose 2^k below has a zero exponent field: exactly 0, −inf included. Clamping t
+  // at −88 keeps k there with one max (x86's max returns its second operand, t, when either is NaN); other
+  // targets, whose max may drop the NaN, compare and select instead.
+  if constexpr (kMaxKeepsNaN) t = hn::Max(hn::Set(d, -88.0f), t);
   const auto n = hn::MulAdd(t, hn::Set(d, 1.44269504088896341f), shifter);
   const auto k = hn::Sub(n, shifter);
   auto f = hn::NegMulAdd(k, hn::Set(d, 0x1.62e430p-1f), t);  // t − k·ln2_hi (FMA: no rounding of k·ln2_hi)
@@ -57,8 +68,8 @@ HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
   const auto p = hn::Add(hn::MulAdd(hn::Mul(f, f), q, f), hn::Set(d, 1.0f));
   // 2^k: the integer bits of n are 0x4B400000 + k; shifting (k + 127) into the exponent field drops the rest.
   const auto scale = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(hn::BitCast(di, n), hn::Set(di, 127))));
-  // Below −87.3, k + 127 would leave the exponent range; the true result is < 2^−126 anyway.
-  return hn::IfThenZeroElse(hn::Lt(t, hn::Set(d, -87.3f)), hn::Mul(p, scale));
+  if constexpr (kMaxKeepsNaN) return hn::Mul(p, scale);
+  return hn::IfThenZeroElse(hn::Lt(t, hn::Set(d, -87.68f)), hn::Mul(p, scale));
 }
 
 // exp(t) for t ≤ 0, double: Highway's Exp (≤ 1 ulp), with −inf → 0 and NaN → NaN made explicit.
