@@ -201,7 +201,8 @@ TEST(Xent, SpecialValuesMatchReference) {
       SCOPED_TRACE(s.name);
       const int64_t C = static_cast<int64_t>(s.x.size());
       // The special row sits between ordinary rows, which must stay unaffected: row 1 of 3 contiguous rows
-      // (row kernel), and row 1 of 20 with the class axis first (lane kernel).
+      // (row kernel), row 1 of 20 with the class axis first (lane kernel), and row 9 of 20 contiguous short rows
+      // (lane kernel, gathered into a column tile with the rows around it).
       Case c{.dtype = dtype, .labels_shape = {3, C}, .logits_shape = {3, C}};
       c.edit = [&](Tensor& labels, Tensor& logits) {
         for (int64_t j = 0; j < C; ++j) logits.set(C + j, s.x[j]), labels.set(C + j, s.y[j]);
@@ -212,6 +213,11 @@ TEST(Xent, SpecialValuesMatchReference) {
         for (int64_t j = 0; j < C; ++j) logits.set(j * 20 + 1, s.x[j]), labels.set(j * 20 + 1, s.y[j]);
       };
       run_case(lanes);
+      Case tiled{.dtype = dtype, .labels_shape = {20, C}, .logits_shape = {20, C}};
+      tiled.edit = [&](Tensor& labels, Tensor& logits) {
+        for (int64_t j = 0; j < C; ++j) logits.set(9 * C + j, s.x[j]), labels.set(9 * C + j, s.y[j]);
+      };
+      run_case(tiled);
     }
 }
 
