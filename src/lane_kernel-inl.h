@@ -132,8 +132,9 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   };
   const auto fill_tile = [&](const LaneOperand<const T>& op, A* tile, bool softcap) {
     if (!short_rows || op.data == nullptr || op.lane_stride == 1) return false;
-    // A full group gathers each class with lane offsets computed once: float rows whose offsets fit the index
-    // type from the operand, narrow rows from a copy converted with vector loads (no hardware gather for them).
+    // A full group gathers with lane offsets computed once (pairs of classes where classes are contiguous, else
+    // one class at a time): float rows whose offsets fit the index type from the operand, narrow rows from a copy
+    // converted with vector loads (no hardware gather for them).
     const A* from = reinterpret_cast<const A*>(op.data);
     int64_t lane_stride = op.lane_stride;
     if constexpr (kNarrow) {
