@@ -299,6 +299,22 @@ TEST(Xent, StagedLanes) {
   set_num_threads(0);
 }
 
+// Contiguous short rows of 2 MiB and more are copied a work item at a time before they are gathered (src/kernels.cc,
+// CopyShortRows): a partial last work item and group, labels copied or read in place (reversed, padded), outputs
+// strided, on one and two threads; 4 classes are below the copy's minimum.
+TEST(Xent, CopiedShortRows) {
+  const std::vector<std::pair<xent_dtype, std::vector<int64_t>>> shapes = {
+      {XENT_FLOAT32, {52429, 10}}, {XENT_FLOAT32, {2, 8195, 32}}, {XENT_FLOAT64, {37451, 7}}, {XENT_FLOAT32, {131075, 4}}};
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& [dtype, shape] : shapes)
+      for (Layout other : {Layout::kContiguous, Layout::kReversed, Layout::kPadded})
+        run_case({.dtype = dtype, .labels_shape = shape, .logits_shape = shape, .logits_layout = Layout::kContiguous,
+                  .labels_layout = other, .out_layout = other});
+  }
+  set_num_threads(0);
+}
+
 // Rows split across threads (1 × 300 000, 3 × 200 000) and rows shared among threads give the reference result.
 TEST(Xent, ThreadsAndSplitRows) {
   for (int threads : {1, 2, 3}) {
