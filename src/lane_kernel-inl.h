@@ -284,7 +284,51 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   }
 
   if (!a.gx.data && !a.gy.data) return;
-  // Gradients of contiguous short rows are computed into column tiles too, then transposed back with one gather
+  const auto half_ref = hn::Mul(ref, half), half_log_sum = hn::Mul(log_sum, half), twice_g = hn::Add(g, g);
+  // The position p of element (row l, class c) in a group of contiguous rows is l·C + c; vector k of the group
+  // holds p = k·N + i, that is row p / C (exact in the compute type: p < 2^10, and (p + ½)/C is at least 1/(2C)
+  // away from an integer).
+  const auto classes = hn::Set(da, static_cast<A>(C)), inv_classes = hn::Set(da, static_cast<A>(1.0 / C));
+  const auto row_of = [&](int64_t k) {
+    return hn::Floor(hn::Mul(hn::Add(hn::Iota(da, static_cast<A>(k * N)), half), inv_classes));
+  };
+  // Inputs and outputs all contiguous rows (1M×10 and the like; labels may be class indices, no class weights or
+  // soft-cap): the gradients are computed in that order, each row's values moved to its positions with one table
+  // lookup, and stored as they are; no tiles, no gathers (16384x10 fwd+grad, one thread, Zen 3: 4.1 -> 2.9 ns per
+  // element). The same arithmetic per element as the column loop below.
+  const bool row_labels = (kGeneral && a.targets) || contiguous_rows(a.y);
+  const bool plain = !kGeneral || (!tr.weight && tr.softcap == 0);
+  if (short_rows && plain && contiguous_rows(a.x) && row_labels && (!a.gx.data || contiguous_rows(a.gx)) &&
+      (!a.gy.data || contiguous_rows(a.gy))) {
+    for (int64_t k = 0; k < C; ++k) {
+      const auto row = row_of(k);
+      const auto lanes_row = hn::IndicesFromVec(da, hn::ConvertTo(di, row));
+      const auto at_row = [&](hn::Vec<DA> per_row) { return hn::TableLookupLanes(per_row, lanes_row); };
+      const auto xv = LoadPromote(da, a.x.data + k * N);
+      hn::Vec<DA> yv;
+      if constexpr (!kGeneral) {
+        yv = LoadPromote(da, a.y.data + k * N);
+      } else {
+        const auto column = hn::NegMulAdd(row, classes, hn::Iota(da, static_cast<A>(k * N)));
+        const auto y = a.targets ? hn::IfThenElseZero(hn::Eq(at_row(target_vec), column), one)
+                                 : LoadPromote(da, a.y.data + k * N);
+        yv = hn::MulAdd(hn::Set(da, static_cast<A>(tr.alpha)), y, hn::Set(da, static_cast<A>(tr.beta)));
+      }
+      const auto row_ref = at_row(ref), row_g = at_row(g);
+      if (a.gx.data) {
+        const auto v = hn::MulSub(at_row(scale), ExpNonPositive(da, hn::Sub(xv, row_ref)), hn::Mul(row_g, yv));
+        StoreLanes(da, v, a.gx.data + k * N, 1, count, buf, a.stream);
+      }
+      if (a.gy.data) {
+        const auto masked = hn::And(hn::Eq(yv, zero), hn::Eq(xv, neg_inf));
+        const auto t = hn::MulSub(xv, half, hn::Mul(row_ref, half));
+        const auto v = hn::IfThenZeroElse(masked, hn::Mul(hn::Add(row_g, row_g), hn::Sub(at_row(half_log_sum), t)));
+        StoreLanes(da, v, a.gy.data + k * N, 1, count, buf, a.stream);
+      }
+    }
+    return;
+  }
+  // Other gradients of contiguous short rows are computed into column tiles too, then transposed back with one gather
   // per output vector: output vector k holds row-major positions p = k·N + i, that is row p / C, class p mod C.
   HWY_ALIGN A gx_tile[kMaxLanes * kMaxTiled], gy_tile[kMaxLanes * kMaxTiled];
   const auto tiled_output = [&](const auto& op) {
@@ -303,7 +347,6 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   A* const gx_base = direct_output(a.gx, gx_tiled, gx_tile);
   A* const gy_base = direct_output(a.gy, gy_tiled, gy_tile);
   const int64_t gx_step = gx_tiled ? N : a.gx.class_stride, gy_step = gy_tiled ? N : a.gy.class_stride;
-  const auto half_ref = hn::Mul(ref, half), half_log_sum = hn::Mul(log_sum, half), twice_g = hn::Add(g, g);
   for (int64_t c = 0; c < C; ++c) {
     const auto xv = x_at(c), yv = y_at(c);
     if (a.gx.data) {
@@ -323,11 +366,9 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     }
   }
   if (!gx_tiled && !gy_tiled) return;
-  const auto classes = hn::Set(da, static_cast<A>(C)), inv_classes = hn::Set(da, static_cast<A>(1.0 / C));
   for (int64_t k = 0; k < C; ++k) {
-    // Exact in the compute type: p < 2^10, and (p + ½)/C is at least 1/(2C) away from an integer.
     const auto p = hn::Iota(da, static_cast<A>(k * N));
-    const auto row = hn::Floor(hn::Mul(hn::Add(p, half), inv_classes));
+    const auto row = row_of(k);
     const auto column = hn::ConvertTo(di, hn::MulAdd(hn::NegMulAdd(row, classes, p), hn::Set(da, static_cast<A>(N)), row));
     if (gx_tiled) StoreLanes(da, hn::GatherIndex(da, gx_tile, column), a.gx.data + k * N, 1, count, buf, a.stream);
     if (gy_tiled) StoreLanes(da, hn::GatherIndex(da, gy_tile, column), a.gy.data + k * N, 1, count, buf, a.stream);
