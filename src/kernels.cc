@@ -148,6 +148,9 @@ inline constexpr int64_t kStagePad = 64;
 // cache) 1.70 -> 1.81, 2Mx4 3.22 -> 3.44, 4Mx2 4.68 -> 4.80.
 inline constexpr int64_t kMinCopiedRowsBytes = int64_t{2} << 20;
 inline constexpr int64_t kMinCopiedClasses = 6;
+// Rows of at most this many classes keep their forward's exps for the gradient pass (KeptExps: a load instead of
+// an exp per class; a per-thread buffer of this many elements of the compute type, 256 KiB of float).
+inline constexpr int64_t kMaxKeptExps = int64_t{1} << 16;
 // A row is split across threads only into pieces of at least this many classes.
 inline constexpr int64_t kMinSplit = int64_t{1} << 16;
 
@@ -381,6 +384,16 @@ void RunTyped(const Layout& l, int threads) {
     pieces = std::min((4 * threads + rows - 1) / rows, C / kMinSplit);
 
   if (pieces == 1) {
+    // Per-thread buffers for the kept exps (allocated here: a failure inside the parallel loop could not be
+    // reported): values of C classes and one vector, then one block maximum per block.
+    const bool keep = l.data[kGradLogits] != nullptr && C <= kMaxKeptExps;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(da)), blocks = (C + BlockLength(da) - 1) / BlockLength(da);
+    const auto aligned = [](int64_t bytes) { return (bytes + HWY_ALIGNMENT - 1) / HWY_ALIGNMENT * HWY_ALIGNMENT; };
+    const int64_t values_bytes = aligned((C + N) * static_cast<int64_t>(sizeof(A)));
+    const int64_t slot = keep ? values_bytes + aligned(blocks * static_cast<int64_t>(sizeof(double))) : 0;
+    hwy::AlignedFreeUniquePtr<uint8_t[]> kept_buffers;
+    if (slot > 0 && !(kept_buffers = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(threads * slot))))
+      throw std::bad_alloc();
 #pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
     for (int64_t i = 0; i < rows; ++i) {
       const Row<T, G> r = RowAt<T, G>(l, i);
@@ -390,10 +403,16 @@ void RunTyped(const Layout& l, int threads) {
         continue;
       }
       const Row<T, G> next = RowAt<T, G>(l, i + 1 < rows ? i + 1 : i);
-      const RowState state = ForwardRange<kGeneral>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y);
+      KeptExps<A> kept{};
+      if (keep) {
+        uint8_t* mine = kept_buffers.get() + omp_get_thread_num() * slot;
+        kept = {reinterpret_cast<A*>(mine), reinterpret_cast<double*>(mine + values_bytes)};
+      }
+      const RowState state = ForwardRange<kGeneral>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y, keep ? &kept : nullptr);
       const RowResult result = FinishRow(l, i, r, WithTarget(state, t));
       if (grads) {
-        GradientRange<kGeneral>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys, stream);
+        GradientRange<kGeneral>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys, stream,
+                                keep ? &kept : nullptr);
         FixTargetGradient(l, r, t, result);
       }
     }

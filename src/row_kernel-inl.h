@@ -191,19 +191,35 @@ struct RangeLoader {
   }
 };
 
+// The forward's exps of one row, kept for its gradients (one load there instead of an exp): values[j] =
+// exp(x'_j − r_b) for class j of block b, and block_max[b], whose reference r_b = reference_of(block_max[b]).
+// The caller provides values for n classes plus one vector, and one block_max per block of BlockLength(da).
+template <typename A>
+struct KeptExps {
+  A* values;
+  double* block_max;
+};
+
+// Classes per block of ForwardRange: a power of two.
+template <class DA>
+constexpr int64_t BlockLength(DA da) {
+  return std::min(kBlock, 4 * kTermsPerLane * static_cast<int64_t>(hn::MaxLanes(da)));
+}
+
 // Forward state of n classes. n ≥ 1. x_after/y_after (optional, contiguous rows only): where the caller reads
 // next (the next row), prefetched during the last block. kGeneral: apply `tr` (soft-cap, effective labels).
+// kept (optional): where the exps are kept for GradientRange.
 template <bool kGeneral, class DA, typename T>
 RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HWY_RESTRICT y,
                       int64_t y_stride, int64_t n, const Transform<T>& tr, const T* x_after = nullptr,
-                      const T* y_after = nullptr) {
+                      const T* y_after = nullptr, const KeptExps<hn::TFromD<DA>>* kept = nullptr) {
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   constexpr A kNegInf = -std::numeric_limits<A>::infinity();
   HWY_ALIGN A buf[HWY_MAX_BYTES / sizeof(A)];
   const auto zero = hn::Zero(da);
   RowState state;
-  const int64_t block_length = std::min(kBlock, 4 * kTermsPerLane * N);
+  const int64_t block_length = BlockLength(da);
   for (int64_t begin = 0; begin < n; begin += block_length) {
     const int64_t len = std::min(block_length, n - begin);
     const T* HWY_RESTRICT xb = x + begin * x_stride;
@@ -255,14 +271,18 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
     // checks of the general path, GCC kept the accumulators in memory and the sparse forward ran at about 0.7
     // of the dense one's elements/s in cache (Zen 3, AVX2).
     // kDirect: full vectors of contiguous operands, one load each (see GradientRange).
-    const auto pass2 = [&](auto logits_only) XENT_LAMBDA_INLINE {
-      constexpr bool kLogitsOnly = decltype(logits_only)::value;
+    // kKeep: store each exp at kept_values (a partial last vector stores its padding's 0s too).
+    A* HWY_RESTRICT kept_values = kept ? kept->values + begin : nullptr;
+    const auto pass2 = [&](auto logits_only, auto keep) XENT_LAMBDA_INLINE {
+      constexpr bool kLogitsOnly = decltype(logits_only)::value, kKeep = decltype(keep)::value;
       const auto accumulate = [&](int64_t i, size_t count, int k, auto direct) XENT_LAMBDA_INLINE {
         constexpr bool kDirect = decltype(direct)::value;
         // Padding: x = −inf adds exp = 0, y = 0 adds nothing.
         const auto xv = kLogitsOnly ? load.template RawLogits<kDirect>(i, count, kNegInf)
                                     : load.template Logits<kDirect>(i, count, kNegInf);
-        sum[k] = hn::Add(sum[k], ExpNonPositive(da, hn::Sub(xv, ref)));
+        const auto e = ExpNonPositive(da, hn::Sub(xv, ref));
+        sum[k] = hn::Add(sum[k], e);
+        if constexpr (kKeep) hn::StoreU(e, da, kept_values + i);
         if (kLogitsOnly || !labels) return;
         const auto yv = load.template Labels<kDirect>(i, count);
         ysum[k] = hn::Add(ysum[k], yv);
@@ -285,12 +305,17 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
       else full_vectors(std::false_type{});
       for (int k = 0; i < len; i += N, ++k) accumulate(i, static_cast<size_t>(std::min(N, len - i)), k, std::false_type{});
     };
+    const auto pass2_keeping = [&](auto logits_only) XENT_LAMBDA_INLINE {
+      if (kept) pass2(logits_only, std::true_type{});
+      else pass2(logits_only, std::false_type{});
+    };
     if constexpr (kGeneral) {
-      if (!labels && tr.softcap == 0) pass2(std::true_type{});
-      else pass2(std::false_type{});
+      if (!labels && tr.softcap == 0) pass2_keeping(std::true_type{});
+      else pass2_keeping(std::false_type{});
     } else {
-      pass2(std::false_type{});
+      pass2_keeping(std::false_type{});
     }
+    if (kept) kept->block_max[begin / block_length] = static_cast<double>(max);
     const auto total = [&](hn::Vec<DA>* v) {
       return static_cast<double>(hn::GetLane(hn::SumOfLanes(da, hn::Add(hn::Add(v[0], v[1]), hn::Add(v[2], v[3])))));
     };
@@ -306,10 +331,13 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
 
 // Gradients of n classes given the finished row: gx = (s·exp(x' − r) − g·a)·dx'/dx and gy = g·(log_sum − (x − r)),
 // with gy = 0 where y = 0 and x = −inf (see xent.h). gx or gy may be null; the general path writes gx only.
+// kept (optional, the whole row from its ForwardRange): exp(x' − r) = exp(r_b − r)·values[j], with the factor
+// folded into s per block.
 template <bool kGeneral, class DA, typename T, typename G>
 void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HWY_RESTRICT y, int64_t y_stride,
                    int64_t n, const RowResult& row, const Transform<T>& tr, G* HWY_RESTRICT gx, int64_t gx_stride,
-                   G* HWY_RESTRICT gy, int64_t gy_stride, bool stream = false) {
+                   G* HWY_RESTRICT gy, int64_t gy_stride, bool stream = false,
+                   const KeptExps<hn::TFromD<DA>>* kept = nullptr) {
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   HWY_ALIGN A buf[HWY_MAX_BYTES / sizeof(A)];
@@ -318,6 +346,23 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
   const auto ref = hn::Set(da, static_cast<A>(row.reference));
   const auto scale = hn::Set(da, static_cast<A>(row.softmax_scale));
   const auto g = hn::Set(da, static_cast<A>(row.grad_loss));
+  // With kept exps: s·exp(r_b − r) of block b (0 where the block is all −inf: its exps are all 0), and the
+  // scale of the vector at j, which may straddle two blocks.
+  constexpr int64_t kBlockShift = hwy::FloorLog2(static_cast<uint64_t>(BlockLength(DA())));
+  const auto block_scale = [&](int64_t b) {
+    const double m = kept->block_max[b];
+    if (m == -std::numeric_limits<double>::infinity()) return A{0};
+    return static_cast<A>(row.softmax_scale * std::exp(reference_of(m) - row.reference));
+  };
+  int64_t scaled_block = -1;  // the block of scale_b (j only grows)
+  auto scale_b = scale;
+  const auto scale_at = [&](int64_t j) XENT_LAMBDA_INLINE {
+    const int64_t b = j >> kBlockShift, last = (j + N - 1) >> kBlockShift;
+    if (HWY_UNLIKELY(b != scaled_block)) scaled_block = b, scale_b = hn::Set(da, block_scale(b));
+    if (HWY_LIKELY(b == last)) return scale_b;
+    return hn::IfThenElse(hn::FirstN(da, static_cast<size_t>((last << kBlockShift) - j)), scale_b,
+                          hn::Set(da, block_scale(last)));
+  };
   // gy = 2g · (log_sum/2 − (x/2 − r/2)): halved so that x − r cannot overflow (see ForwardRange).
   const auto half = hn::Set(da, A{0.5});
   const auto half_ref = hn::Set(da, static_cast<A>(0.5 * row.reference));
@@ -362,7 +407,8 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
     const auto xv = load.template Logits<kDirect>(j, count, A{0});
     const auto yv = labels ? load.template Labels<kDirect>(j, count) : zero;
     if (write_gx && gx != nullptr) {
-      auto v = hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
+      auto v = kept ? hn::MulSub(scale_at(j), hn::LoadU(da, kept->values + j), hn::Mul(g, yv))
+                    : hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
       if constexpr (kGeneral) {
         if (tr.softcap != 0) {
           const auto q = hn::Mul(xv, inv_cap);

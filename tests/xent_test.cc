@@ -221,6 +221,24 @@ TEST(Xent, SpecialValuesMatchReference) {
     }
 }
 
+// Rows up to 65536 classes keep the forward's exps for their gradients, relative to each block's own max
+// (src/row_kernel-inl.h, KeptExps): whole blocks of −inf (block 0, block 1 of 1024 or 2048 classes), and a block
+// of −inf beside logits of −1e30 (exp(0 − r) would overflow there).
+TEST(Xent, KeptExpsAcrossBlocks) {
+  const int64_t C = 5000;
+  for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT64}) {
+    Case c{.dtype = dtype, .labels_shape = {3, C}, .logits_shape = {3, C}};
+    c.edit = [&](Tensor& labels, Tensor& logits) {
+      for (int64_t j = 0; j < 2048; ++j) {
+        for (int64_t row : {0, 2}) logits.set(row * C + j, -kInf), labels.set(row * C + j, 0);
+        logits.set(C + 2048 + j, -kInf), labels.set(C + 2048 + j, 0);
+      }
+      for (int64_t j = 2048; j < C; ++j) logits.set(2 * C + j, -1e30 + logits.get(2 * C + j));
+    };
+    run_case(c);
+  }
+}
+
 TEST(Xent, HugeLogitsGiveFiniteExactLoss) {
   const float logits[] = {3e38f, 0.0f}, labels[] = {0, 1};
   float loss[1];
