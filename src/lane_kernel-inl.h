@@ -314,15 +314,12 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
                                  : LoadPromote(da, a.y.data + k * N);
         yv = hn::MulAdd(hn::Set(da, static_cast<A>(tr.alpha)), y, hn::Set(da, static_cast<A>(tr.beta)));
       }
-      const auto row_ref = at_row(ref), row_g = at_row(g);
       if (a.gx.data) {
-        const auto v = hn::MulSub(at_row(scale), ExpNonPositive(da, hn::Sub(xv, row_ref)), hn::Mul(row_g, yv));
+        const auto v = GradLogits(at_row(scale), ExpNonPositive(da, hn::Sub(xv, at_row(ref))), at_row(g), yv);
         StoreLanes(da, v, a.gx.data + k * N, 1, count, buf, a.stream);
       }
       if (a.gy.data) {
-        const auto masked = hn::And(hn::Eq(yv, zero), hn::Eq(xv, neg_inf));
-        const auto t = hn::MulSub(xv, half, hn::Mul(row_ref, half));
-        const auto v = hn::IfThenZeroElse(masked, hn::Mul(hn::Add(row_g, row_g), hn::Sub(at_row(half_log_sum), t)));
+        const auto v = GradLabels(xv, yv, at_row(half_ref), at_row(half_log_sum), at_row(twice_g));
         StoreLanes(da, v, a.gy.data + k * N, 1, count, buf, a.stream);
       }
     }
@@ -350,17 +347,13 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   for (int64_t c = 0; c < C; ++c) {
     const auto xv = x_at(c), yv = y_at(c);
     if (a.gx.data) {
-      auto v = hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
-      if (kGeneral && tr.softcap != 0) {
-        const auto q = hn::Mul(xv, inv_cap);
-        v = hn::Mul(v, hn::NegMulAdd(q, q, one));
-      }
+      auto v = GradLogits(scale, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
+      if (kGeneral && tr.softcap != 0) v = SoftcapSlope(v, xv, inv_cap);
       if (HWY_LIKELY(gx_base != nullptr)) hn::StoreU(v, da, gx_base + c * gx_step);
       else StoreLanes(da, v, a.gx.data + c * a.gx.class_stride, a.gx.lane_stride, count, buf, a.stream);
     }
     if (a.gy.data) {
-      const auto masked = hn::And(hn::Eq(yv, zero), hn::Eq(xv, neg_inf));
-      const auto v = hn::IfThenZeroElse(masked, hn::Mul(twice_g, hn::Sub(half_log_sum, hn::MulSub(xv, half, half_ref))));
+      const auto v = GradLabels(xv, yv, half_ref, half_log_sum, twice_g);
       if (HWY_LIKELY(gy_base != nullptr)) hn::StoreU(v, da, gy_base + c * gy_step);
       else StoreLanes(da, v, a.gy.data + c * a.gy.class_stride, a.gy.lane_stride, count, buf, a.stream);
     }

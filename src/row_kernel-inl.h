@@ -329,6 +329,29 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
   return state;
 }
 
+// The gradients' formulas, one vector of elements at a time, shared by GradientRange and LaneRows (whose lanes
+// are rows, so there every argument but x, y and e varies per lane):
+//   gx = s·e − g·y, e = exp(x' − r), times d(c·tanh(x/c))/dx = 1 − tanh² = 1 − (x'/c)² where soft-capped;
+//   gy = 2g · (log_sum/2 − (x/2 − r/2)), halved so that x − r cannot overflow (see ForwardRange), and 0 where
+//        y = 0 and x = −inf (see xent.h).
+template <class V>
+HWY_INLINE V GradLogits(V scale, V e, V g, V y) {
+  return hn::MulSub(scale, e, hn::Mul(g, y));
+}
+template <class V>
+HWY_INLINE V SoftcapSlope(V grad, V capped_x, V inv_cap) {
+  const V q = hn::Mul(capped_x, inv_cap);
+  return hn::Mul(grad, hn::NegMulAdd(q, q, hn::Set(hn::DFromV<V>(), hn::TFromV<V>{1})));
+}
+template <class V>
+HWY_INLINE V GradLabels(V x, V y, V half_ref, V half_log_sum, V twice_g) {
+  using A = hn::TFromV<V>;
+  const hn::DFromV<V> d;
+  const auto masked = hn::And(hn::Eq(y, hn::Zero(d)), hn::Eq(x, hn::Set(d, -std::numeric_limits<A>::infinity())));
+  const auto half_t = hn::MulSub(x, hn::Set(d, A{0.5}), half_ref);
+  return hn::IfThenZeroElse(masked, hn::Mul(twice_g, hn::Sub(half_log_sum, half_t)));
+}
+
 // Gradients of n classes given the finished row: gx = (s·exp(x' − r) − g·a)·dx'/dx and gy = g·(log_sum − (x − r)),
 // with gy = 0 where y = 0 and x = −inf (see xent.h). gx or gy may be null; the general path writes gx only.
 // kept (optional, the whole row from its ForwardRange): exp(x' − r) = exp(r_b − r)·values[j], with the factor
@@ -363,14 +386,10 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
     return hn::IfThenElse(hn::FirstN(da, static_cast<size_t>((last << kBlockShift) - j)), scale_b,
                           hn::Set(da, block_scale(last)));
   };
-  // gy = 2g · (log_sum/2 − (x/2 − r/2)): halved so that x − r cannot overflow (see ForwardRange).
-  const auto half = hn::Set(da, A{0.5});
   const auto half_ref = hn::Set(da, static_cast<A>(0.5 * row.reference));
   const auto half_log_sum = hn::Set(da, static_cast<A>(0.5 * row.log_sum));
   const auto twice_g = hn::Set(da, static_cast<A>(2.0 * row.grad_loss));
   const auto zero = hn::Zero(da);
-  const auto one = hn::Set(da, A{1});
-  const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
   const auto inv_cap = hn::Set(da, static_cast<A>(tr.softcap != 0 ? 1 / tr.softcap : 0));
   // Streamed outputs (non-temporal stores) are written by whole cache lines: the classes before the first line
   // boundary of the first contiguous output and those after its last one go through regular stores, so that no
@@ -407,21 +426,14 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
     const auto xv = load.template Logits<kDirect>(j, count, A{0});
     const auto yv = labels ? load.template Labels<kDirect>(j, count) : zero;
     if (write_gx && gx != nullptr) {
-      auto v = kept ? hn::MulSub(scale_at(j), hn::LoadU(da, kept->values + j), hn::Mul(g, yv))
-                    : hn::MulSub(scale, ExpNonPositive(da, hn::Sub(xv, ref)), hn::Mul(g, yv));
+      auto v = kept ? GradLogits(scale_at(j), hn::LoadU(da, kept->values + j), g, yv)
+                    : GradLogits(scale, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
       if constexpr (kGeneral) {
-        if (tr.softcap != 0) {
-          const auto q = hn::Mul(xv, inv_cap);
-          v = hn::Mul(v, hn::NegMulAdd(q, q, one));  // d(c·tanh(x/c))/dx = 1 − tanh² = 1 − (x'/c)²
-        }
+        if (tr.softcap != 0) v = SoftcapSlope(v, xv, inv_cap);
       }
       store(v, gx, gx_stride, gx_streams);
     }
-    if (write_gy && gy != nullptr) {
-      const auto masked = hn::And(hn::Eq(yv, zero), hn::Eq(xv, neg_inf));
-      const auto v = hn::IfThenZeroElse(masked, hn::Mul(twice_g, hn::Sub(half_log_sum, hn::MulSub(xv, half, half_ref))));
-      store(v, gy, gy_stride, gy_streams);
-    }
+    if (write_gy && gy != nullptr) store(GradLabels(xv, yv, half_ref, half_log_sum, twice_g), gy, gy_stride, gy_streams);
   };
   for (int64_t k = 0; k < head; k += N)
     columns(k, static_cast<size_t>(std::min(N, head - k)), true, true, std::false_type{}, false);
