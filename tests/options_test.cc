@@ -260,9 +260,11 @@ TEST(Options, EachAndAllAgainstReference) {
         run_options_case({.dtype = dtype, .shape = {2, 3, 37}, .sparse = sparse, .options = o,
                           .layout = Layout::kTransposed, .seed = 3});
         // One row per SIMD lane: short rows, and classes strided (transposed) in one and in several lane blocks.
-        LossOptions short_rows = o;
-        if (!short_rows.weight.empty()) short_rows.weight.resize(7);
-        run_options_case({.dtype = dtype, .shape = {40, 7}, .sparse = sparse, .options = short_rows, .seed = 4});
+        for (int64_t C : {3, 7}) {
+          LossOptions short_rows = o;
+          if (!short_rows.weight.empty()) short_rows.weight.resize(static_cast<size_t>(C));
+          run_options_case({.dtype = dtype, .shape = {40, C}, .sparse = sparse, .options = short_rows, .seed = 4});
+        }
         run_options_case({.dtype = dtype, .shape = {40, 37}, .sparse = sparse, .options = o,
                           .layout = Layout::kTransposed, .seed = 5});
         LossOptions wide = o;

@@ -126,10 +126,11 @@ TEST(Xent, EveryLayoutAndAxis) {
 }
 
 // Layouts that take the lane kernel (one row per SIMD lane): strided classes with contiguous neighbouring rows,
-// and many short rows; lane tails (rows not a multiple of the vector), and more classes than one lane block.
+// and many short rows (2 to 4 classes are deinterleaved by shuffles, longer ones gathered); lane tails (rows not a
+// multiple of the vector), and more classes than one lane block.
 TEST(Xent, RowsAcrossLanes) {
   const std::vector<std::pair<std::vector<int64_t>, int>> shapes = {
-      {{40, 37}, 0}, {{40, 7}, -1}, {{1000, 10}, -1}, {{150, 33}, 0}, {{3, 70, 20}, 1}, {{2, 5, 17}, 1},
+      {{40, 37}, 0}, {{40, 2}, -1}, {{40, 3}, -1}, {{37, 4}, -1}, {{40, 7}, -1}, {{1000, 10}, -1}, {{150, 33}, 0}, {{3, 70, 20}, 1}, {{2, 5, 17}, 1},
       {{130, 19}, 0}, {{2, 21, 8, 8}, 1}};
   for (xent_dtype dtype : kAllDtypes)
     for (const auto& [shape, axis] : shapes)
