@@ -349,13 +349,8 @@ TEST(Xent, ThreadsAndSplitRows) {
   set_num_threads(0);
 }
 
-// Gradients of 64 MiB and more are written with non-temporal stores (after a partial vector that aligns them,
-// grad_logits and grad_labels in alternating chunks), unless a store would land 1..2047 bytes ahead of an input
-// modulo 4 KiB (src/kernels.cc, StreamWithoutAliasing): then with regular stores. Either way the result must
-// equal, bit for bit, the same rows computed in halves (each below the threshold). The buffers start on a page,
-// so the gradients' offsets fix the path: 0 and 513/515 floats (2052/2060 bytes) ahead stream, 1 float does not.
-TEST(Xent, StreamedGradientsEqualCachedOnes) {
-  const int64_t rows = 4100, C = 4100;  // 67.2 MB of float32 gradient
+void streamed_equals_cached(int64_t rows, int64_t C) {
+  SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(C));
   const auto page_aligned = [](std::vector<float>& storage) {
     const auto address = reinterpret_cast<uintptr_t>(storage.data());
     return storage.data() + ((4096 - address % 4096) % 4096) / sizeof(float);
@@ -381,6 +376,17 @@ TEST(Xent, StreamedGradientsEqualCachedOnes) {
   }
 }
 
+// Gradients of 64 MiB and more are written with non-temporal stores (after a partial vector that aligns them,
+// grad_logits and grad_labels in alternating chunks), unless a store would land 1..2047 bytes ahead of an input
+// modulo 4 KiB (src/kernels.cc, StreamWithoutAliasing): then with regular stores. Either way the result must
+// equal, bit for bit, the same rows computed in halves (each below the threshold). The buffers start on a page,
+// so the gradients' offsets fix the path: 0 and 513/515 floats (2052/2060 bytes) ahead stream, 1 float does not.
+TEST(Xent, StreamedGradientsEqualCachedOnes) {
+  // 67.2 MB of float32 gradient: long rows (GradientRange), and rows of 2 classes (TinyRows).
+  for (const auto& [rows, C] : {std::pair<int64_t, int64_t>{4100, 4100}, {8405000, 2}})
+    streamed_equals_cached(rows, C);
+}
+
 // Every SIMD target compiled into the library and supported by this CPU, through the public API.
 TEST(Xent, EveryCompiledTarget) {
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
@@ -390,7 +396,7 @@ TEST(Xent, EveryCompiledTarget) {
       for (int64_t C : {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 2049})
         run_case({.dtype = dtype, .labels_shape = {2, C}, .logits_shape = {2, C}});
       run_case({.dtype = dtype, .labels_shape = {3, 1}, .logits_shape = {3, 4}, .logits_layout = Layout::kPadded});
-      run_case({.dtype = dtype, .labels_shape = {40, 7}, .logits_shape = {40, 7}});
+      for (int64_t C : {2, 3, 4, 7}) run_case({.dtype = dtype, .labels_shape = {40, C}, .logits_shape = {40, C}});
       run_case({.dtype = dtype, .labels_shape = {70, 21}, .logits_shape = {70, 21}, .axis = 0});
       run_case({.dtype = dtype, .labels_shape = {5, 3, 9}, .logits_shape = {5, 3, 9}, .axis = 1,
                 .logits_layout = Layout::kTransposed});
