@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
   static const Shape shapes[] = {
       {"4096x32000", {4096, 32000}, -1},     {"65536x1000", {65536, 1000}, -1}, {"1x16M", {1, 16 << 20}, -1},
       {"1Mx10", {1 << 20, 10}, -1},          {"32x21x128x128_axis1", {32, 21, 128, 128}, 1},
+      {"4Mx2", {4 << 20, 2}, -1},
   };
   benchmark::RegisterBenchmark("read_bandwidth", [](benchmark::State& state) {
     for (auto _ : state) state.SetIterationTime(1);
