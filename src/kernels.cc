@@ -148,7 +148,9 @@ inline constexpr int64_t kStagePad = 64;
 // copy reads at about one core's DRAM rate). Measured on Zen 3 (forward, one thread, interleaved A/B, ns per
 // element): 1Mx10 2.66 -> 2.30, 2Mx16 2.55 -> 2.07, 1Mx32 2.78 -> 1.80, 2Mx8 2.62 -> 2.48, 2Mx6 2.53 -> 2.39;
 // two threads 1Mx10 1.34 -> 1.14. Not kept below these sizes, where the copy only costs: 16384x10 (0.6 MiB, in
-// cache) 1.70 -> 1.81, 2Mx4 3.22 -> 3.44, 4Mx2 4.68 -> 4.80.
+// cache) 1.70 -> 1.81, 2Mx4 3.22 -> 3.44, 4Mx2 4.68 -> 4.80. Only rows that are gathered are copied: float rows
+// are loaded as vectors and transposed in registers (LaneRows), and the copy then only cost (1Mx10 forward, two
+// threads: 1.1 with the copy, 0.77 without; 2Mx16 0.99 and 0.63).
 inline constexpr int64_t kMinCopiedRowsBytes = int64_t{2} << 20;
 inline constexpr int64_t kMinCopiedClasses = 6;
 // Rows of at most this many classes keep their forward's exps for the gradient pass (KeptExps: a load instead of
@@ -228,12 +230,13 @@ HWY_INLINE void CopyOut(const G* buf, int64_t C, int64_t lanes, int64_t stage, G
   }
 }
 
-// Whether the lane kernel reads contiguous short rows through a copy (see kMinCopiedRowsBytes). float16/bfloat16
-// rows are converted with vector loads, not gathered, and are not copied.
+// Whether the lane kernel reads contiguous short rows through a copy (see kMinCopiedRowsBytes): rows it gathers,
+// double on x86. float16/bfloat16 rows are converted with vector loads, float rows transposed (kTransposable).
 template <typename T>
 bool CopyShortRows(const Layout& l) {
   const int64_t C = l.classes;
-  return std::is_same_v<T, Compute<T>> && C >= kMinCopiedClasses && C <= kShortRow && l.class_stride[kLogits] == 1 &&
+  return std::is_same_v<T, Compute<T>> && !kTransposable<hn::ScalableTag<T>> && C >= kMinCopiedClasses &&
+         C <= kShortRow && l.class_stride[kLogits] == 1 &&
          l.batch_strides[kLogits][l.batch_rank - 1] == C &&
          l.rows * C * static_cast<int64_t>(sizeof(T)) >= kMinCopiedRowsBytes;
 }

@@ -131,7 +131,10 @@ TEST(Xent, EveryLayoutAndAxis) {
 TEST(Xent, RowsAcrossLanes) {
   const std::vector<std::pair<std::vector<int64_t>, int>> shapes = {
       {{40, 37}, 0}, {{40, 2}, -1}, {{40, 3}, -1}, {{37, 4}, -1}, {{40, 7}, -1}, {{1000, 10}, -1}, {{150, 33}, 0}, {{3, 70, 20}, 1}, {{2, 5, 17}, 1},
-      {{130, 19}, 0}, {{2, 21, 8, 8}, 1}};
+      {{130, 19}, 0}, {{2, 21, 8, 8}, 1},
+      // contiguous rows transposed in registers (LaneRows' fill_tile): 16 lanes with loads past the group's end
+      // (5, 6, 10), whole passes (16, 32), a last pass of the last 16 or 8 classes (17, 20, 31)
+      {{40, 5}, -1}, {{33, 6}, -1}, {{48, 16}, -1}, {{37, 17}, -1}, {{40, 20}, -1}, {{35, 31}, -1}, {{40, 32}, -1}};
   for (xent_dtype dtype : kAllDtypes)
     for (const auto& [shape, axis] : shapes)
       for (Layout layout : {Layout::kContiguous, Layout::kPadded, Layout::kReversed, Layout::kMisaligned})
@@ -319,11 +322,13 @@ TEST(Xent, StagedLanes) {
 }
 
 // Contiguous short rows of 2 MiB and more are copied a work item at a time before they are gathered (src/kernels.cc,
-// CopyShortRows): a partial last work item and group, labels copied or read in place (reversed, padded), outputs
-// strided, on one and two threads; 4 classes are below the copy's minimum.
+// CopyShortRows; float64 on x86), float rows of that size transposed in place: a partial last work item and group,
+// labels copied or read in place (reversed, padded), outputs strided, on one and two threads; 4 classes are below
+// the copy's minimum.
 TEST(Xent, CopiedShortRows) {
   const std::vector<std::pair<xent_dtype, std::vector<int64_t>>> shapes = {
-      {XENT_FLOAT32, {52429, 10}}, {XENT_FLOAT32, {2, 8195, 32}}, {XENT_FLOAT64, {37451, 7}}, {XENT_FLOAT32, {131075, 4}}};
+      {XENT_FLOAT32, {52429, 10}}, {XENT_FLOAT32, {2, 8195, 32}}, {XENT_FLOAT64, {37451, 7}},
+      {XENT_FLOAT64, {2, 4099, 32}}, {XENT_FLOAT32, {131075, 4}}};
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const auto& [dtype, shape] : shapes)
@@ -396,7 +401,8 @@ TEST(Xent, EveryCompiledTarget) {
       for (int64_t C : {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 2049})
         run_case({.dtype = dtype, .labels_shape = {2, C}, .logits_shape = {2, C}});
       run_case({.dtype = dtype, .labels_shape = {3, 1}, .logits_shape = {3, 4}, .logits_layout = Layout::kPadded});
-      for (int64_t C : {2, 3, 4, 7}) run_case({.dtype = dtype, .labels_shape = {40, C}, .logits_shape = {40, C}});
+      for (int64_t C : {2, 3, 4, 5, 7, 10, 16, 17, 32})
+        run_case({.dtype = dtype, .labels_shape = {40, C}, .logits_shape = {40, C}});
       run_case({.dtype = dtype, .labels_shape = {70, 21}, .logits_shape = {70, 21}, .axis = 0});
       run_case({.dtype = dtype, .labels_shape = {5, 3, 9}, .logits_shape = {5, 3, 9}, .axis = 1,
                 .logits_layout = Layout::kTransposed});
