@@ -356,7 +356,7 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
       }
     }
     for (; g < n; g += lanes) {
-      if (!staging && !copy_x && !tiny) prefetch(g, kLaneAhead * lanes, lanes);
+      if (!staging && !copy_x) prefetch(g, kLaneAhead * lanes, lanes);
       set_group(g);
       LaneRows<kGeneral>(da, group, C);
     }

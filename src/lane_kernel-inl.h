@@ -91,6 +91,22 @@ HWY_INLINE void LoadClasses(DA da, const hn::TFromD<DA>* HWY_RESTRICT p, int64_t
   if (C == 4) hn::LoadInterleaved4(da, p, v[0], v[1], v[2], v[3]);
 }
 
+// The reverse of LoadClasses: class c of Lanes rows from v[c], stored as contiguous rows at p.
+template <class DA>
+HWY_INLINE void StoreClasses(DA da, const hn::Vec<DA>* v, int64_t C, hn::TFromD<DA>* HWY_RESTRICT p) {
+  if (C == 2) hn::StoreInterleaved2(v[0], v[1], da, p);
+  if (C == 3) hn::StoreInterleaved3(v[0], v[1], v[2], da, p);
+  if (C == 4) hn::StoreInterleaved4(v[0], v[1], v[2], v[3], da, p);
+}
+
+// Lanes contiguous rows of C classes at p (float16/bfloat16 or the compute type), converted to the compute type
+// into out[0, Lanes·C) with vector loads.
+template <class DA, typename T>
+HWY_INLINE void PromoteRows(DA da, const T* HWY_RESTRICT p, int64_t C, hn::TFromD<DA>* HWY_RESTRICT out) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(da));
+  for (int64_t i = 0; i < N * C; i += N) hn::Store(LoadPromote(da, p + i), da, out + i);
+}
+
 // Whether Transpose serves DA: 32-bit lanes, 4, 8 or 16 of them (128-, 256- and 512-bit x86 vectors).
 template <class DA>
 inline constexpr bool kTransposable = HWY_TARGET != HWY_SCALAR && sizeof(hn::TFromD<DA>) == 4 &&
@@ -244,8 +260,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     int64_t lane_stride = op.lane_stride;
     if constexpr (kNarrow) {
       if (!contiguous_rows(op)) lane_stride = 0;
-      else
-        for (int64_t i = 0; i < N * C; i += N) hn::Store(LoadPromote(da, op.data + i), da, narrow_copy + i);
+      else PromoteRows(da, op.data, C, narrow_copy);
       from = narrow_copy;
     }
     const bool gather = count == hn::Lanes(da) && lane_stride > 0 &&
@@ -388,7 +403,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   if (a.row_loss) {
     for (size_t l = 0; l < count; ++l) a.row_loss[a.first_row + static_cast<int64_t>(l)] = loss[l];
   } else if (a.loss.data) {
-    for (size_t l = 0; l < count; ++l) a.loss.data[static_cast<int64_t>(l) * a.loss.lane_stride] = FromCompute<T>(loss[l]);
+    StoreLanes(da, hn::Load(da, loss), a.loss.data, a.loss.lane_stride, count, buf);
   }
 
   if (!a.gx.data && !a.gy.data) return;
@@ -497,20 +512,15 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
     if constexpr (std::is_same_v<T, A>) {
       LoadClasses(da, p, C, v);
     } else {
-      for (int64_t k = 0; k < C; ++k) hn::Store(LoadPromote(da, p + k * N), da, buf + k * N);
+      PromoteRows(da, p, C, buf);
       LoadClasses(da, buf, C, v);
     }
   };
-  const auto interleave = [&](const hn::Vec<DA>* v, A* p) XENT_LAMBDA_INLINE {
-    if constexpr (kC == 2) hn::StoreInterleaved2(v[0], v[1], da, p);
-    if constexpr (kC == 3) hn::StoreInterleaved3(v[0], v[1], v[2], da, p);
-    if constexpr (kC == 4) hn::StoreInterleaved4(v[0], v[1], v[2], v[3], da, p);
-  };
   const auto store = [&](const hn::Vec<DA>* v, G* p) XENT_LAMBDA_INLINE {
     if constexpr (std::is_same_v<G, A>) {
-      if (!a.stream) return interleave(v, p);
+      if (!a.stream) return StoreClasses(da, v, C, p);
     }
-    interleave(v, buf);  // then converted, or streamed
+    StoreClasses(da, v, C, buf);  // then converted, or streamed
     for (int64_t k = 0; k < C; ++k) StoreLanes(da, hn::Load(da, buf + k * N), p + k * N, 1, hn::Lanes(da), scratch, a.stream);
   };
   const auto half = hn::Set(da, A{0.5});
