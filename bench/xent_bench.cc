@@ -15,7 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "bench/gather_rate.h"
 #include "bench/read_bandwidth.h"
 #include "xent/xent.hpp"
 
@@ -155,16 +154,6 @@ int main(int argc, char** argv) {
     for (auto _ : state) state.SetIterationTime(1);
     state.counters["GB/s"] = g_read_bytes_per_second / 1e9;
   })->Iterations(1)->UseManualTime();
-  // The short-row ceiling set by hardware gathers alone: forward elements/s if each element cost only its two
-  // gathered loads (logit, label) from L1 and nothing else. Compare with forward/f32/16384x10_in_cache.
-  if (const double gathered = xent::bench::gather_elements_per_second(10); gathered > 0)
-    benchmark::RegisterBenchmark("gather_ceiling/f32/rows_of_10", [gathered](benchmark::State& state) {
-      for (auto _ : state) state.SetIterationTime(1);
-      const double elements = gathered / 2, bytes = elements * 2 * sizeof(float);
-      state.SetBytesProcessed(static_cast<int64_t>(bytes));
-      state.counters["elements/s"] = elements;
-      state.counters["of_read_bw"] = bytes / g_read_bytes_per_second;
-    })->Iterations(1)->UseManualTime();
   for (const Shape& s : shapes)
     for (bool gradients : {false, true}) {
       const std::string name = std::string(gradients ? "fwd_grad/" : "forward/") + "f32/" + s.name;
