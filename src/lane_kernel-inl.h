@@ -2,8 +2,8 @@
 //
 // For layouts where a row's classes are not contiguous but neighbouring rows are: the class axis of an NCHW
 // tensor (axis=1: rows are the H·W positions, contiguous; classes are 16384 elements apart), or many short rows
-// (1M × 10: a gather picks class c of 16 rows). No transpose copy: lane l of the vector holds row l, and the loop
-// runs over classes.
+// (1M × 10: a group's rows are transposed in registers, or gathered, into a column tile). No transposed copy of
+// the tensor: lane l of the vector holds row l, and the loop runs over classes.
 //
 // Shapes: `count` ≤ Lanes rows; element (row l, class c) of x is x[l·x_lane + c·x_class], same for y, gx, gy;
 // loss and grad_loss of row l at loss[l·loss_lane], grad_loss[l·grad_loss_lane].
