@@ -277,24 +277,29 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
       for (int64_t c = 0; c < C; ++c) put(c, v[c]);
       return true;
     }
-    // A full group of contiguous float rows of more classes: N rows loaded as vectors, N classes at a time, and
-    // transposed in registers (16384x10 forward, one thread, Zen 3: the pair gathers below were about half of it).
-    // Nothing past the group is read: with C ≥ N the last classes are loaded as the last N of each row; with
-    // C < N only the last rows' loads can pass the group's end (at most kTailRows of them, as C > 4), and read a
-    // copy of its last vector instead.
+    // A full group of rows of more classes, each row's classes contiguous (rows C apart, or further with gaps
+    // between them; float16/bfloat16 rows from their converted copy): N rows loaded as vectors, N classes at a
+    // time, and transposed in registers (16384x10 forward, one thread, Zen 3: the pair gathers below were about
+    // half of it). Nothing past the group is read: with C ≥ N the last classes are loaded as the last N of each
+    // row; with C < N only the last rows' loads can pass the group's end (at most kTailRows of them, as C > 4),
+    // and read a copy of its last vector instead. Columns past C (the next row's classes, a gap, or the tail's
+    // zeros) are transposed along and never read.
 #if HWY_TARGET != HWY_SCALAR
     if constexpr (kTransposable<DA>) {
-      if (contiguous_rows(op) && hn::Lanes(da) == hn::MaxLanes(da)) {
+      if (count == hn::MaxLanes(da) && op.class_stride == 1 && C > 4 && lane_stride >= C) {
         constexpr int64_t kN = static_cast<int64_t>(hn::MaxLanes(DA())), kTailRows = (kN + 4) / 5 - 1;
-        const int64_t end = kN * C, tail_begin = end - kN;
-        HWY_ALIGN A tail[2 * kN] = {};
-        if (C < kN) hn::Store(hn::LoadU(da, from + tail_begin), da, tail);
+        const int64_t end = (kN - 1) * lane_stride + C, tail_begin = end - kN;
+        HWY_ALIGN A tail[2 * kN];
+        if (C < kN) {
+          hn::Store(hn::LoadU(da, from + tail_begin), da, tail);
+          hn::Store(hn::Zero(da), da, tail + kN);
+        }
         for (int64_t pass = 0; pass < C; pass += kN) {
           const int64_t c0 = C < kN ? 0 : std::min(pass, C - kN);
           hn::Vec<DA> v[kN];
-          for (int64_t l = 0; l < kN - kTailRows; ++l) v[l] = hn::LoadU(da, from + l * C + c0);
+          for (int64_t l = 0; l < kN - kTailRows; ++l) v[l] = hn::LoadU(da, from + l * lane_stride + c0);
           for (int64_t l = kN - kTailRows; l < kN; ++l) {
-            const int64_t at = l * C + c0;
+            const int64_t at = l * lane_stride + c0;
             v[l] = hn::LoadU(da, at + kN <= end ? from + at : tail + (at - tail_begin));
           }
           Transpose(da, v);
@@ -310,8 +315,9 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
 #if HWY_TARGET != HWY_SCALAR
     if constexpr (sizeof(A) == 4) {
       // Two neighbouring classes of a row are one 64-bit element: gather those pairs for each half of the lanes
-      // and split them with ConcatEven/ConcatOdd. Half the gathered elements of one gather per class (the cost
-      // of a gather grows with its elements): 16384x10's tile fill 37 -> 27 ns per group and operand, Zen 3.
+      // and split them with ConcatEven/ConcatOdd; half the gathered elements of one gather per class (the cost
+      // of a gather grows with its elements). Left to float rows the transposes above do not take: 2 to 4
+      // classes with gaps between rows, and targets whose vectors are not kTransposable.
       if (gather && op.class_stride == 1) {
         const hn::Repartition<double, DA> dd;
         const hn::RebindToSigned<decltype(dd)> dq;

@@ -3,8 +3,15 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
+#include <new>
+#include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -129,6 +136,48 @@ class Tensor {
   std::vector<int64_t> shape_, strides_;
   std::vector<unsigned char> bytes_;
   int64_t base_ = 0;
+};
+
+// A copy of a tensor's elements placed so that the highest-addressed one ends a page and the page after it is
+// inaccessible: a kernel that reads or writes past the tensor's end faults. (A Tensor's own buffer has slack after
+// its last element, where such a read goes unnoticed, even by ASan.) view() is the tensor's view moved to the
+// copy; copy_back() copies the elements' span, gaps included, back into the tensor.
+class PageEndCopy {
+ public:
+  explicit PageEndCopy(Tensor& t) : tensor_(t) {
+    const int64_t size = dtype_size(t.dtype());
+    int64_t high = 0;  // element offsets from t.data()
+    for (int64_t i = 0; i < t.size(); ++i) low_ = std::min(low_, t.offset(i)), high = std::max(high, t.offset(i));
+    bytes_ = t.size() == 0 ? 0 : static_cast<size_t>((high - low_ + 1) * size);
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    length_ = (bytes_ + page - 1) / page * page + page;
+    void* region = mmap(nullptr, length_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED) throw std::bad_alloc();
+    region_ = static_cast<unsigned char*>(region);
+    if (mprotect(region_ + length_ - page, page, PROT_NONE) != 0) throw std::runtime_error("mprotect failed");
+    span_ = region_ + length_ - page - bytes_;
+    std::memcpy(span_, element(t.data(), low_), bytes_);
+  }
+  PageEndCopy(const PageEndCopy&) = delete;
+  PageEndCopy& operator=(const PageEndCopy&) = delete;
+  ~PageEndCopy() { munmap(region_, length_); }
+
+  xent_tensor view() const {
+    xent_tensor v = tensor_.view();
+    v.data = element(span_, -low_);
+    return v;
+  }
+  void copy_back() { std::memcpy(element(tensor_.data(), low_), span_, bytes_); }
+
+ private:
+  unsigned char* element(void* p, int64_t offset) const {
+    return static_cast<unsigned char*>(p) + offset * dtype_size(tensor_.dtype());
+  }
+  Tensor& tensor_;
+  int64_t low_ = 0;
+  size_t bytes_ = 0, length_ = 0;
+  unsigned char* region_ = nullptr;
+  unsigned char* span_ = nullptr;
 };
 
 // v rounded to the dtype (to see whether a reference value overflows it).

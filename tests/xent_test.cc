@@ -26,6 +26,7 @@ struct Case {
   Real zero_fraction = 0.3;    // labels: this share exactly 0, the rest uniform in [label_low, 1]
   Real label_low = 0;
   bool grad_loss = true;       // random upstream gradient, or none (1)
+  bool page_end = false;       // every tensor the API sees ends a page, before an inaccessible one (PageEndCopy)
   uint32_t seed = 1;
   std::function<void(Tensor& labels, Tensor& logits)> edit;  // special values, applied after the random fill
 };
@@ -35,8 +36,24 @@ std::string describe(const Case& c) {
                   shape_of(c.labels_shape) + " logits" + shape_of(c.logits_shape) + " axis=" + std::to_string(c.axis) +
                   " layouts " + layout_name(c.logits_layout) + "/" + layout_name(c.labels_layout) + "/" +
                   layout_name(c.out_layout);
-  return s;
+  return s + (c.page_end ? " at page ends" : "");
 }
+
+// The memory an API call sees of a tensor: its own, or a PageEndCopy that sync() copies back.
+class Placed {
+ public:
+  Placed(Tensor& t, bool page_end) : tensor_(t) {
+    if (page_end) copy_.emplace(t);
+  }
+  xent_tensor view() { return copy_ ? copy_->view() : tensor_.view(); }
+  void sync() {
+    if (copy_) copy_->copy_back();
+  }
+
+ private:
+  Tensor& tensor_;
+  std::optional<PageEndCopy> copy_;
+};
 
 // Runs forward, forward+all gradients, and forward+grad_logits only; checks each against the reference and that
 // the inputs were not modified.
@@ -53,9 +70,13 @@ void run_case(const Case& c) {
   const std::vector<unsigned char> logits_before = logits.bytes(), labels_before = labels.bytes();
 
   const Reference plain = reference(labels.dense(), logits.dense(), c.axis, {});
+  Placed x(logits, c.page_end), y(labels, c.page_end);
+  xent_tensor xv = x.view(), yv = y.view();
   Tensor loss(c.dtype, plain.loss_shape, c.out_layout);
-  xent_tensor lv = loss.view(), xv = logits.view(), yv = labels.view();
+  Placed l(loss, c.page_end);
+  xent_tensor lv = l.view();
   expect_ok(xent_softmax_cross_entropy(&yv, &xv, c.axis, &lv));
+  l.sync();
   expect_matches(loss, plain.loss, "loss");
 
   Tensor grad_loss(c.dtype, plain.loss_shape, c.out_layout);
@@ -66,18 +87,21 @@ void run_case(const Case& c) {
   }
   const Reference ref = c.grad_loss ? reference(labels.dense(), logits.dense(), c.axis, g) : plain;
   Tensor loss2(c.dtype, plain.loss_shape, c.out_layout), gx(c.dtype, c.logits_shape, c.out_layout),
-      gy(c.dtype, c.labels_shape, c.out_layout);
-  xent_tensor gv = grad_loss.view(), l2 = loss2.view(), gxv = gx.view(), gyv = gy.view();
-  expect_ok(xent_softmax_cross_entropy_grad(&yv, &xv, c.axis, c.grad_loss ? &gv : nullptr, &l2, &gxv, &gyv));
+      gy(c.dtype, c.labels_shape, c.out_layout), gx_only(c.dtype, c.logits_shape, c.out_layout);
+  Placed gl(grad_loss, c.page_end), l2(loss2, c.page_end), gxp(gx, c.page_end), gyp(gy, c.page_end),
+      gxo(gx_only, c.page_end);
+  xent_tensor gv = gl.view(), l2v = l2.view(), gxv = gxp.view(), gyv = gyp.view(), gxov = gxo.view();
+  expect_ok(xent_softmax_cross_entropy_grad(&yv, &xv, c.axis, c.grad_loss ? &gv : nullptr, &l2v, &gxv, &gyv));
+  l2.sync(), gxp.sync(), gyp.sync();
   expect_matches(loss2, plain.loss, "loss (grad call)");
   expect_matches(gx, ref.grad_logits, "grad_logits");
   expect_matches(gy, ref.grad_labels, "grad_labels");
 
-  Tensor gx_only(c.dtype, c.logits_shape, c.out_layout);
-  xent_tensor gxo = gx_only.view();
-  expect_ok(xent_softmax_cross_entropy_grad(&yv, &xv, c.axis, c.grad_loss ? &gv : nullptr, nullptr, &gxo, nullptr));
+  expect_ok(xent_softmax_cross_entropy_grad(&yv, &xv, c.axis, c.grad_loss ? &gv : nullptr, nullptr, &gxov, nullptr));
+  gxo.sync();
   expect_matches(gx_only, ref.grad_logits, "grad_logits (only output)");
 
+  x.sync(), y.sync();
   EXPECT_TRUE(logits.bytes() == logits_before) << "logits were modified";
   EXPECT_TRUE(labels.bytes() == labels_before) << "labels were modified";
 }
@@ -337,6 +361,29 @@ TEST(Xent, CopiedShortRows) {
                   .labels_layout = other, .out_layout = other});
   }
   set_num_threads(0);
+}
+
+// Every tensor ends a page, and the next page is inaccessible: short rows read as vectors (a group's rows loaded
+// whole, or transposed in registers, LaneRows' fill_tile) must not read a byte past the last row, nor gradients
+// write one. Rows contiguous and with gaps between them, 1 to 33 classes, groups full and partial for 4, 8 and
+// 16 lanes. (Elsewhere the tensors' buffers have slack after the last element, where ASan sees nothing.)
+TEST(Xent, NothingReadOrWrittenPastTheEnd) {
+  for (xent_dtype dtype : kAllDtypes)
+    for (int64_t C = 1; C <= 33; ++C)
+      for (int64_t rows : {8, 16, 21, 40})
+        for (Layout layout : {Layout::kContiguous, Layout::kPadded})
+          run_case({.dtype = dtype, .labels_shape = {rows, C}, .logits_shape = {rows, C}, .logits_layout = layout,
+                    .labels_layout = layout, .out_layout = layout, .page_end = true, .seed = uint32_t(C)});
+}
+
+// The machinery of the test above: one element past a PageEndCopy faults.
+TEST(Xent, PageEndCopyFaultsPastTheEnd) {
+  Tensor t(XENT_FLOAT32, {3, 5}, Layout::kPadded);
+  t.set(14, 7);
+  PageEndCopy copy(t);
+  const float* last = static_cast<const float*>(copy.view().data) + t.offset(14);
+  EXPECT_EQ(*last, 7);
+  EXPECT_DEATH({ [[maybe_unused]] volatile float past = last[1]; }, "");
 }
 
 // Rows split across threads (1 × 300 000, 3 × 200 000) and rows shared among threads give the reference result.
