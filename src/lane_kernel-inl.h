@@ -296,16 +296,23 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
         }
         for (int64_t pass = 0; pass < C; pass += kN) {
           const int64_t c0 = C < kN ? 0 : std::min(pass, C - kN);
+          // Rows by a pointer stepped along them, columns at fixed offsets from the pass's first: GCC kept 16
+          // row and column addresses per pass on the stack when each was computed from its index.
           hn::Vec<DA> v[kN];
-          for (int64_t l = 0; l < kN - kTailRows; ++l) v[l] = hn::LoadU(da, from + l * lane_stride + c0);
-          for (int64_t l = kN - kTailRows; l < kN; ++l) {
-            const int64_t at = l * lane_stride + c0;
-            v[l] = hn::LoadU(da, at + kN <= end ? from + at : tail + (at - tail_begin));
+          const A* row = from + c0;
+          for (int64_t l = 0; l < kN - kTailRows; ++l, row += lane_stride) v[l] = hn::LoadU(da, row);
+          for (int64_t l = kN - kTailRows; l < kN; ++l, row += lane_stride) {
+            const int64_t at = row - from;
+            v[l] = hn::LoadU(da, at + kN <= end ? row : tail + (at - tail_begin));
           }
           Transpose(da, v);
           // All N columns (the tile has room for them): classes the last pass repeats are written again with the
           // same values, columns past C are never read. A data-dependent count here cost 57 instructions a pass.
-          for (int64_t c = 0; c < kN; ++c) put(c0 + c, v[c]);
+          A* const columns = tile + c0 * N;
+          for (int64_t c = 0; c < kN; ++c) {
+            if (kGeneral && softcap) v[c] = Softcap(da, v[c], cap, inv_cap);
+            hn::Store(v[c], da, columns + c * kN);
+          }
         }
         return true;
       }
