@@ -307,11 +307,11 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     // between them; float16/bfloat16 rows from their converted copy): N rows loaded as vectors, N classes at a
     // time, and transposed in registers (16384x10 forward, one thread, Zen 3: the pair gathers below were about
     // half of it). The last 1 to 4 classes of longer rows are the last 4 of each row, transposed by
-    // TransposeFourClasses (16384x10 forward: 989 -> 930 instructions per group, callgrind). Nothing past the group is read:
-    // with C ≥ N the last classes are loaded as the last N (or 4) of each row; with C < N only the last rows'
-    // loads can pass the group's end (at most kTailRows of them, as C > 4), and read a copy of its last vector
-    // instead. Columns past C (the next row's classes, a gap, or the tail's zeros) are transposed along and never
-    // read.
+    // TransposeFourClasses (16384x10 forward: 989 -> 930 instructions per group, callgrind). Nothing past the
+    // group is read: with C ≥ N the last classes are loaded as the last N (or 4) of each row; with C < N only the
+    // last rows' loads can pass the group's end (at most kTailRows of them, as C > 4), and read a copy of its
+    // last vector instead. Columns past C (the next row's classes, a gap, or the tail's zeros) are transposed
+    // along and never read.
 #if HWY_TARGET != HWY_SCALAR
     if constexpr (kTransposable<DA>) {
       if (count == hn::MaxLanes(da) && op.class_stride == 1 && C > 4 && lane_stride >= C) {
