@@ -137,10 +137,13 @@ inline constexpr int64_t kLaneGroupsPerItem = 16;
 // a tenth of 16384x2's forward.
 inline constexpr int64_t kTinyGroupsPerItem = 128;
 // The lane kernel's stage buffers (see StageLanes): at most this many bytes per operand and thread, four operands
-// (48-96 KiB per thread in L2).
-inline constexpr int64_t kStageBytes = 24 * 1024;
-// Bytes of padding after each class's run in a stage buffer: runs of 1 KiB put every 4th class into one L1 set, and
-// a group's 21 classes of logits and labels (42 lines) then overflowed the 8 ways of 4 sets between its passes.
+// (up to 384 KiB per thread, in L2). Sized for runs of 4 KiB per class at 21 classes: [32,21,128,128]'s forward,
+// Zen 3, interleaved A/B, ns per element: one thread 1.59-1.67 (runs of 1 KiB, 24 KiB buffers) -> 1.38-1.42, two
+// threads 0.81-1.31 -> 0.71-0.95; runs of 8 KiB measured the same as 4 KiB.
+inline constexpr int64_t kStageBytes = 96 * 1024;
+// Bytes of padding after each class's run in a stage buffer: runs of a power of two put every class (or every 4th
+// for 1 KiB) into one L1 set, and a group's 21 classes of logits and labels (42 lines) then overflowed the 8 ways
+// of that set between its passes.
 inline constexpr int64_t kStagePad = 64;
 // Contiguous short rows (class stride 1, rows C apart) of logits at least this large, with at least this many
 // classes, are copied one work item at a time (a few KiB) into a per-thread buffer with plain loads and stores,
@@ -193,17 +196,18 @@ inline void FlushStreams(int threads) {
 // power of two apart with contiguous lanes (NCHW, class axis 1: [32,21,128,128] has its 21 classes 64 KiB apart)
 // all fall into one L1 set and one L2 set; the 42 lines of a group's logits and labels then evict each other
 // between the kernel's passes and between the two groups that share a line. A stage copies a run of whole lines
-// of every class of each such operand into a contiguous buffer once (longer runs also read faster: a plain sum
-// over [32,21,16384] floats by runs of 64 / 256 / 1024 floats per class reads 12 / 16 / 19 GB/s on Zen 3), and
-// its gradients are written there and copied out run by run.
+// of every class of each such operand into a contiguous buffer once, in runs as long as the buffer allows (up to a
+// page: the copy reads faster by longer runs; [32,21,16384] floats and as many labels, one thread, Zen 3: runs of
+// 1 / 2 / 4 / 8 KiB 7.8 / 7.8 / 10.4 / 11.5 GB/s; two processes at once 6.9 + 3.8 by 1 KiB, 9.0 + 10.2 by 4 KiB),
+// and its gradients are written there and copied out run by run.
 template <typename T, typename G>
 int64_t StageLanes(const Layout& l, int64_t lanes) {
   const int inner = l.batch_rank - 1;
   if (l.batch_strides[kLogits][inner] != 1) return lanes;
   const int64_t size = static_cast<int64_t>(std::max(sizeof(T), sizeof(G)));
-  for (int64_t line_bytes : {1024, 512, 256, 128, 64}) {
-    const int64_t stage = line_bytes / size;
-    if (l.classes * (line_bytes + kStagePad) <= kStageBytes && stage % lanes == 0) return stage;
+  for (int64_t run_bytes : {4096, 2048, 1024, 512, 256, 128, 64}) {
+    const int64_t stage = run_bytes / size;
+    if (l.classes * (run_bytes + kStagePad) <= kStageBytes && stage % lanes == 0) return stage;
   }
   return lanes;
 }

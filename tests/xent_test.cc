@@ -328,12 +328,12 @@ TEST(Xent, Float32AccuracyOnLongRows) {
   EXPECT_LE(worst, 4 * eps);
 }
 
-// Contiguous lanes with strided classes (NCHW) go through stages: runs of up to 1 KiB per class copied into a
-// buffer, gradients written there and copied out (src/kernels.cc, StageLanes). Several full stages, a partial
-// last stage and a partial last group, with labels and outputs staged or not (reversed: lane stride −1), on one
-// and two threads.
+// Contiguous lanes with strided classes (NCHW) go through stages: runs of up to 4 KiB per class copied into a
+// buffer, gradients written there and copied out (src/kernels.cc, StageLanes). For every dtype one or more full
+// stages (float32: 1024, 512 and 128 lanes for these class counts), a partial last stage and a partial last
+// group, with labels and outputs staged or not (reversed: lane stride −1), on one and two threads.
 TEST(Xent, StagedLanes) {
-  const std::vector<std::vector<int64_t>> shapes = {{2, 21, 1100}, {3, 40, 300}, {1, 130, 77}};
+  const std::vector<std::vector<int64_t>> shapes = {{2, 21, 2610}, {3, 40, 1100}, {1, 130, 300}};
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (xent_dtype dtype : kAllDtypes)
