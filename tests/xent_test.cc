@@ -267,6 +267,34 @@ TEST(Xent, KeptExpsAcrossBlocks) {
   }
 }
 
+// Rows of more than 64 classes computed one per lane (class axis first) merge their blocks of 64 classes in double
+// vectors (src/lane_kernel-inl.h, MergeLanes): each special lane sits among ordinary ones, with a whole block of
+// −inf first, in the middle, last, or everywhere, label mass on a block of −inf, a NaN in one block, and huge
+// logits of either sign in different blocks (float16: 6e4).
+TEST(Xent, SpecialValuesAcrossLaneBlocks) {
+  const int64_t C = 200, lanes = 20;
+  for (xent_dtype dtype : kAllDtypes) {
+    const Real huge = dtype == XENT_FLOAT16 ? 6e4 : 3e38;
+    Case c{.dtype = dtype, .labels_shape = {C, lanes}, .logits_shape = {C, lanes}, .axis = 0};
+    c.edit = [&](Tensor& labels, Tensor& logits) {
+      const auto set = [&](int64_t lane, int64_t j, Real x, Real y) {
+        logits.set(j * lanes + lane, x), labels.set(j * lanes + lane, y);
+      };
+      for (int64_t j = 0; j < 64; ++j) set(1, j, -kInf, 0);
+      for (int64_t j = 64; j < 128; ++j) set(2, j, -kInf, 0);
+      for (int64_t j = 128; j < C; ++j) set(3, j, -kInf, 0);
+      for (int64_t j = 0; j < C; ++j) set(4, j, -kInf, 0);
+      for (int64_t j = 0; j < C; ++j) set(5, j, -kInf, j == 7 ? 1 : 0);
+      for (int64_t j = 64; j < 128; ++j) set(6, j, -kInf, 0.01);
+      set(7, 100, kNaN, 0);
+      set(8, 10, huge, 0.5), set(8, 150, -huge, 0.5);
+      set(9, 190, huge, 1);
+      set(10, 3, -huge, 1);
+    };
+    run_case(c);
+  }
+}
+
 TEST(Xent, HugeLogitsGiveFiniteExactLoss) {
   const float logits[] = {3e38f, 0.0f}, labels[] = {0, 1};
   float loss[1];
