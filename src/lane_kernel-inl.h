@@ -324,10 +324,12 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     }
     const bool gather = count == hn::Lanes(da) && lane_stride > 0 &&
                         lane_stride <= static_cast<int64_t>(hwy::LimitsMax<TI>()) / N;
-    const auto put = [&](int64_t c, hn::Vec<DA> v) {
+    // Stores v, soft-capped if asked, as a column of the tile: at `column`, or as class c.
+    const auto put_column = [&](A* column, hn::Vec<DA> v) XENT_LAMBDA_INLINE {
       if (kGeneral && softcap) v = Softcap(da, v, cap, inv_cap);
-      hn::Store(v, da, tile + c * N);
+      hn::Store(v, da, column);
     };
+    const auto put = [&](int64_t c, hn::Vec<DA> v) XENT_LAMBDA_INLINE { put_column(tile + c * N, v); };
     // A full group of contiguous rows of 2 to 4 classes is deinterleaved by shuffles, no gather (16384x2 forward,
     // one thread, Zen 3: gathers were a quarter of it).
     if (contiguous_rows(op) && C >= 2 && C <= 4) {
@@ -359,12 +361,10 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
           if (pass > 0 && C - pass <= 4) {  // the last 1 to 4 classes (C = 10 on AVX2): the last 4 of each row
             hn::Vec<DA> v[4];
             TransposeFourClasses(da, from + C - 4, lane_stride, v);
-            if (kGeneral && softcap)
-              for (hn::Vec<DA>& w : v) w = Softcap(da, w, cap, inv_cap);
             // Four stores, not a loop: GCC made a loop of them a copy of v through the stack, 16-byte pieces.
             A* const columns = tile + (C - 4) * kN;
-            hn::Store(v[0], da, columns), hn::Store(v[1], da, columns + kN);
-            hn::Store(v[2], da, columns + 2 * kN), hn::Store(v[3], da, columns + 3 * kN);
+            put_column(columns, v[0]), put_column(columns + kN, v[1]);
+            put_column(columns + 2 * kN, v[2]), put_column(columns + 3 * kN, v[3]);
             break;
           }
           const int64_t c0 = C < kN ? 0 : std::min(pass, C - kN);
@@ -381,10 +381,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
           // All N columns (the tile has room for them): classes the last pass repeats are written again with the
           // same values, columns past C are never read. A data-dependent count here cost 57 instructions a pass.
           A* const columns = tile + c0 * N;
-          for (int64_t c = 0; c < kN; ++c) {
-            if (kGeneral && softcap) v[c] = Softcap(da, v[c], cap, inv_cap);
-            hn::Store(v[c], da, columns + c * kN);
-          }
+          for (int64_t c = 0; c < kN; ++c) put_column(columns + c * kN, v[c]);
         }
         return true;
       }
