@@ -14,6 +14,7 @@
 #define XENT_LANE_KERNEL_INL_H_
 #endif
 
+#include <algorithm>
 #include <limits>
 
 #include "hwy/cache_control.h"
@@ -179,6 +180,12 @@ HWY_INLINE void Transpose(DA da, hn::Vec<DA>* v) {
 }
 #endif  // HWY_TARGET != HWY_SCALAR
 
+// reference_of (row_state.h) of each lane: the max, or 0 for a max of −inf.
+template <class D>
+HWY_INLINE hn::Vec<D> ReferenceOf(D d, hn::Vec<D> max) {
+  return hn::IfThenZeroElse(hn::Eq(max, hn::Set(d, -std::numeric_limits<hn::TFromD<D>>::infinity())), max);
+}
+
 // Sums of one block of classes [begin, end) of every lane (x_at(c), y_at(c): class c of the lanes): max, then
 // Σ exp(x − r), Σ y, Σ_{y≠0} y·(x/2 − r/2), as in ForwardRange (row_kernel-inl.h), which explains the halving.
 template <class DA>
@@ -196,7 +203,7 @@ HWY_INLINE LaneBlock<DA> SumLanes(DA da, int64_t begin, int64_t end, const XAt& 
   for (; c + 1 < end; c += 2) max = hn::Max(max, x_at(c)), max1 = hn::Max(max1, x_at(c + 1));
   if (c < end) max = hn::Max(max, x_at(c));
   max = hn::Max(max, max1);
-  const auto ref = hn::IfThenElse(hn::Eq(max, neg_inf), zero, max);
+  const auto ref = ReferenceOf(da, max);
   const auto half_ref = hn::Mul(ref, half);
   auto sum = zero, label_sum = zero, half_dot = zero;
   for (int64_t c = begin; c < end; ++c) {
@@ -218,13 +225,11 @@ struct LaneStates {
 };
 template <class DD>
 HWY_INLINE LaneStates<DD> MergeLanes(DD dd, const LaneStates<DD>& a, const LaneStates<DD>& b) {
-  const auto zero = hn::Zero(dd), neg_inf = hn::Set(dd, -std::numeric_limits<double>::infinity());
-  // reference_of: 0 for a max of −inf.
-  const auto reference = [&](hn::Vec<DD> max) { return hn::IfThenZeroElse(hn::Eq(max, neg_inf), max); };
+  const auto zero = hn::Zero(dd);
   LaneStates<DD> m;
   m.max = hn::IfThenElse(hn::Or(hn::IsNaN(a.max), hn::IsNaN(b.max)),
                          hn::Set(dd, std::numeric_limits<double>::quiet_NaN()), hn::Max(a.max, b.max));
-  const auto r = reference(m.max), ra = reference(a.max), rb = reference(b.max);
+  const auto r = ReferenceOf(dd, m.max), ra = ReferenceOf(dd, a.max), rb = ReferenceOf(dd, b.max);
   // sum · exp(ref − r); ref − r ≤ 0 wherever the sum is not 0, and is clamped into Exp's range for the lanes that
   // are not (their result is not selected); a NaN (Exp gives 0 for it) is kept.
   const auto rescale = [&](hn::Vec<DD> sum, hn::Vec<DD> ref) {
@@ -469,12 +474,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     using DD = hn::ScalableTag<double>;
     const DD dd;
     const size_t D = hn::Lanes(dd);
-    HWY_ALIGN double max[kMaxLanes], sum[kMaxLanes], label_sum[kMaxLanes], label_dot[kMaxLanes];
-    for (size_t i = 0; i < hn::Lanes(da); i += D) {
-      hn::Store(hn::Set(dd, -std::numeric_limits<double>::infinity()), dd, max + i);
-      hn::Store(hn::Zero(dd), dd, sum + i), hn::Store(hn::Zero(dd), dd, label_sum + i);
-      hn::Store(hn::Zero(dd), dd, label_dot + i);
-    }
+    HWY_ALIGN double max[kMaxLanes], sum[kMaxLanes] = {}, label_sum[kMaxLanes] = {}, label_dot[kMaxLanes] = {};
+    std::fill_n(max, kMaxLanes, -std::numeric_limits<double>::infinity());
     HWY_ALIGN A m[kMaxLanes] = {}, s[kMaxLanes] = {}, ys[kMaxLanes] = {}, d[kMaxLanes] = {}, gl[kMaxLanes] = {};
     // Lanes i to i + D of a block's vector, in double.
     const auto promoted = [&](const A* p) XENT_LAMBDA_INLINE {
