@@ -369,20 +369,19 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
   const auto ref = hn::Set(da, static_cast<A>(row.reference));
   const auto scale = hn::Set(da, static_cast<A>(row.softmax_scale));
   const auto g = hn::Set(da, static_cast<A>(row.grad_loss));
-  // With kept exps: s·exp(r_b − r) of block b (0 where the block is all −inf: its exps are all 0), and the
-  // scale of the vector at j, which may straddle two blocks.
+  // With kept exps: s·exp(r_b − r) of block b (0 where the block is all −inf: its exps are all 0); scale_of gives
+  // the scale of each lane of count classes at j, which may straddle two blocks.
   constexpr int64_t kBlockShift = hwy::FloorLog2(static_cast<uint64_t>(BlockLength(DA())));
+  const A* HWY_RESTRICT kept_values = kept ? kept->values : nullptr;
   const auto block_scale = [&](int64_t b) {
     const double m = kept->block_max[b];
     if (m == -std::numeric_limits<double>::infinity()) return A{0};
     return static_cast<A>(row.softmax_scale * std::exp(reference_of(m) - row.reference));
   };
-  int64_t scaled_block = -1;  // the block of scale_b (j only grows)
-  auto scale_b = scale;
-  const auto scale_at = [&](int64_t j) XENT_LAMBDA_INLINE {
-    const int64_t b = j >> kBlockShift, last = (j + N - 1) >> kBlockShift;
-    if (HWY_UNLIKELY(b != scaled_block)) scaled_block = b, scale_b = hn::Set(da, block_scale(b));
-    if (HWY_LIKELY(b == last)) return scale_b;
+  const auto scale_of = [&](int64_t j, int64_t count) {
+    const int64_t b = j >> kBlockShift, last = (j + count - 1) >> kBlockShift;
+    const auto scale_b = hn::Set(da, block_scale(b));
+    if (b == last) return scale_b;
     return hn::IfThenElse(hn::FirstN(da, static_cast<size_t>((last << kBlockShift) - j)), scale_b,
                           hn::Set(da, block_scale(last)));
   };
@@ -413,9 +412,10 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
   const bool gx_streams = streams(gx, gx_stride), gy_streams = streams(gy, gy_stride);
   // kDirect: a full vector of contiguous operands, one load or store each, decided once per range (the per-vector
   // stride, count and alignment checks are taken branches in the hot loop). streamed: j is in [head, stream_end).
-  const auto columns = [&](int64_t j, size_t count, bool write_gx, bool write_gy, auto direct,
-                           bool streamed) XENT_LAMBDA_INLINE {
-    constexpr bool kDirect = decltype(direct)::value;
+  // s: the scale of the vector at j; kKept: e from kept_values (then gx is not null: see kernels.cc).
+  const auto columns = [&](int64_t j, size_t count, bool write_gx, bool write_gy, auto direct, bool streamed,
+                           hn::Vec<DA> s, auto kept_tag) XENT_LAMBDA_INLINE {
+    constexpr bool kDirect = decltype(direct)::value, kKept = decltype(kept_tag)::value;
     const auto store = [&](hn::Vec<DA> v, G* p, int64_t stride, bool streams_here) XENT_LAMBDA_INLINE {
       if constexpr (kDirect && std::is_same_v<G, A>) {
         if (streamed && streams_here) return hn::Stream(v, da, p + j);
@@ -425,9 +425,9 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
     };
     const auto xv = load.template Logits<kDirect>(j, count, A{0});
     const auto yv = labels ? load.template Labels<kDirect>(j, count) : zero;
-    if (write_gx && gx != nullptr) {
-      auto v = kept ? GradLogits(scale_at(j), hn::LoadU(da, kept->values + j), g, yv)
-                    : GradLogits(scale, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
+    if (write_gx && (kKept || gx != nullptr)) {
+      auto v = kKept ? GradLogits(s, hn::LoadU(da, kept_values + j), g, yv)
+                     : GradLogits(s, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
       if constexpr (kGeneral) {
         if (tr.softcap != 0) v = SoftcapSlope(v, xv, inv_cap);
       }
@@ -435,25 +435,52 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
     }
     if (write_gy && gy != nullptr) store(GradLabels(xv, yv, half_ref, half_log_sum, twice_g), gy, gy_stride, gy_streams);
   };
-  for (int64_t k = 0; k < head; k += N)
-    columns(k, static_cast<size_t>(std::min(N, head - k)), true, true, std::false_type{}, false);
+  // A partial vector (the head's, the tail's). Inlined like the rest: a call would take columns' address, and
+  // GCC then reloads each of its captures from the stack in the hot loop (Highway's stores may alias anything).
+  const auto partial = [&](int64_t j, int64_t count) XENT_LAMBDA_INLINE {
+    if (kept) columns(j, static_cast<size_t>(count), true, true, std::false_type{}, false, scale_of(j, count), std::true_type{});
+    else columns(j, static_cast<size_t>(count), true, true, std::false_type{}, false, scale, std::false_type{});
+  };
+  for (int64_t k = 0; k < head; k += N) partial(k, std::min(N, head - k));
   int64_t j = head;
   const int64_t full = j + (n - j) / N * N;
   const bool direct = load.Contiguous() && (gx == nullptr || gx_stride == 1) && (gy == nullptr || gy_stride == 1);
   const auto full_vectors = [&](auto direct_tag) XENT_LAMBDA_INLINE {
-    if (gx_streams && gy_streams) {  // in chunks (kStreamChunk)
+    // The full vectors k = begin, begin + N, … < end (end − begin a multiple of N). With kept exps, by blocks: one
+    // broadcast scale for the vectors inside a block, scale_of for a vector across two (so the hot loop has no
+    // per-vector block arithmetic).
+    const auto vectors = [&](int64_t begin, int64_t end, bool write_gx, bool write_gy, bool streamed) XENT_LAMBDA_INLINE {
+      if (!kept) {
+        for (int64_t k = begin; k < end; k += N)
+          columns(k, static_cast<size_t>(N), write_gx, write_gy, direct_tag, streamed, scale, std::false_type{});
+        return;
+      }
+      for (int64_t k = begin; k < end;) {
+        const int64_t b = k >> kBlockShift, block_end = (b + 1) << kBlockShift;
+        const auto scale_b = hn::Set(da, block_scale(b));
+        for (const int64_t inside = std::min(end, k + (block_end - k) / N * N); k < inside; k += N)
+          columns(k, static_cast<size_t>(N), write_gx, write_gy, direct_tag, streamed, scale_b, std::true_type{});
+        if (k < end && k < block_end) {
+          columns(k, static_cast<size_t>(N), write_gx, write_gy, direct_tag, streamed, scale_of(k, N), std::true_type{});
+          k += N;
+        }
+      }
+    };
+    if (gx_streams && gy_streams) {  // in chunks (kStreamChunk): gx, then gy of the same classes
       for (; j < stream_end; j = std::min(stream_end, j + kStreamChunk)) {
         const int64_t end = std::min(stream_end, j + kStreamChunk);
-        for (int64_t k = j; k < end; k += N) columns(k, N, true, false, direct_tag, true);
-        for (int64_t k = j; k < end; k += N) columns(k, N, false, true, direct_tag, true);
+        vectors(j, end, true, false, true);
+        vectors(j, end, false, true, true);
       }
     }
-    for (; j < stream_end; j += N) columns(j, N, true, true, direct_tag, true);
-    for (; j < full; j += N) columns(j, N, true, true, direct_tag, false);
+    vectors(j, stream_end, true, true, true);
+    j = std::max(j, stream_end);
+    vectors(j, full, true, true, false);
+    j = full;
   };
   if (direct) full_vectors(std::true_type{});
   else full_vectors(std::false_type{});
-  if (j < n) columns(j, static_cast<size_t>(n - j), true, true, std::false_type{}, false);
+  if (j < n) partial(j, n - j);
 }
 
 }  // namespace xent::internal::HWY_NAMESPACE
