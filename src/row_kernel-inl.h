@@ -448,9 +448,9 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
   const auto full_vectors = [&](auto direct_tag) XENT_LAMBDA_INLINE {
     // The full vectors k = begin, begin + N, … < end (end − begin a multiple of N). With kept exps, by blocks: one
     // broadcast scale for the vectors inside a block, scale_of for a vector across two (so the hot loop has no
-    // per-vector block arithmetic).
+    // per-vector block arithmetic). gy alone needs no scale: it takes the plain loop.
     const auto vectors = [&](int64_t begin, int64_t end, bool write_gx, bool write_gy, bool streamed) XENT_LAMBDA_INLINE {
-      if (!kept) {
+      if (!kept || !write_gx) {
         for (int64_t k = begin; k < end; k += N)
           columns(k, static_cast<size_t>(N), write_gx, write_gy, direct_tag, streamed, scale, std::false_type{});
         return;
