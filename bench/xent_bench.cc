@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
   static const Shape shapes[] = {
       {"4096x32000", {4096, 32000}, -1},     {"65536x1000", {65536, 1000}, -1}, {"1x16M", {1, 16 << 20}, -1},
       {"1Mx10", {1 << 20, 10}, -1},          {"32x21x128x128_axis1", {32, 21, 128, 128}, 1},
-      {"4Mx2", {4 << 20, 2}, -1},
+      {"4Mx2", {4 << 20, 2}, -1},           {"64x1000x49_axis1", {64, 1000, 49}, 1},
   };
   benchmark::RegisterBenchmark("read_bandwidth", [](benchmark::State& state) {
     for (auto _ : state) state.SetIterationTime(1);
@@ -179,8 +179,9 @@ int main(int argc, char** argv) {
   // above runs at this speed, that shape is compute-bound on this machine, not memory-bound.
   static const Shape hot[] = {{"64x2000_in_cache", {64, 2000}, -1, true},
                               {"16384x10_in_cache", {16384, 10}, -1, true},
-                              {"2x21x64x64_axis1_in_cache", {2, 21, 64, 64}, 1, true}};
-  for (const Shape* s : {&hot[0], &hot[1], &hot[2]})
+                              {"2x21x64x64_axis1_in_cache", {2, 21, 64, 64}, 1, true},
+                              {"2x1000x49_axis1_in_cache", {2, 1000, 49}, 1, true}};
+  for (const Shape* s : {&hot[0], &hot[1], &hot[2], &hot[3]})
     benchmark::RegisterBenchmark((std::string("forward/f32/") + s->name).c_str(),
                                  [s](benchmark::State& st) { run<float>(st, *s, false); })
         ->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.5);

@@ -159,6 +159,10 @@ inline constexpr int64_t kMinCopiedClasses = 6;
 // Rows of at most this many classes keep their forward's exps for the gradient pass (KeptExps: a load instead of
 // an exp per class; a per-thread buffer of this many elements of the compute type, 256 KiB of float).
 inline constexpr int64_t kMaxKeptExps = int64_t{1} << 16;
+// Classes per step of a lane sweep (LaneSweep): every group of a work item computes this many classes of its rows
+// before the next group does (a call's setup is then amortised over 4 blocks), and asks for the same classes of
+// the next step meanwhile ([64,1000,49]: 100 KB of logits and labels a step, in L2).
+inline constexpr int64_t kSweepClasses = 4 * kLaneBlock;
 // A row is split across threads only into pieces of at least this many classes.
 inline constexpr int64_t kMinSplit = int64_t{1} << 16;
 
@@ -278,6 +282,13 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
     return copy_rows && l.data[k] && l.class_stride[k] == 1 && lane_stride(k) == C;
   };
   const bool copy_x = copied(kLogits), copy_y = !l.sparse && copied(kLabels);
+  // Sweeping (LaneSweep): the groups of a work item in block-major order, for rows of more than one block of
+  // classes with contiguous lanes, not staged (too many classes: [64,1000,49] axis 1, whose 1000 runs of 49 lanes
+  // are one 196 KB stretch per outer index). Group by group, each group read one 32-byte piece of every run, a
+  // stride the hardware prefetchers did not follow across DRAM, and the other groups read the same lines again;
+  // block by block the item is read front to back, a block of classes of every group while the next one is
+  // prefetched, and read again (from cache) by the gradients' sweep.
+  const bool sweep = !staging && !copy_rows && !tiny && C > kLaneBlock && lane_stride(kLogits) == 1;
   // Per thread: four stage buffers, or two copies of a work item's rows; allocated here: a failure inside the
   // parallel loop could not be reported.
   const int64_t part = staging ? kStageBytes : item * C * static_cast<int64_t>(sizeof(T));
@@ -349,6 +360,25 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
                           (r.label_offset + g * lane_stride(kLabels)) * (l.label_dtype == XENT_INT32 ? 4 : 8);
       }
     };
+    if (sweep) {
+      // The item's groups (at most kLaneGroupsPerItem), each with its sweep state, kSweepClasses at a time, each
+      // group asking for its lines of the next such stretch.
+      LaneSweep<Compute<T>> states[kLaneGroupsPerItem];
+      const int64_t groups = (n + lanes - 1) / lanes;
+      const bool gradients = l.data[kGradLogits] || l.data[kGradLabels];
+      for (bool backward : {false, true}) {
+        if (backward && !gradients) break;
+        for (int64_t begin = 0; begin < C; begin += kSweepClasses) {
+          for (int64_t k = 0; k < groups; ++k) {
+            set_group(k * lanes);
+            states[k].begin = begin, states[k].end = std::min(C, begin + kSweepClasses);
+            states[k].ahead = std::min(kSweepClasses, C - states[k].end), states[k].gradients = backward;
+            LaneRows<kGeneral>(da, group, C, &states[k]);
+          }
+        }
+      }
+      continue;
+    }
     int64_t g = 0;
     if constexpr (!kGeneral) {
       if (tiny) {  // every full group of the item in one call

@@ -188,20 +188,25 @@ HWY_INLINE hn::Vec<D> ReferenceOf(D d, hn::Vec<D> max) {
 
 // Sums of one block of classes [begin, end) of every lane (x_at(c), y_at(c): class c of the lanes): max, then
 // Σ exp(x − r), Σ y, Σ_{y≠0} y·(x/2 − r/2), as in ForwardRange (row_kernel-inl.h), which explains the halving.
+// touch(c) is called once per class in the first pass (LaneRows asks there for a later block's lines).
 template <class DA>
 struct LaneBlock {
   hn::Vec<DA> max, ref, sum, label_sum, half_dot;
 };
-template <class DA, class XAt, class YAt>
-HWY_INLINE LaneBlock<DA> SumLanes(DA da, int64_t begin, int64_t end, const XAt& x_at, const YAt& y_at) {
+template <class DA, class XAt, class YAt, class Touch>
+HWY_INLINE LaneBlock<DA> SumLanes(DA da, int64_t begin, int64_t end, const XAt& x_at, const YAt& y_at,
+                                  const Touch& touch) {
   using A = hn::TFromD<DA>;
   const auto zero = hn::Zero(da), half = hn::Set(da, A{0.5});
   const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
   // Two running maxima: short rows are a chain of C dependent maxima otherwise.
   auto max = neg_inf, max1 = neg_inf;
   int64_t c = begin;
-  for (; c + 1 < end; c += 2) max = hn::Max(max, x_at(c)), max1 = hn::Max(max1, x_at(c + 1));
-  if (c < end) max = hn::Max(max, x_at(c));
+  for (; c + 1 < end; c += 2) {
+    touch(c), touch(c + 1);
+    max = hn::Max(max, x_at(c)), max1 = hn::Max(max1, x_at(c + 1));
+  }
+  if (c < end) touch(c), max = hn::Max(max, x_at(c));
   max = hn::Max(max, max1);
   const auto ref = ReferenceOf(da, max);
   const auto half_ref = hn::Mul(ref, half);
@@ -270,13 +275,32 @@ HWY_INLINE LaneResults<DA> FinishLanes(DA da, const LaneBlock<DA>& b, hn::Vec<DA
   return {b.ref, log_sum, scale, loss};
 }
 
-// Forward (and gradients when gx or gy is set) of one group of rows. kGeneral: the loss options, as in
-// ForwardRange; a class-index target t becomes the one-hot label [c == t] of its lane, so the effective label
-// w_c·(alpha·onehot + beta) has the same form as for probabilities.
+// One group's share of a block-major sweep over the groups of a work item (see RunLaneGroups): each LaneRows call
+// then covers classes [begin, end) of the group's rows, and what the rows need between calls is kept here.
+// Forward calls (gradients false) merge the blocks of [begin, end) into the states (begin 0 starts them); the one
+// whose end is C finishes the rows: it writes their losses and keeps ref, log_sum and scale for the gradient calls,
+// which write gx and gy of classes [begin, end). For C > kLaneBlock only; begin is a multiple of kLaneBlock.
+// ahead (lanes contiguous, end + ahead ≤ C): each class read first in a call asks for the group's first line
+// `ahead` classes on.
+template <typename A>
+struct LaneSweep {
+  static constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
+  int64_t begin = 0, end = 0, ahead = 0;
+  bool gradients = false;
+  HWY_ALIGN double max[kMaxLanes], sum[kMaxLanes], label_sum[kMaxLanes], label_dot[kMaxLanes];
+  HWY_ALIGN A ref[kMaxLanes], log_sum[kMaxLanes], scale[kMaxLanes];
+};
+
+// Forward (and gradients when gx or gy is set) of one group of rows, or of its classes [begin, end) in a sweep.
+// kGeneral: the loss options, as in ForwardRange; a class-index target t becomes the one-hot label [c == t] of
+// its lane, so the effective label w_c·(alpha·onehot + beta) has the same form as for probabilities.
 template <bool kGeneral, class DA, typename T, typename G>
-void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
+void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<DA>>* sweep = nullptr) {
   using A = hn::TFromD<DA>;
   constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
+  // The classes of this call, and whether it computes the forward (a sweep's gradient calls do not).
+  const int64_t from = sweep ? sweep->begin : 0, to = sweep ? sweep->end : C;
+  const bool forward = sweep == nullptr || !sweep->gradients;
   HWY_ALIGN A buf[kMaxLanes] = {};
   const size_t count = a.count;
   const auto one = hn::Set(da, A{1});
@@ -455,7 +479,23 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     }
   };
 
-  const auto block = [&](int64_t begin, int64_t end) XENT_LAMBDA_INLINE { return SumLanes(da, begin, end, x_at, y_at); };
+  // A sweep's prefetch (see LaneSweep): the first line of the group's lanes `ahead` classes on (to + ahead ≤ C);
+  // the rest of a span that straddles two lines is the next group's first. Local pointers and strides: read
+  // through `a` in the loop, GCC reloaded them for every class.
+  const int64_t ahead = sweep ? sweep->ahead : 0;
+  const int64_t x_class = a.x.class_stride, y_class = a.y.class_stride;
+  const T* const x_ahead = ahead > 0 ? a.x.data + ahead * x_class : nullptr;
+  const T* const y_ahead = ahead > 0 && !(kGeneral && a.targets) && a.y.data != nullptr && a.y.lane_stride == 1
+                               ? a.y.data + ahead * y_class
+                               : nullptr;
+  const auto touch = [&](int64_t c) XENT_LAMBDA_INLINE {
+    if (x_ahead == nullptr) return;
+    hwy::Prefetch(x_ahead + c * x_class);
+    if (y_ahead != nullptr) hwy::Prefetch(y_ahead + c * y_class);
+  };
+  const auto block = [&](int64_t begin, int64_t end) XENT_LAMBDA_INLINE {
+    return SumLanes(da, begin, end, x_at, y_at, touch);
+  };
 
   hn::Vec<DA> g = hn::Set(da, static_cast<A>(a.grad_scale));
   if (a.grad_loss.data) g = hn::Mul(g, LoadRows(da, a.grad_loss.data, a.grad_loss.lane_stride, count, buf));
@@ -470,12 +510,18 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
     hn::Store(hn::IfThenZeroElse(ignored_mask, r.loss), da, loss);
   } else {
     // Several blocks: merge each lane's blocks in double (row_state.h; MergeLanes, Lanes(dd) lanes at a time),
-    // then finish per lane.
+    // then finish per lane. The states and results are a sweep's, or this call's own.
     using DD = hn::ScalableTag<double>;
     const DD dd;
     const size_t D = hn::Lanes(dd);
-    HWY_ALIGN double max[kMaxLanes], sum[kMaxLanes] = {}, label_sum[kMaxLanes] = {}, label_dot[kMaxLanes] = {};
-    std::fill_n(max, kMaxLanes, -std::numeric_limits<double>::infinity());
+    LaneSweep<A> own;
+    LaneSweep<A>& kept = sweep ? *sweep : own;
+    double *const max = kept.max, *const sum = kept.sum, *const label_sum = kept.label_sum, *const label_dot = kept.label_dot;
+    A *const r = kept.ref, *const ls = kept.log_sum, *const sc = kept.scale;
+    if (from == 0 && forward) {
+      std::fill_n(max, kMaxLanes, -std::numeric_limits<double>::infinity());
+      std::fill_n(sum, kMaxLanes, 0.0), std::fill_n(label_sum, kMaxLanes, 0.0), std::fill_n(label_dot, kMaxLanes, 0.0);
+    }
     HWY_ALIGN A m[kMaxLanes] = {}, s[kMaxLanes] = {}, ys[kMaxLanes] = {}, d[kMaxLanes] = {}, gl[kMaxLanes] = {};
     // Lanes i to i + D of a block's vector, in double.
     const auto promoted = [&](const A* p) XENT_LAMBDA_INLINE {
@@ -485,8 +531,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
         return hn::PromoteTo(dd, hn::Load(hn::Rebind<A, DD>(), p));
       }
     };
-    for (int64_t begin = 0; begin < C; begin += kLaneBlock) {
-      const LaneBlock<DA> b = block(begin, std::min(C, begin + kLaneBlock));
+    for (int64_t begin = from; forward && begin < to; begin += kLaneBlock) {
+      const LaneBlock<DA> b = block(begin, std::min(to, begin + kLaneBlock));
       hn::Store(b.max, da, m), hn::Store(b.sum, da, s), hn::Store(b.label_sum, da, ys), hn::Store(b.half_dot, da, d);
       for (size_t i = 0; i < hn::Lanes(da); i += D) {
         const LaneStates<DD> merged = MergeLanes(
@@ -496,23 +542,29 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
         hn::Store(merged.label_sum, dd, label_sum + i), hn::Store(merged.label_dot, dd, label_dot + i);
       }
     }
-    hn::Store(g, da, gl);
-    HWY_ALIGN A r[kMaxLanes] = {}, ls[kMaxLanes] = {}, sc[kMaxLanes] = {};
-    for (size_t l = 0; l < count; ++l) {
-      const RowState state{max[l], sum[l], label_sum[l], label_dot[l]};
-      RowResult result = Finalize(state, gl[l], kGeneral ? a.z_loss : 0.0);
-      if (ignored[l] != 0) result.loss = 0;
-      loss[l] = static_cast<A>(result.loss), r[l] = static_cast<A>(result.reference);
-      ls[l] = static_cast<A>(result.log_sum), sc[l] = static_cast<A>(result.softmax_scale);
+    if (forward && to < C) return;  // a sweep's forward call before the last
+    if (forward) {
+      hn::Store(g, da, gl);
+      std::fill_n(r, kMaxLanes, A{0}), std::fill_n(ls, kMaxLanes, A{0}), std::fill_n(sc, kMaxLanes, A{0});
+      for (size_t l = 0; l < count; ++l) {
+        const RowState state{max[l], sum[l], label_sum[l], label_dot[l]};
+        RowResult result = Finalize(state, gl[l], kGeneral ? a.z_loss : 0.0);
+        if (ignored[l] != 0) result.loss = 0;
+        loss[l] = static_cast<A>(result.loss), r[l] = static_cast<A>(result.reference);
+        ls[l] = static_cast<A>(result.log_sum), sc[l] = static_cast<A>(result.softmax_scale);
+      }
     }
     ref = hn::Load(da, r), log_sum = hn::Load(da, ls), scale = hn::Load(da, sc);
   }
-  if (a.row_loss) {
-    for (size_t l = 0; l < count; ++l) a.row_loss[a.first_row + static_cast<int64_t>(l)] = loss[l];
-  } else if (a.loss.data) {
-    StoreLanes(da, hn::Load(da, loss), a.loss.data, a.loss.lane_stride, count, buf);
+  if (forward) {
+    if (a.row_loss) {
+      for (size_t l = 0; l < count; ++l) a.row_loss[a.first_row + static_cast<int64_t>(l)] = loss[l];
+    } else if (a.loss.data) {
+      StoreLanes(da, hn::Load(da, loss), a.loss.data, a.loss.lane_stride, count, buf);
+    }
   }
 
+  if (sweep && !sweep->gradients) return;
   if (!a.gx.data && !a.gy.data) return;
   const auto half_ref = hn::Mul(ref, half), half_log_sum = hn::Mul(log_sum, half), twice_g = hn::Add(g, g);
   // The position p of element (row l, class c) in a group of contiguous rows is l·C + c; vector k of the group
@@ -574,7 +626,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C) {
   A* const gx_base = direct_output(a.gx, gx_tiled, gx_tile);
   A* const gy_base = direct_output(a.gy, gy_tiled, gy_tile);
   const int64_t gx_step = gx_tiled ? N : a.gx.class_stride, gy_step = gy_tiled ? N : a.gy.class_stride;
-  for (int64_t c = 0; c < C; ++c) {
+  for (int64_t c = from; c < to; ++c) {
+    touch(c);
     const auto xv = x_at(c), yv = y_at(c);
     if (a.gx.data) {
       auto v = GradLogits(scale, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
@@ -640,7 +693,8 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
     if (a.grad_loss.data)
       g = hn::Mul(g, LoadLanes(da, a.grad_loss.data + i * a.grad_loss.lane_stride, a.grad_loss.lane_stride, scratch));
     const LaneResults<DA> r =
-        FinishLanes(da, SumLanes(da, 0, C, [&](int64_t c) { return x[c]; }, [&](int64_t c) { return y[c]; }), g, 0.0);
+        FinishLanes(da, SumLanes(da, 0, C, [&](int64_t c) { return x[c]; }, [&](int64_t c) { return y[c]; }, [](int64_t) {}),
+                    g, 0.0);
     if (a.row_loss) {  // reductions
       hn::Store(r.loss, da, scratch);
       for (int64_t l = 0; l < N; ++l) a.row_loss[a.first_row + i + l] = scratch[l];

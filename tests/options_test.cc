@@ -272,6 +272,11 @@ TEST(Options, EachAndAllAgainstReference) {
           for (int j = 37; j < 130; ++j) wide.weight.push_back(0.5 + 0.01 * j);
         run_options_case({.dtype = dtype, .shape = {33, 130}, .sparse = sparse, .options = wide,
                           .layout = Layout::kTransposed, .seed = 6});
+        // More classes than a stage holds: swept block-major (LaneSweep), a partial last group.
+        if (!wide.weight.empty())
+          for (int j = 130; j < 1000; ++j) wide.weight.push_back(0.5 + 0.001 * j);
+        run_options_case({.dtype = dtype, .shape = {20, 1000}, .sparse = sparse, .options = wide,
+                          .layout = Layout::kTransposed, .seed = 7});
       }
 }
 
@@ -361,7 +366,7 @@ namespace {
 // In place (grad_logits given as the logits view itself) equals out of place, bit for bit, on every kernel path.
 TEST(InPlace, GradientOverLogitsEqualsOutOfPlace) {
   struct P { std::vector<int64_t> shape; int axis; };
-  for (const P& p : {P{{7, 3000}, -1}, P{{40, 7}, -1}, P{{5, 40, 30}, 1}, P{{2, 21, 600}, 1}, P{{1, 200000}, -1},
+  for (const P& p : {P{{7, 3000}, -1}, P{{40, 7}, -1}, P{{5, 40, 30}, 1}, P{{2, 21, 600}, 1}, P{{2, 1000, 49}, 1}, P{{1, 200000}, -1},
                     P{{60000, 10}, -1}, P{{3001, 3}, -1}})
     for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT16})
       for (bool sparse : {false, true}) {

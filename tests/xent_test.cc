@@ -270,28 +270,30 @@ TEST(Xent, KeptExpsAcrossBlocks) {
 // Rows of more than 64 classes computed one per lane (class axis first) merge their blocks of 64 classes in double
 // vectors (src/lane_kernel-inl.h, MergeLanes): each special lane sits among ordinary ones, with a whole block of
 // −inf first, in the middle, last, or everywhere, label mass on a block of −inf, a NaN in one block, and huge
-// logits of either sign in different blocks (float16: 6e4).
+// logits of either sign in different blocks (float16: 6e4). 200 classes are staged, 1000 swept (LaneSweep).
 TEST(Xent, SpecialValuesAcrossLaneBlocks) {
-  const int64_t C = 200, lanes = 20;
-  for (xent_dtype dtype : kAllDtypes) {
-    const Real huge = dtype == XENT_FLOAT16 ? 6e4 : 3e38;
-    Case c{.dtype = dtype, .labels_shape = {C, lanes}, .logits_shape = {C, lanes}, .axis = 0};
-    c.edit = [&](Tensor& labels, Tensor& logits) {
-      const auto set = [&](int64_t lane, int64_t j, Real x, Real y) {
-        logits.set(j * lanes + lane, x), labels.set(j * lanes + lane, y);
+  const int64_t lanes = 20;
+  for (int64_t C : {200, 1000}) {
+    for (xent_dtype dtype : kAllDtypes) {
+      const Real huge = dtype == XENT_FLOAT16 ? 6e4 : 3e38;
+      Case c{.dtype = dtype, .labels_shape = {C, lanes}, .logits_shape = {C, lanes}, .axis = 0};
+      c.edit = [&](Tensor& labels, Tensor& logits) {
+        const auto set = [&](int64_t lane, int64_t j, Real x, Real y) {
+          logits.set(j * lanes + lane, x), labels.set(j * lanes + lane, y);
+        };
+        for (int64_t j = 0; j < 64; ++j) set(1, j, -kInf, 0);
+        for (int64_t j = 64; j < 128; ++j) set(2, j, -kInf, 0);
+        for (int64_t j = 128; j < C; ++j) set(3, j, -kInf, 0);
+        for (int64_t j = 0; j < C; ++j) set(4, j, -kInf, 0);
+        for (int64_t j = 0; j < C; ++j) set(5, j, -kInf, j == 7 ? 1 : 0);
+        for (int64_t j = 64; j < 128; ++j) set(6, j, -kInf, 0.01);
+        set(7, 100, kNaN, 0);
+        set(8, 10, huge, 0.5), set(8, 150, -huge, 0.5);
+        set(9, C - 10, huge, 1);
+        set(10, 3, -huge, 1);
       };
-      for (int64_t j = 0; j < 64; ++j) set(1, j, -kInf, 0);
-      for (int64_t j = 64; j < 128; ++j) set(2, j, -kInf, 0);
-      for (int64_t j = 128; j < C; ++j) set(3, j, -kInf, 0);
-      for (int64_t j = 0; j < C; ++j) set(4, j, -kInf, 0);
-      for (int64_t j = 0; j < C; ++j) set(5, j, -kInf, j == 7 ? 1 : 0);
-      for (int64_t j = 64; j < 128; ++j) set(6, j, -kInf, 0.01);
-      set(7, 100, kNaN, 0);
-      set(8, 10, huge, 0.5), set(8, 150, -huge, 0.5);
-      set(9, 190, huge, 1);
-      set(10, 3, -huge, 1);
-    };
-    run_case(c);
+      run_case(c);
+    }
   }
 }
 
@@ -369,6 +371,24 @@ TEST(Xent, StagedLanes) {
         for (Layout other : {Layout::kContiguous, Layout::kReversed, Layout::kPadded})
           run_case({.dtype = dtype, .labels_shape = shape, .logits_shape = shape, .axis = 1,
                     .logits_layout = Layout::kContiguous, .labels_layout = other, .out_layout = other});
+  }
+  set_num_threads(0);
+}
+
+// Rows of more classes than a stage holds, lanes contiguous, go through the lane kernel block-major (src/kernels.cc,
+// LaneSweep): every group of a work item's block of classes, then the next block; forward, then the gradients.
+// A partial last group (49 and 20 lanes), several work items (300 lanes), labels and outputs contiguous or not,
+// on one and two threads.
+TEST(Xent, SweptLanes) {
+  const std::vector<std::vector<int64_t>> shapes = {{2, 1000, 49}, {1, 800, 300}, {3, 1500, 20}};
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (xent_dtype dtype : kAllDtypes)
+      for (const auto& shape : shapes)
+        for (Layout other : {Layout::kContiguous, Layout::kReversed, Layout::kPadded})
+          run_case({.dtype = dtype, .labels_shape = shape, .logits_shape = shape, .axis = 1,
+                    .logits_layout = other == Layout::kPadded ? other : Layout::kContiguous, .labels_layout = other,
+                    .out_layout = other});
   }
   set_num_threads(0);
 }
