@@ -502,7 +502,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const auto ignored_mask = hn::Eq(hn::Load(da, ignored), one);
   g = hn::IfThenZeroElse(ignored_mask, g);
   hn::Vec<DA> ref, log_sum, scale;
-  HWY_ALIGN A loss[kMaxLanes];
+  HWY_ALIGN A loss[kMaxLanes] = {};  // set by the forward calls; {} silences -Wmaybe-uninitialized
   if (C <= kLaneBlock) {
     // One block: finish in vectors.
     const LaneResults<DA> r = FinishLanes(da, block(0, C), g, kGeneral ? a.z_loss : 0.0);
