@@ -481,7 +481,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
 
   // A sweep's prefetch (see LaneSweep): the first line of the group's lanes `ahead` classes on (to + ahead ≤ C);
   // the rest of a span that straddles two lines is the next group's first. Local pointers and strides: read
-  // through `a` in the loop, GCC reloaded them for every class.
+  // through `a` in the loop, GCC reloaded them for every class. The loops that touch are compiled apart from those
+  // that do not (no_touch): a test per class cost the other lane paths 7-11% more instructions (callgrind).
   const int64_t ahead = sweep ? sweep->ahead : 0;
   const int64_t x_class = a.x.class_stride, y_class = a.y.class_stride;
   const T* const x_ahead = ahead > 0 ? a.x.data + ahead * x_class : nullptr;
@@ -489,12 +490,13 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
                                ? a.y.data + ahead * y_class
                                : nullptr;
   const auto touch = [&](int64_t c) XENT_LAMBDA_INLINE {
-    if (x_ahead == nullptr) return;
     hwy::Prefetch(x_ahead + c * x_class);
     if (y_ahead != nullptr) hwy::Prefetch(y_ahead + c * y_class);
   };
+  const auto no_touch = [](int64_t) {};
   const auto block = [&](int64_t begin, int64_t end) XENT_LAMBDA_INLINE {
-    return SumLanes(da, begin, end, x_at, y_at, touch);
+    if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, y_at, touch);
+    return SumLanes(da, begin, end, x_at, y_at, no_touch);
   };
 
   hn::Vec<DA> g = hn::Set(da, static_cast<A>(a.grad_scale));
@@ -626,21 +628,25 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   A* const gx_base = direct_output(a.gx, gx_tiled, gx_tile);
   A* const gy_base = direct_output(a.gy, gy_tiled, gy_tile);
   const int64_t gx_step = gx_tiled ? N : a.gx.class_stride, gy_step = gy_tiled ? N : a.gy.class_stride;
-  for (int64_t c = from; c < to; ++c) {
-    touch(c);
-    const auto xv = x_at(c), yv = y_at(c);
-    if (a.gx.data) {
-      auto v = GradLogits(scale, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
-      if (kGeneral && tr.softcap != 0) v = SoftcapSlope(v, xv, inv_cap);
-      if (HWY_LIKELY(gx_base != nullptr)) hn::StoreU(v, da, gx_base + c * gx_step);
-      else StoreLanes(da, v, a.gx.data + c * a.gx.class_stride, a.gx.lane_stride, count, buf, a.stream);
+  const auto columns = [&](const auto& touch_class) XENT_LAMBDA_INLINE {
+    for (int64_t c = from; c < to; ++c) {
+      touch_class(c);
+      const auto xv = x_at(c), yv = y_at(c);
+      if (a.gx.data) {
+        auto v = GradLogits(scale, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
+        if (kGeneral && tr.softcap != 0) v = SoftcapSlope(v, xv, inv_cap);
+        if (HWY_LIKELY(gx_base != nullptr)) hn::StoreU(v, da, gx_base + c * gx_step);
+        else StoreLanes(da, v, a.gx.data + c * a.gx.class_stride, a.gx.lane_stride, count, buf, a.stream);
+      }
+      if (a.gy.data) {
+        const auto v = GradLabels(xv, yv, half_ref, half_log_sum, twice_g);
+        if (HWY_LIKELY(gy_base != nullptr)) hn::StoreU(v, da, gy_base + c * gy_step);
+        else StoreLanes(da, v, a.gy.data + c * a.gy.class_stride, a.gy.lane_stride, count, buf, a.stream);
+      }
     }
-    if (a.gy.data) {
-      const auto v = GradLabels(xv, yv, half_ref, half_log_sum, twice_g);
-      if (HWY_LIKELY(gy_base != nullptr)) hn::StoreU(v, da, gy_base + c * gy_step);
-      else StoreLanes(da, v, a.gy.data + c * a.gy.class_stride, a.gy.lane_stride, count, buf, a.stream);
-    }
-  }
+  };
+  if (x_ahead != nullptr) columns(touch);
+  else columns(no_touch);
   if (!gx_tiled && !gy_tiled) return;
   for (int64_t k = 0; k < C; ++k) {
     const auto p = hn::Iota(da, static_cast<A>(k * N));
