@@ -366,8 +366,8 @@ namespace {
 // In place (grad_logits given as the logits view itself) equals out of place, bit for bit, on every kernel path.
 TEST(InPlace, GradientOverLogitsEqualsOutOfPlace) {
   struct P { std::vector<int64_t> shape; int axis; };
-  for (const P& p : {P{{7, 3000}, -1}, P{{40, 7}, -1}, P{{5, 40, 30}, 1}, P{{2, 21, 600}, 1}, P{{2, 1000, 49}, 1}, P{{1, 200000}, -1},
-                    P{{60000, 10}, -1}, P{{3001, 3}, -1}})
+  for (const P& p : {P{{7, 3000}, -1}, P{{40, 7}, -1}, P{{5, 40, 30}, 1}, P{{2, 21, 600}, 1}, P{{2, 1000, 49}, 1},
+                    P{{1, 200000}, -1}, P{{60000, 10}, -1}, P{{3001, 3}, -1}})
     for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT16})
       for (bool sparse : {false, true}) {
         SCOPED_TRACE(shape_of(p.shape) + (sparse ? " sparse" : " dense") + xent_dtype_name(dtype));

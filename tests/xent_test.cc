@@ -358,40 +358,32 @@ TEST(Xent, Float32AccuracyOnLongRows) {
   EXPECT_LE(worst, 4 * eps);
 }
 
-// Contiguous lanes with strided classes (NCHW) go through stages: runs of up to 4 KiB per class copied into a
-// buffer, gradients written there and copied out (src/kernels.cc, StageLanes). For every dtype one or more full
-// stages (float32: 1024, 512 and 128 lanes for these class counts), a partial last stage and a partial last
-// group, with labels and outputs staged or not (reversed: lane stride −1), on one and two threads.
-TEST(Xent, StagedLanes) {
-  const std::vector<std::vector<int64_t>> shapes = {{2, 21, 2610}, {3, 40, 1100}, {1, 130, 300}};
+// Every dtype on shapes with the class axis 1, contiguous logits (padded with the others when pad_logits), labels
+// and outputs contiguous, reversed (lane stride −1) or padded, on one and two threads.
+void run_axis1_layouts(const std::vector<std::vector<int64_t>>& shapes, bool pad_logits) {
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (xent_dtype dtype : kAllDtypes)
       for (const auto& shape : shapes)
         for (Layout other : {Layout::kContiguous, Layout::kReversed, Layout::kPadded})
           run_case({.dtype = dtype, .labels_shape = shape, .logits_shape = shape, .axis = 1,
-                    .logits_layout = Layout::kContiguous, .labels_layout = other, .out_layout = other});
+                    .logits_layout = pad_logits && other == Layout::kPadded ? other : Layout::kContiguous,
+                    .labels_layout = other, .out_layout = other});
   }
   set_num_threads(0);
 }
+
+// Contiguous lanes with strided classes (NCHW) go through stages: runs of up to 4 KiB per class copied into a
+// buffer, gradients written there and copied out (src/kernels.cc, StageLanes). For every dtype one or more full
+// stages (float32: 1024, 512 and 128 lanes for these class counts), a partial last stage and a partial last
+// group, with labels and outputs staged or not (reversed: lane stride −1), on one and two threads.
+TEST(Xent, StagedLanes) { run_axis1_layouts({{2, 21, 2610}, {3, 40, 1100}, {1, 130, 300}}, false); }
 
 // Rows of more classes than a stage holds, lanes contiguous, go through the lane kernel block-major (src/kernels.cc,
 // LaneSweep): every group of a work item's block of classes, then the next block; forward, then the gradients.
 // A partial last group (49 and 20 lanes), several work items (300 lanes), labels and outputs contiguous or not,
 // on one and two threads.
-TEST(Xent, SweptLanes) {
-  const std::vector<std::vector<int64_t>> shapes = {{2, 1000, 49}, {1, 800, 300}, {3, 1500, 20}};
-  for (int threads : {1, 2}) {
-    set_num_threads(threads);
-    for (xent_dtype dtype : kAllDtypes)
-      for (const auto& shape : shapes)
-        for (Layout other : {Layout::kContiguous, Layout::kReversed, Layout::kPadded})
-          run_case({.dtype = dtype, .labels_shape = shape, .logits_shape = shape, .axis = 1,
-                    .logits_layout = other == Layout::kPadded ? other : Layout::kContiguous, .labels_layout = other,
-                    .out_layout = other});
-  }
-  set_num_threads(0);
-}
+TEST(Xent, SweptLanes) { run_axis1_layouts({{2, 1000, 49}, {1, 800, 300}, {3, 1500, 20}}, true); }
 
 // Contiguous short rows of 2 MiB and more are copied a work item at a time before they are gathered (src/kernels.cc,
 // CopyShortRows; float64 on x86), float rows of that size transposed in place: a partial last work item and group,
