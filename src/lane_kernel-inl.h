@@ -186,36 +186,72 @@ HWY_INLINE hn::Vec<D> ReferenceOf(D d, hn::Vec<D> max) {
   return hn::IfThenZeroElse(hn::Eq(max, hn::Set(d, -std::numeric_limits<hn::TFromD<D>>::infinity())), max);
 }
 
-// Sums of one block of classes [begin, end) of every lane (x_at(c), y_at(c): class c of the lanes): max, then
+// Class-index targets without label smoothing: the one nonzero effective label of each lane, `weight` (alpha·w_t;
+// 0 for an ignored lane or one past the group), at class `index` (−1: none), both as values of the compute type.
+template <class DA>
+struct LaneTargets {
+  hn::Vec<DA> index, weight;
+};
+
+// Sums of one block of classes [begin, end) of every lane (x_at(c): class c of the lanes): max, then
 // Σ exp(x − r), Σ y, Σ_{y≠0} y·(x/2 − r/2), as in ForwardRange (row_kernel-inl.h), which explains the halving.
+// labels: y_at(c), class c's labels of the lanes; or LaneTargets, whose logit at the target is picked in the max
+// pass, so that the exp pass sums exps only (sparse 16384x10 forward: 48 instructions per class and group of 8
+// rows in that pass with one-hot labels, by callgrind).
 // touch(c) is called once per class in the first pass (LaneRows asks there for a later block's lines).
 template <class DA>
 struct LaneBlock {
   hn::Vec<DA> max, ref, sum, label_sum, half_dot;
 };
-template <class DA, class XAt, class YAt, class Touch>
-HWY_INLINE LaneBlock<DA> SumLanes(DA da, int64_t begin, int64_t end, const XAt& x_at, const YAt& y_at,
+template <class DA, class XAt, class Labels, class Touch>
+HWY_INLINE LaneBlock<DA> SumLanes(DA da, int64_t begin, int64_t end, const XAt& x_at, const Labels& labels,
                                   const Touch& touch) {
   using A = hn::TFromD<DA>;
-  const auto zero = hn::Zero(da), half = hn::Set(da, A{0.5});
+  constexpr bool kTargets = std::is_same_v<Labels, LaneTargets<DA>>;
+  const auto zero = hn::Zero(da), half = hn::Set(da, A{0.5}), one = hn::Set(da, A{1});
   const auto neg_inf = hn::Set(da, -std::numeric_limits<A>::infinity());
   // Two running maxima: short rows are a chain of C dependent maxima otherwise.
   auto max = neg_inf, max1 = neg_inf;
+  // With targets: x at each lane's target, if this block has it; `column` is class c as a value.
+  auto picked = zero, column = hn::Set(da, static_cast<A>(begin));
+  const auto pick = [&](hn::Vec<DA> xv) XENT_LAMBDA_INLINE {
+    if constexpr (kTargets) {
+      picked = hn::IfThenElse(hn::Eq(labels.index, column), xv, picked);
+      column = hn::Add(column, one);
+    }
+  };
   int64_t c = begin;
   for (; c + 1 < end; c += 2) {
     touch(c), touch(c + 1);
-    max = hn::Max(max, x_at(c)), max1 = hn::Max(max1, x_at(c + 1));
+    const auto x0 = x_at(c), x1 = x_at(c + 1);
+    max = hn::Max(max, x0), max1 = hn::Max(max1, x1);
+    pick(x0), pick(x1);
   }
-  if (c < end) touch(c), max = hn::Max(max, x_at(c));
+  if (c < end) {
+    touch(c);
+    const auto x0 = x_at(c);
+    max = hn::Max(max, x0);
+    pick(x0);
+  }
   max = hn::Max(max, max1);
   const auto ref = ReferenceOf(da, max);
   const auto half_ref = hn::Mul(ref, half);
   auto sum = zero, label_sum = zero, half_dot = zero;
   for (int64_t c = begin; c < end; ++c) {
-    const auto xv = x_at(c), yv = y_at(c);
+    const auto xv = x_at(c);
     sum = hn::Add(sum, ExpNonPositive(da, hn::Sub(xv, ref)));
-    label_sum = hn::Add(label_sum, yv);
-    half_dot = hn::MulAdd(yv, hn::IfThenElseZero(hn::Ne(yv, zero), hn::MulSub(xv, half, half_ref)), half_dot);
+    if constexpr (!kTargets) {
+      const auto yv = labels(c);
+      label_sum = hn::Add(label_sum, yv);
+      half_dot = hn::MulAdd(yv, hn::IfThenElseZero(hn::Ne(yv, zero), hn::MulSub(xv, half, half_ref)), half_dot);
+    }
+  }
+  if constexpr (kTargets) {  // the one term of the lanes whose target is in [begin, end)
+    const auto hit = hn::And(hn::Ge(labels.index, hn::Set(da, static_cast<A>(begin))),
+                             hn::Lt(labels.index, hn::Set(da, static_cast<A>(end))));
+    label_sum = hn::IfThenElseZero(hit, labels.weight);
+    half_dot = hn::IfThenElseZero(hn::And(hit, hn::Ne(labels.weight, zero)),
+                                  hn::Mul(labels.weight, hn::MulSub(picked, half, half_ref)));
   }
   return {max, ref, sum, label_sum, half_dot};
 }
@@ -307,21 +343,24 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const auto half = hn::Set(da, A{0.5});
   const Transform<T>& tr = a.tr;
   const auto cap = hn::Set(da, static_cast<A>(tr.softcap)), inv_cap = hn::Set(da, static_cast<A>(tr.softcap ? 1 / tr.softcap : 0));
-  // Targets of the lanes as values (−1: ignored, or a lane past count), and which lanes are ignored.
-  HWY_ALIGN A target[kMaxLanes] = {}, ignored[kMaxLanes] = {};
+  // Targets of the lanes as values (−1: ignored, or a lane past count), which lanes are ignored, and the effective
+  // label at the target (alpha·w_t as y_at computes it; 0 where −1).
+  HWY_ALIGN A target[kMaxLanes], ignored[kMaxLanes] = {}, target_weight[kMaxLanes] = {};
+  std::fill_n(target, kMaxLanes, A{-1});
   if (kGeneral && a.targets) {
-    for (size_t l = 0; l < hn::Lanes(da); ++l) {
-      if (l >= count) {
-        target[l] = -1;
-        continue;
+    const auto read_targets = [&](const auto* targets) {
+      for (size_t l = 0; l < count; ++l) {
+        const int64_t t = targets[static_cast<int64_t>(l) * a.targets_lane_stride];
+        if (a.has_ignore && t == a.ignore_index) {
+          ignored[l] = A{1};
+          continue;
+        }
+        target[l] = static_cast<A>(t);
+        target_weight[l] = static_cast<A>(tr.alpha) * (tr.weight ? ToCompute(tr.weight[t * tr.weight_stride]) : A{1});
       }
-      const int64_t t = a.target_dtype == XENT_INT32
-                            ? static_cast<const int32_t*>(a.targets)[static_cast<int64_t>(l) * a.targets_lane_stride]
-                            : static_cast<const int64_t*>(a.targets)[static_cast<int64_t>(l) * a.targets_lane_stride];
-      const bool skip = a.has_ignore && t == a.ignore_index;
-      target[l] = skip ? A{-1} : static_cast<A>(t);
-      ignored[l] = skip ? A{1} : A{0};
-    }
+    };
+    if (a.target_dtype == XENT_INT32) read_targets(static_cast<const int32_t*>(a.targets));
+    else read_targets(static_cast<const int64_t*>(a.targets));
   }
   const auto target_vec = hn::Load(da, target);
 
@@ -339,7 +378,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const auto contiguous_rows = [&](const auto& op) {
     return count == hn::Lanes(da) && op.class_stride == 1 && op.lane_stride == C;
   };
-  const auto fill_tile = [&](const LaneOperand<const T>& op, A* tile, bool softcap) XENT_LAMBDA_INLINE {
+  const auto fill_tile = [&](const LaneOperand<const T>& op, A* tile) XENT_LAMBDA_INLINE {
     if (!short_rows || op.data == nullptr || op.lane_stride == 1) return false;
     // A full group gathers with lane offsets computed once (pairs of classes where classes are contiguous, else
     // one class at a time): float rows whose offsets fit the index type from the operand, narrow rows from a copy
@@ -353,11 +392,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     }
     const bool gather = count == hn::Lanes(da) && lane_stride > 0 &&
                         lane_stride <= static_cast<int64_t>(hwy::LimitsMax<TI>()) / N;
-    // Stores v, soft-capped if asked, as a column of the tile: at `column`, or as class c.
-    const auto put_column = [&](A* column, hn::Vec<DA> v) XENT_LAMBDA_INLINE {
-      if (kGeneral && softcap) v = Softcap(da, v, cap, inv_cap);
-      hn::Store(v, da, column);
-    };
+    // Stores v as a column of the tile: at `column`, or as class c.
+    const auto put_column = [&](A* column, hn::Vec<DA> v) XENT_LAMBDA_INLINE { hn::Store(v, da, column); };
     const auto put = [&](int64_t c, hn::Vec<DA> v) XENT_LAMBDA_INLINE { put_column(tile + c * N, v); };
     // A full group of contiguous rows of 2 to 4 classes is deinterleaved by shuffles, no gather (16384x2 forward,
     // one thread, Zen 3: gathers were a quarter of it).
@@ -443,8 +479,11 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
                     : LoadRows(da, op.data + c * op.class_stride, op.lane_stride, count, buf));
     return true;
   };
-  const bool x_tiled = fill_tile(a.x, x_tile, tr.softcap != 0);
-  const bool y_tiled = !(kGeneral && a.targets) && fill_tile(a.y, y_tile, false);
+  const bool x_tiled = fill_tile(a.x, x_tile);
+  // Soft-capped once in the tile (a test per column while filling it cost 9 instructions per column).
+  if (kGeneral && x_tiled && tr.softcap != 0)
+    for (int64_t c = 0; c < C; ++c) hn::Store(Softcap(da, hn::Load(da, x_tile + c * N), cap, inv_cap), da, x_tile + c * N);
+  const bool y_tiled = !(kGeneral && a.targets) && fill_tile(a.y, y_tile);
   // Direct operands: class c of every lane is one vector load at base + c·step (a column tile, or a full group
   // of contiguous lanes in the compute type, as NCHW stages are). Deciding that once per group, not per load,
   // keeps the hot loops free of taken branches (the per-load checks cost about a third of NCHW's forward).
@@ -494,7 +533,16 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     if (y_ahead != nullptr) hwy::Prefetch(y_ahead + c * y_class);
   };
   const auto no_touch = [](int64_t) {};
+  // Class-index targets without smoothing (beta = 0) have one label per lane: LaneTargets.
+  const bool one_label = kGeneral && a.targets && tr.beta == 0;
+  const LaneTargets<DA> targets{target_vec, hn::Load(da, target_weight)};
   const auto block = [&](int64_t begin, int64_t end) XENT_LAMBDA_INLINE {
+    if constexpr (kGeneral) {
+      if (one_label) {
+        if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, targets, touch);
+        return SumLanes(da, begin, end, x_at, targets, no_touch);
+      }
+    }
     if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, y_at, touch);
     return SumLanes(da, begin, end, x_at, y_at, no_touch);
   };

@@ -10,6 +10,7 @@ namespace {
 
 constexpr xent_dtype kAllDtypes[] = {XENT_FLOAT16, XENT_BFLOAT16, XENT_FLOAT32, XENT_FLOAT64};
 constexpr Real kInf = std::numeric_limits<Real>::infinity();
+constexpr Real kNaN = std::numeric_limits<Real>::quiet_NaN();
 
 // Class indices in int32 or int64, contiguous.
 struct Indices {
@@ -309,6 +310,40 @@ TEST(Options, MaskedLogitsAndHugeValues) {
                       x.set(5, -kInf), t[1] = 0;                          // label on a masked logit: +inf
                       x.set(10, 3e38), x.set(11, -3e38), t[2] = 1;        // huge logits: finite, exact
                     }});
+}
+
+// The same, one row per SIMD lane (the lane kernel picks each lane's logit at its target in the max pass): short
+// rows (C = 10, column tiles), classes strided in one block (37), across blocks (200, staged) and swept (1000).
+// Each special row sits among ordinary ones: −inf away from the target and at it, a row of only −inf, a NaN away
+// from the target, huge logits at the target and away from it; weights and a soft-cap, and without them.
+TEST(Options, MaskedLogitsAndHugeValuesOneRowPerLane) {
+  constexpr int64_t kRows = 20;
+  for (int64_t C : {10, 37, 200, 1000})
+    for (xent_dtype dtype : kAllDtypes)
+      for (bool with_options : {false, true}) {
+        const Real huge = dtype == XENT_FLOAT16 ? 6e4 : 3e38;
+        LossOptions o;
+        if (with_options) {
+          for (int64_t j = 0; j < C; ++j) o.weight.push_back(0.5 + static_cast<Real>(j % 5) * 0.25);
+          o.z_loss = 1e-3, o.softcap = 30;
+        }
+        const Layout layout = C == 10 ? Layout::kContiguous : Layout::kTransposed;
+        run_options_case({.dtype = dtype, .shape = {kRows, C}, .options = o, .layout = layout, .ignored_fraction = 0,
+                          .seed = static_cast<uint32_t>(C),
+                          .edit = [&](Tensor& x, std::vector<int64_t>& t) {
+                            const auto set = [&](int64_t row, int64_t j, Real v) { x.set(row * C + j, v); };
+                            for (int64_t j = 0; j < C; ++j) if (j != C - 1) set(1, j, -kInf);
+                            t[1] = C - 1;                                            // finite
+                            set(2, C / 2, -kInf), t[2] = C / 2;                      // +inf
+                            for (int64_t j = 0; j < C; ++j) set(3, j, -kInf);
+                            t[3] = 0;                                                // every logit −inf: +inf
+                            set(4, 3, kNaN), t[4] = 5;                               // NaN
+                            for (int64_t j = 0; j < C; ++j) set(5, j, j == 7 ? huge : -huge);
+                            t[5] = 7;                                                // 0
+                            set(6, C - 3, -huge), t[6] = C - 3;                      // about huge, finite
+                            set(7, 2, huge), t[7] = C - 2;                           // about huge, finite
+                          }});
+      }
 }
 
 TEST(Options, ValidationErrors) {
