@@ -494,29 +494,39 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const A* y_base = y_tiled ? y_tile : direct(a.y) ? reinterpret_cast<const A*>(a.y.data) : nullptr;
   const int64_t x_step = x_tiled ? N : a.x.class_stride, y_step = y_tiled ? N : a.y.class_stride;
   const bool capped_on_load = kGeneral && tr.softcap != 0 && !x_tiled;
-  const auto x_at = [&](int64_t c) XENT_LAMBDA_INLINE {
-    auto v = HWY_LIKELY(x_base != nullptr) ? hn::LoadU(da, x_base + c * x_step)
-                                           : LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf);
+  // Class c of the lanes' logits (soft-capped if asked) and effective labels. direct (a constant): x_base is set,
+  // and y_base or the targets, so no test for them is compiled. What the loads need is in locals: read through
+  // `a` or `tr`, GCC loaded it again for every class (each store through an intrinsic may alias anything).
+  const bool has_targets = kGeneral && a.targets != nullptr;
+  const T* const weight = tr.weight;
+  const int64_t weight_stride = tr.weight_stride;
+  const auto alpha = hn::Set(da, static_cast<A>(tr.alpha)), beta = hn::Set(da, static_cast<A>(tr.beta));
+  const auto x_load = [&](int64_t c, auto direct) XENT_LAMBDA_INLINE {
+    auto v = decltype(direct)::value || HWY_LIKELY(x_base != nullptr)
+                 ? hn::LoadU(da, x_base + c * x_step)
+                 : LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf);
     if constexpr (kGeneral) {
       if (capped_on_load) v = Softcap(da, v, cap, inv_cap);
     }
     return v;
   };
-  const auto y_at = [&](int64_t c) XENT_LAMBDA_INLINE {
+  const auto y_load = [&](int64_t c, auto direct) XENT_LAMBDA_INLINE {
     const auto labels = [&] {
-      return HWY_LIKELY(y_base != nullptr) ? hn::LoadU(da, y_base + c * y_step)
-                                           : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
+      return decltype(direct)::value || HWY_LIKELY(y_base != nullptr)
+                 ? hn::LoadU(da, y_base + c * y_step)
+                 : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
     };
     if constexpr (!kGeneral) {
       return labels();
     } else {
-      const auto y = a.targets ? hn::IfThenElseZero(hn::Eq(target_vec, hn::Set(da, static_cast<A>(c))), one)
-                               : labels();
-      auto v = hn::MulAdd(hn::Set(da, static_cast<A>(tr.alpha)), y, hn::Set(da, static_cast<A>(tr.beta)));
-      if (tr.weight) v = hn::Mul(v, hn::Set(da, ToCompute(tr.weight[c * tr.weight_stride])));
+      const auto y = has_targets ? hn::IfThenElseZero(hn::Eq(target_vec, hn::Set(da, static_cast<A>(c))), one) : labels();
+      auto v = hn::MulAdd(alpha, y, beta);
+      if (weight) v = hn::Mul(v, hn::Set(da, ToCompute(weight[c * weight_stride])));
       return v;
     }
   };
+  const auto x_at = [&](int64_t c) XENT_LAMBDA_INLINE { return x_load(c, std::false_type{}); };
+  const auto y_at = [&](int64_t c) XENT_LAMBDA_INLINE { return y_load(c, std::false_type{}); };
 
   // A sweep's prefetch (see LaneSweep): the first line of the group's lanes `ahead` classes on (to + ahead ≤ C);
   // the rest of a span that straddles two lines is the next group's first. Local pointers and strides: read
@@ -615,7 +625,13 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   }
 
   if (sweep && !sweep->gradients) return;
-  if (!a.gx.data && !a.gy.data) return;
+  // The gradients' pointers, strides and flags in locals (see x_load).
+  G* const gx_data = a.gx.data;
+  G* const gy_data = a.gy.data;
+  if (gx_data == nullptr && gy_data == nullptr) return;
+  const int64_t gx_class = a.gx.class_stride, gx_lane = a.gx.lane_stride;
+  const int64_t gy_class = a.gy.class_stride, gy_lane = a.gy.lane_stride;
+  const bool stream = a.stream, slope = kGeneral && tr.softcap != 0;
   const auto half_ref = hn::Mul(ref, half), half_log_sum = hn::Mul(log_sum, half), twice_g = hn::Add(g, g);
   // The position p of element (row l, class c) in a group of contiguous rows is l·C + c; vector k of the group
   // holds p = k·N + i, that is row p / C (exact in the compute type: p < 2^10, and (p + ½)/C is at least 1/(2C)
@@ -628,31 +644,33 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   // soft-cap): the gradients are computed in that order, each row's values moved to its positions with one table
   // lookup, and stored as they are; no tiles, no gathers (16384x10 fwd+grad, one thread, Zen 3: 4.1 -> 2.9 ns per
   // element). The same arithmetic per element as the column loop below.
-  const bool row_labels = (kGeneral && a.targets) || contiguous_rows(a.y);
-  const bool plain = !kGeneral || (!tr.weight && tr.softcap == 0);
-  if (short_rows && plain && contiguous_rows(a.x) && row_labels && (!a.gx.data || contiguous_rows(a.gx)) &&
-      (!a.gy.data || contiguous_rows(a.gy))) {
+  const bool row_labels = has_targets || contiguous_rows(a.y);
+  const bool plain = !kGeneral || (!weight && !slope);
+  if (short_rows && plain && contiguous_rows(a.x) && row_labels && (!gx_data || contiguous_rows(a.gx)) &&
+      (!gy_data || contiguous_rows(a.gy))) {
+    const T* const x_data = a.x.data;
+    const T* const y_data = a.y.data;
     for (int64_t k = 0; k < C; ++k) {
       const auto row = row_of(k);
       const auto lanes_row = hn::IndicesFromVec(da, hn::ConvertTo(di, row));
       const auto at_row = [&](hn::Vec<DA> per_row) { return hn::TableLookupLanes(per_row, lanes_row); };
-      const auto xv = LoadPromote(da, a.x.data + k * N);
+      const auto xv = LoadPromote(da, x_data + k * N);
       hn::Vec<DA> yv;
       if constexpr (!kGeneral) {
-        yv = LoadPromote(da, a.y.data + k * N);
+        yv = LoadPromote(da, y_data + k * N);
       } else {
         const auto column = hn::NegMulAdd(row, classes, hn::Iota(da, static_cast<A>(k * N)));
-        const auto y = a.targets ? hn::IfThenElseZero(hn::Eq(at_row(target_vec), column), one)
-                                 : LoadPromote(da, a.y.data + k * N);
-        yv = hn::MulAdd(hn::Set(da, static_cast<A>(tr.alpha)), y, hn::Set(da, static_cast<A>(tr.beta)));
+        const auto y = has_targets ? hn::IfThenElseZero(hn::Eq(at_row(target_vec), column), one)
+                                   : LoadPromote(da, y_data + k * N);
+        yv = hn::MulAdd(alpha, y, beta);
       }
-      if (a.gx.data) {
+      if (gx_data != nullptr) {
         const auto v = GradLogits(at_row(scale), ExpNonPositive(da, hn::Sub(xv, at_row(ref))), at_row(g), yv);
-        StoreLanes(da, v, a.gx.data + k * N, 1, count, buf, a.stream);
+        StoreLanes(da, v, gx_data + k * N, 1, count, buf, stream);
       }
-      if (a.gy.data) {
+      if (gy_data != nullptr) {
         const auto v = GradLabels(xv, yv, at_row(half_ref), at_row(half_log_sum), at_row(twice_g));
-        StoreLanes(da, v, a.gy.data + k * N, 1, count, buf, a.stream);
+        StoreLanes(da, v, gy_data + k * N, 1, count, buf, stream);
       }
     }
     return;
@@ -676,25 +694,35 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   A* const gx_base = direct_output(a.gx, gx_tiled, gx_tile);
   A* const gy_base = direct_output(a.gy, gy_tiled, gy_tile);
   const int64_t gx_step = gx_tiled ? N : a.gx.class_stride, gy_step = gy_tiled ? N : a.gy.class_stride;
-  const auto columns = [&](const auto& touch_class) XENT_LAMBDA_INLINE {
+  // The class loop. Where every operand is one vector load or store (direct: x_base, y_base or targets, gx_base or
+  // no gx, gy_base or no gy) it is compiled apart, with no test per operand: [4,1000,49]'s gradient sweep ran 72
+  // instructions per class and group before.
+  const bool direct_loop = x_base != nullptr && (y_base != nullptr || has_targets) &&
+                           (gx_data == nullptr || gx_base != nullptr) && (gy_data == nullptr || gy_base != nullptr);
+  const auto columns = [&](const auto& touch_class, auto direct) XENT_LAMBDA_INLINE {
+    constexpr bool kDirect = decltype(direct)::value;
     for (int64_t c = from; c < to; ++c) {
       touch_class(c);
-      const auto xv = x_at(c), yv = y_at(c);
-      if (a.gx.data) {
+      const auto xv = x_load(c, direct), yv = y_load(c, direct);
+      if (gx_data != nullptr) {
         auto v = GradLogits(scale, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
-        if (kGeneral && tr.softcap != 0) v = SoftcapSlope(v, xv, inv_cap);
-        if (HWY_LIKELY(gx_base != nullptr)) hn::StoreU(v, da, gx_base + c * gx_step);
-        else StoreLanes(da, v, a.gx.data + c * a.gx.class_stride, a.gx.lane_stride, count, buf, a.stream);
+        if (kGeneral && slope) v = SoftcapSlope(v, xv, inv_cap);
+        if (kDirect || HWY_LIKELY(gx_base != nullptr)) hn::StoreU(v, da, gx_base + c * gx_step);
+        else StoreLanes(da, v, gx_data + c * gx_class, gx_lane, count, buf, stream);
       }
-      if (a.gy.data) {
+      if (gy_data != nullptr) {
         const auto v = GradLabels(xv, yv, half_ref, half_log_sum, twice_g);
-        if (HWY_LIKELY(gy_base != nullptr)) hn::StoreU(v, da, gy_base + c * gy_step);
-        else StoreLanes(da, v, a.gy.data + c * a.gy.class_stride, a.gy.lane_stride, count, buf, a.stream);
+        if (kDirect || HWY_LIKELY(gy_base != nullptr)) hn::StoreU(v, da, gy_base + c * gy_step);
+        else StoreLanes(da, v, gy_data + c * gy_class, gy_lane, count, buf, stream);
       }
     }
   };
-  if (x_ahead != nullptr) columns(touch);
-  else columns(no_touch);
+  const auto columns_touching = [&](const auto& touch_class) XENT_LAMBDA_INLINE {
+    if (direct_loop) columns(touch_class, std::true_type{});
+    else columns(touch_class, std::false_type{});
+  };
+  if (x_ahead != nullptr) columns_touching(touch);
+  else columns_touching(no_touch);
   if (!gx_tiled && !gy_tiled) return;
   for (int64_t k = 0; k < C; ++k) {
     const auto p = hn::Iota(da, static_cast<A>(k * N));
