@@ -101,22 +101,28 @@ void run(benchmark::State& state, const Shape& shape, bool gradients) {
 }
 
 // Class-index targets (xent_cross_entropy, reduction none), optionally with loss options: reads the logits and one
-// int64 per row. `option` picks the fused option whose cost over the plain sparse forward is measured.
+// int64 per row (labels: the logits' shape without the class axis). `option` picks the fused option whose cost
+// over the plain sparse forward is measured.
 enum class Option { kNone, kWeight, kLabelSmoothing, kZLoss, kSoftcap, kAll };
 
 // in_place: the gradient overwrites the logits (grad_logits is the logits view): reads logits, writes them back.
 void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool gradients, bool in_place = false) {
   Buffers<float> b(shape);
-  const int64_t C = shape.dims.back(), rows = b.elements / C;
+  const int rank = static_cast<int>(shape.dims.size());
+  const int axis = shape.axis < 0 ? rank + shape.axis : shape.axis;
+  const int64_t C = shape.dims[axis], rows = b.elements / C;
+  std::vector<int64_t> label_dims;
+  for (int d = 0; d < rank; ++d)
+    if (d != axis) label_dims.push_back(shape.dims[d]);
   std::vector<int64_t> labels(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) labels[i] = (i * 7919) % C;
   std::vector<float> weight(static_cast<size_t>(C));
   for (int64_t j = 0; j < C; ++j) weight[j] = 0.5f + static_cast<float>(j % 5) * 0.25f;
-  const int64_t weight_shape[] = {C}, label_shape[] = {rows};
+  const int64_t weight_shape[] = {C};
   xent_tensor w = xent_make_tensor(weight.data(), XENT_FLOAT32, 1, weight_shape, nullptr);
-  xent_tensor y = xent_make_tensor(labels.data(), XENT_INT64, 1, label_shape, nullptr);
-  xent_tensor loss = xent_make_tensor(b.loss.get(), XENT_FLOAT32, 1, label_shape, nullptr);
-  xent_tensor gx = xent_make_tensor(b.grad_logits.get(), XENT_FLOAT32, 2, shape.dims.data(), nullptr);
+  xent_tensor y = xent_make_tensor(labels.data(), XENT_INT64, rank - 1, label_dims.data(), nullptr);
+  xent_tensor loss = xent_make_tensor(b.loss.get(), XENT_FLOAT32, rank - 1, label_dims.data(), nullptr);
+  xent_tensor gx = xent_make_tensor(b.grad_logits.get(), XENT_FLOAT32, rank, shape.dims.data(), nullptr);
   xent_loss_options o = xent_default_loss_options();
   o.reduction = XENT_REDUCTION_NONE;
   if (option == Option::kWeight || option == Option::kAll) o.weight = &w;
@@ -125,9 +131,9 @@ void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool
   if (option == Option::kSoftcap || option == Option::kAll) o.softcap = 30;
   int64_t copy = 0;
   for (auto _ : state) {
-    xent_tensor x = xent_make_tensor(b.logits[copy].get(), XENT_FLOAT32, 2, shape.dims.data(), nullptr);
-    const xent_status s = gradients ? xent_cross_entropy_grad(&x, &y, -1, &o, nullptr, &loss, in_place ? &x : &gx)
-                                    : xent_cross_entropy(&x, &y, -1, &o, &loss);
+    xent_tensor x = xent_make_tensor(b.logits[copy].get(), XENT_FLOAT32, rank, shape.dims.data(), nullptr);
+    const xent_status s = gradients ? xent_cross_entropy_grad(&x, &y, axis, &o, nullptr, &loss, in_place ? &x : &gx)
+                                    : xent_cross_entropy(&x, &y, axis, &o, &loss);
     if (s != XENT_OK) state.SkipWithError(xent_last_error_message());
     copy = (copy + 1) % b.copies;
   }
@@ -169,8 +175,8 @@ int main(int argc, char** argv) {
                                  [s](benchmark::State& st) { run<xent::float16>(st, *s, false); })
         ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
   }
-  // Sparse (class-index) targets: the forward reads only the logits.
-  for (const Shape* s : {&shapes[0], &shapes[1], &shapes[3]})
+  // Sparse (class-index) targets: the forward reads only the logits. NCHW with integer labels is segmentation's case.
+  for (const Shape* s : {&shapes[0], &shapes[1], &shapes[3], &shapes[4]})
     for (bool gradients : {false, true})
       benchmark::RegisterBenchmark((std::string(gradients ? "sparse_fwd_grad/" : "sparse/") + "f32/" + s->name).c_str(),
                                    [s, gradients](benchmark::State& st) { run_sparse(st, *s, Option::kNone, gradients); })
