@@ -315,18 +315,20 @@ TEST(Options, MaskedLogitsAndHugeValues) {
 // The same, one row per SIMD lane (the lane kernel picks each lane's logit at its target in the max pass): short
 // rows (C = 10, column tiles), classes strided in one block (37), across blocks (200, staged) and swept (1000).
 // Each special row sits among ordinary ones: −inf away from the target and at it, a row of only −inf, a NaN away
-// from the target, huge logits at the target and away from it; weights and a soft-cap, and without them.
+// from the target, huge logits at the target and away from it; then with class weights (one of them 0, on a −inf
+// target: the term is skipped, loss 0) and z-loss, and with a soft-cap as well.
 TEST(Options, MaskedLogitsAndHugeValuesOneRowPerLane) {
   constexpr int64_t kRows = 20;
   for (int64_t C : {10, 37, 200, 1000})
     for (xent_dtype dtype : kAllDtypes)
-      for (bool with_options : {false, true}) {
+      for (int variant : {0, 1, 2}) {
         const Real huge = dtype == XENT_FLOAT16 ? 6e4 : 3e38;
         LossOptions o;
-        if (with_options) {
-          for (int64_t j = 0; j < C; ++j) o.weight.push_back(0.5 + static_cast<Real>(j % 5) * 0.25);
-          o.z_loss = 1e-3, o.softcap = 30;
+        if (variant > 0) {
+          for (int64_t j = 0; j < C; ++j) o.weight.push_back(j % 5 == 3 ? 0 : 0.5 + static_cast<Real>(j % 5) * 0.25);
+          o.z_loss = 1e-3;
         }
+        if (variant > 1) o.softcap = 30;
         const Layout layout = C == 10 ? Layout::kContiguous : Layout::kTransposed;
         run_options_case({.dtype = dtype, .shape = {kRows, C}, .options = o, .layout = layout, .ignored_fraction = 0,
                           .seed = static_cast<uint32_t>(C),
@@ -334,7 +336,7 @@ TEST(Options, MaskedLogitsAndHugeValuesOneRowPerLane) {
                             const auto set = [&](int64_t row, int64_t j, Real v) { x.set(row * C + j, v); };
                             for (int64_t j = 0; j < C; ++j) if (j != C - 1) set(1, j, -kInf);
                             t[1] = C - 1;                                            // finite
-                            set(2, C / 2, -kInf), t[2] = C / 2;                      // +inf
+                            set(2, C / 2 + 1, -kInf), t[2] = C / 2 + 1;              // +inf
                             for (int64_t j = 0; j < C; ++j) set(3, j, -kInf);
                             t[3] = 0;                                                // every logit −inf: +inf
                             set(4, 3, kNaN), t[4] = 5;                               // NaN
@@ -342,6 +344,7 @@ TEST(Options, MaskedLogitsAndHugeValuesOneRowPerLane) {
                             t[5] = 7;                                                // 0
                             set(6, C - 3, -huge), t[6] = C - 3;                      // about huge, finite
                             set(7, 2, huge), t[7] = C - 2;                           // about huge, finite
+                            set(8, 8, -kInf), t[8] = 8;                              // weight 0 (variants 1, 2): 0
                           }});
       }
 }

@@ -230,7 +230,7 @@ inline Reference reference_options(const Dense& logits, const std::vector<int64_
       gx[i * C + j] = nan_row ? nan : g * ((a_sum + z_term) * p - a[j]) * d;
       gx_mag[i * C + j] = std::fabs(g) * ((a_abs + std::fabs(z_term)) * p * (2 + distance(j)) + std::fabs(a[j]) +
                                           (o.softcap != 0 ? (a_abs * p + std::fabs(a[j])) * 4 : 0) +
-                                          (o.z_loss != 0 ? 4 * o.z_loss * (std::fabs(max) + 1) * p : 0));
+                                          (o.z_loss != 0 && max != -inf ? 4 * o.z_loss * (std::fabs(max) + 1) * p : 0));
     }
   }
   out.grad_logits = {gx, gx_mag};
