@@ -35,6 +35,15 @@ struct Shape {
   std::vector<int64_t> dims;
   int axis;
   bool in_cache = false;  // one small copy, reused: the compute ceiling of the shape, without DRAM
+
+  int class_axis() const { return axis < 0 ? static_cast<int>(dims.size()) + axis : axis; }
+  // The loss's shape, and that of class-index labels: dims without the class axis.
+  std::vector<int64_t> row_dims() const {
+    std::vector<int64_t> out;
+    for (int d = 0; d < static_cast<int>(dims.size()); ++d)
+      if (d != class_axis()) out.push_back(dims[d]);
+    return out;
+  }
 };
 
 template <typename T>
@@ -68,17 +77,14 @@ struct Buffers {
     // Touch the outputs once so page faults are not timed.
     std::memset(static_cast<void*>(grad_logits.get()), 0, elements * sizeof(T));
     std::memset(static_cast<void*>(grad_labels.get()), 0, elements * sizeof(T));
-    loss.reset(new T[elements / s.dims[s.axis < 0 ? s.dims.size() + s.axis : s.axis]]);
+    loss.reset(new T[elements / s.dims[s.class_axis()]]);
   }
 };
 
 template <typename T>
 void run(benchmark::State& state, const Shape& shape, bool gradients) {
   Buffers<T> b(shape);
-  std::vector<int64_t> loss_dims;
-  const size_t axis = shape.axis < 0 ? shape.dims.size() + shape.axis : shape.axis;
-  for (size_t d = 0; d < shape.dims.size(); ++d)
-    if (d != axis) loss_dims.push_back(shape.dims[d]);
+  const std::vector<int64_t> loss_dims = shape.row_dims();
   int64_t copy = 0;
   for (auto _ : state) {
     const xent::ConstView x(b.logits[copy].get(), shape.dims), y(b.labels[copy].get(), shape.dims);
@@ -109,11 +115,9 @@ enum class Option { kNone, kWeight, kLabelSmoothing, kZLoss, kSoftcap, kAll };
 void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool gradients, bool in_place = false) {
   Buffers<float> b(shape);
   const int rank = static_cast<int>(shape.dims.size());
-  const int axis = shape.axis < 0 ? rank + shape.axis : shape.axis;
+  const int axis = shape.class_axis();
   const int64_t C = shape.dims[axis], rows = b.elements / C;
-  std::vector<int64_t> label_dims;
-  for (int d = 0; d < rank; ++d)
-    if (d != axis) label_dims.push_back(shape.dims[d]);
+  const std::vector<int64_t> label_dims = shape.row_dims();
   std::vector<int64_t> labels(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) labels[i] = (i * 7919) % C;
   std::vector<float> weight(static_cast<size_t>(C));
