@@ -133,9 +133,9 @@ inline constexpr int64_t kLaneAhead = 2;
 // Groups per work item of the lane kernel when not staged (short rows): a work item's setup (RowAt's division
 // per batch dimension, the OpenMP loop step) was about 15% of 16384x10's forward when each group was one.
 inline constexpr int64_t kLaneGroupsPerItem = 16;
-// The same for TinyRows (2 to 4 classes; 1024 rows per item with AVX2): with 16 groups, the work items' setup was
-// a tenth of 16384x2's forward.
-inline constexpr int64_t kTinyGroupsPerItem = 128;
+// The same for TinyRows and ShortRows (2 to 32 classes; 1024 rows per item with AVX2), which run a work item's
+// groups in one call: with 16 groups, the work items' setup was a tenth of 16384x2's forward.
+inline constexpr int64_t kBatchedGroupsPerItem = 128;
 // The lane kernel's stage buffers (see StageLanes): at most this many bytes per operand and thread, four operands
 // (up to 384 KiB per thread, in L2). Sized for runs of 4 KiB per class at 21 classes: [32,21,128,128]'s forward,
 // Zen 3, interleaved A/B, ns per element: one thread 1.59-1.67 (runs of 1 KiB, 24 KiB buffers) -> 1.38-1.42, two
@@ -270,7 +270,14 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
   };
   const bool tiny = !kGeneral && !staging && C >= 2 && C <= 4 && l.data[kLabels] && rows_of_classes(kLogits) &&
                     rows_of_classes(kLabels) && rows_of_classes(kGradLogits) && rows_of_classes(kGradLabels);
-  const int64_t item = staging ? S : (tiny ? kTinyGroupsPerItem : kLaneGroupsPerItem) * lanes;
+  // Rows of 5 to kMaxTiled classes of float32 or narrower, logits and gradients in contiguous rows (or absent),
+  // labels too or class indices, no class weights, soft-cap or label smoothing: ShortRows.
+  const bool batched_short = kTransposable<hn::ScalableTag<Compute<T>>> && !staging && C > 4 && C <= kMaxTiled &&
+                             rows_of_classes(kLogits) && (l.sparse || (l.data[kLabels] && rows_of_classes(kLabels))) &&
+                             rows_of_classes(kGradLogits) && rows_of_classes(kGradLabels) &&
+                             (!kGeneral || (!tr.weight && tr.softcap == 0 && tr.beta == 0));
+  const bool batched = tiny || batched_short;
+  const int64_t item = staging ? S : (batched ? kBatchedGroupsPerItem : kLaneGroupsPerItem) * lanes;
   const int64_t items = (I + item - 1) / item;
   // Staged operands: those whose lanes are contiguous (kLogits always, when staging).
   const auto staged = [&](Operand k) { return staging && l.data[k] && lane_stride(k) == 1; };
@@ -382,13 +389,16 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
       continue;
     }
     int64_t g = 0;
-    if constexpr (!kGeneral) {
-      if (tiny) {  // every full group of the item in one call
-        set_group(0);
-        g = n / lanes * lanes;
+    if (batched) {  // every full group of the item in one call
+      set_group(0);
+      g = n / lanes * lanes;
+      if constexpr (!kGeneral) {
         if (C == 2) TinyRows<2>(da, group, g);
         if (C == 3) TinyRows<3>(da, group, g);
         if (C == 4) TinyRows<4>(da, group, g);
+      }
+      if constexpr (kTransposable<hn::ScalableTag<Compute<T>>>) {
+        if (batched_short) ShortRows<kGeneral>(da, group, C, g);
       }
     }
     for (; g < n; g += lanes) {
