@@ -387,6 +387,29 @@ HWY_INLINE hn::Vec<DA> RowOfPositions(DA da, int64_t k, hn::Vec<DA> inv_classes)
   return hn::Floor(hn::Mul(hn::Add(hn::Iota(da, static_cast<A>(k * N)), hn::Set(da, A{0.5})), inv_classes));
 }
 
+// For each vector k of a group of contiguous rows of C ≤ kMaxTiled classes, its positions' rows as lane indices
+// (row[k·N + i], for TableLookupLanes) and classes as values (column[k·N + i] = p − C·(p / C)). The same for every
+// group of a call: computed once, they are two loads per vector (ShortRows' gradients had computed them per
+// vector, 13 of its 64 instructions, callgrind).
+template <class DA>
+struct RowPositions {
+  using A = hn::TFromD<DA>;
+  using TI = hwy::MakeSigned<A>;
+  static constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
+  HWY_ALIGN TI row[kMaxLanes * kMaxTiled];
+  HWY_ALIGN A column[kMaxLanes * kMaxTiled];
+  RowPositions(DA da, int64_t C) {
+    const hn::RebindToSigned<DA> di;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(da));
+    const auto classes = hn::Set(da, static_cast<A>(C)), inv_classes = hn::Set(da, static_cast<A>(1.0 / C));
+    for (int64_t k = 0; k < C; ++k) {
+      const auto rows = RowOfPositions(da, k, inv_classes);
+      hn::Store(hn::ConvertTo(di, rows), di, row + k * N);
+      hn::Store(hn::NegMulAdd(rows, classes, hn::Iota(da, static_cast<A>(k * N))), da, column + k * N);
+    }
+  }
+};
+
 // Gradients of a full group of contiguous rows (x, labels or class-index targets, gx and gy: rows C apart, classes
 // contiguous, C ≤ kMaxTiled; effective labels alpha·y + beta, no class weights or soft-cap) from the group's
 // results r (ref, log_sum, scale) and g, computed in row order: vector k of the group's elements holds positions
@@ -394,13 +417,13 @@ HWY_INLINE hn::Vec<DA> RowOfPositions(DA da, int64_t k, hn::Vec<DA> inv_classes)
 // as they are; no tiles, no gathers (16384x10 fwd+grad, one thread, Zen 3: 4.1 -> 2.9 ns per element). The same
 // arithmetic per element as LaneRows' column loop.
 template <bool kGeneral, class DA, typename T, typename G>
-HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, hn::Vec<DA> target_vec,
-                                  const LaneResults<DA>& r, hn::Vec<DA> g, hn::TFromD<DA>* buf) {
+HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, const RowPositions<DA>& positions,
+                                  hn::Vec<DA> target_vec, const LaneResults<DA>& r, hn::Vec<DA> g,
+                                  hn::TFromD<DA>* buf) {
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   const hn::RebindToSigned<DA> di;
   const auto one = hn::Set(da, A{1}), half = hn::Set(da, A{0.5});
-  const auto classes = hn::Set(da, static_cast<A>(C)), inv_classes = hn::Set(da, static_cast<A>(1.0 / C));
   const auto alpha = hn::Set(da, static_cast<A>(a.tr.alpha)), beta = hn::Set(da, static_cast<A>(a.tr.beta));
   const auto half_ref = hn::Mul(r.ref, half), half_log_sum = hn::Mul(r.log_sum, half), twice_g = hn::Add(g, g);
   const bool has_targets = kGeneral && a.targets != nullptr;
@@ -410,15 +433,14 @@ HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, hn
   G* const gy_data = a.gy.data;
   const bool stream = a.stream;
   for (int64_t k = 0; k < C; ++k) {
-    const auto row = RowOfPositions(da, k, inv_classes);
-    const auto lanes_row = hn::IndicesFromVec(da, hn::ConvertTo(di, row));
+    const auto lanes_row = hn::IndicesFromVec(da, hn::Load(di, positions.row + k * N));
     const auto at_row = [&](hn::Vec<DA> per_row) { return hn::TableLookupLanes(per_row, lanes_row); };
     const auto xv = LoadPromote(da, x_data + k * N);
     hn::Vec<DA> yv;
     if constexpr (!kGeneral) {
       yv = LoadPromote(da, y_data + k * N);
     } else {
-      const auto column = hn::NegMulAdd(row, classes, hn::Iota(da, static_cast<A>(k * N)));
+      const auto column = hn::Load(da, positions.column + k * N);
       const auto y = has_targets ? hn::IfThenElseZero(hn::Eq(at_row(target_vec), column), one)
                                  : LoadPromote(da, y_data + k * N);
       yv = hn::MulAdd(alpha, y, beta);
@@ -468,9 +490,10 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const auto cap = hn::Set(da, static_cast<A>(tr.softcap)), inv_cap = hn::Set(da, static_cast<A>(tr.softcap ? 1 / tr.softcap : 0));
   // Targets of the lanes as values (−1: ignored, or a lane past count), which lanes are ignored, and the effective
   // label at the target (alpha·w_t as y_at computes it; 0 where −1).
+  const bool has_targets = kGeneral && a.targets != nullptr;
   HWY_ALIGN A target[kMaxLanes], ignored[kMaxLanes] = {}, target_weight[kMaxLanes] = {};
   std::fill_n(target, kMaxLanes, A{-1});
-  if (kGeneral && a.targets) ReadTargets(a, count, target, ignored, target_weight);
+  if (has_targets) ReadTargets(a, count, target, ignored, target_weight);
   const auto target_vec = hn::Load(da, target);
 
   // Short rows whose lanes are not contiguous (C ≤ kMaxTiled, lane stride ≠ 1, e.g. 1M × 10: one gather per class)
@@ -552,7 +575,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   // Soft-capped once in the tile (a test per column while filling it cost 9 instructions per column).
   if (kGeneral && x_tiled && tr.softcap != 0)
     for (int64_t c = 0; c < C; ++c) hn::Store(Softcap(da, hn::Load(da, x_tile + c * N), cap, inv_cap), da, x_tile + c * N);
-  const bool y_tiled = !(kGeneral && a.targets) && fill_tile(a.y, y_tile);
+  const bool y_tiled = !has_targets && fill_tile(a.y, y_tile);
   // Direct operands: class c of every lane is one vector load at base + c·step (a column tile, or a full group
   // of contiguous lanes in the compute type, as NCHW stages are). Deciding that once per group, not per load,
   // keeps the hot loops free of taken branches (the per-load checks cost about a third of NCHW's forward).
@@ -566,7 +589,6 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   // Class c of the lanes' logits (soft-capped if asked) and effective labels. direct (a constant): x_base is set,
   // and y_base or the targets, so no test for them is compiled. What the loads need is in locals: read through
   // `a` or `tr`, GCC loaded it again for every class (each store through an intrinsic may alias anything).
-  const bool has_targets = kGeneral && a.targets != nullptr;
   const T* const weight = tr.weight;
   const int64_t weight_stride = tr.weight_stride;
   const auto alpha = hn::Set(da, static_cast<A>(tr.alpha)), beta = hn::Set(da, static_cast<A>(tr.beta));
@@ -604,7 +626,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const int64_t ahead = sweep ? sweep->ahead : 0;
   const int64_t x_class = a.x.class_stride, y_class = a.y.class_stride;
   const T* const x_ahead = ahead > 0 ? a.x.data + ahead * x_class : nullptr;
-  const T* const y_ahead = ahead > 0 && !(kGeneral && a.targets) && a.y.data != nullptr && a.y.lane_stride == 1
+  const T* const y_ahead = ahead > 0 && !has_targets && a.y.data != nullptr && a.y.lane_stride == 1
                                ? a.y.data + ahead * y_class
                                : nullptr;
   const auto touch = [&](int64_t c) XENT_LAMBDA_INLINE {
@@ -613,7 +635,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   };
   const auto no_touch = [](int64_t) {};
   // Class-index targets without smoothing (beta = 0) have one label per lane: LaneTargets.
-  const bool one_label = kGeneral && a.targets && tr.beta == 0;
+  const bool one_label = has_targets && tr.beta == 0;
   const LaneTargets<DA> targets{target_vec, hn::Load(da, target_weight)};
   const auto block = [&](int64_t begin, int64_t end) XENT_LAMBDA_INLINE {
     if constexpr (kGeneral) {
@@ -708,7 +730,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const bool plain = !kGeneral || (!weight && !slope);
   if (short_rows && plain && contiguous_rows(a.x) && row_labels && (!gx_data || contiguous_rows(a.gx)) &&
       (!gy_data || contiguous_rows(a.gy))) {
-    RowOrderGradients<kGeneral>(da, a, C, target_vec, {ref, log_sum, scale, hn::Zero(da)}, g, buf);
+    const LaneResults<DA> results{ref, log_sum, scale, hn::Zero(da)};
+    RowOrderGradients<kGeneral>(da, a, C, RowPositions<DA>(da, C), target_vec, results, g, buf);
     return;
   }
   // Other gradients of contiguous short rows are computed into column tiles too, then transposed back with one gather
@@ -868,6 +891,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   const double z_loss = kGeneral ? shared.z_loss : 0.0;
   const auto grad_scale = hn::Set(da, static_cast<A>(shared.grad_scale));
   const auto none = hn::Set(da, A{-1}), one = hn::Set(da, A{1});
+  const RowPositions<DA> positions(da, C);  // for the gradients
   LaneGroup<T, G> a = shared;  // the group's operands
   a.count = hn::Lanes(da);
   for (int64_t i = 0; i < n; i += N) {
@@ -901,7 +925,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
     } else if (shared.loss.data) {
       StoreLanes(da, loss, at(shared.loss.data, shared.loss.lane_stride), shared.loss.lane_stride, hn::Lanes(da), buf);
     }
-    if (a.gx.data || a.gy.data) RowOrderGradients<kGeneral>(da, a, C, target_vec, r, g, buf);
+    if (a.gx.data || a.gy.data) RowOrderGradients<kGeneral>(da, a, C, positions, target_vec, r, g, buf);
   }
 }
 
