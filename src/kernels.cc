@@ -366,7 +366,7 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
       if constexpr (kGeneral) {
         if (l.sparse)
           group.targets = static_cast<const char*>(l.data[kLabels]) +
-                          (r.label_offset + g * lane_stride(kLabels)) * (l.label_dtype == XENT_INT32 ? 4 : 8);
+                          (r.label_offset + g * lane_stride(kLabels)) * dtype_size(l.label_dtype);
       }
     };
     if (sweep) {

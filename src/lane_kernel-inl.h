@@ -16,12 +16,14 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 
 #include "hwy/cache_control.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "src/row_kernel-inl.h"
 #include "src/row_state.h"
+#include "src/scalar.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace xent::internal::HWY_NAMESPACE {
@@ -887,11 +889,11 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   const auto y_at = [&](int64_t c) XENT_LAMBDA_INLINE { return hn::Load(da, y_tile + c * N); };
   const auto no_touch = [](int64_t) {};
   const bool has_targets = kGeneral && shared.targets != nullptr;
-  const int64_t target_bytes = shared.target_dtype == XENT_INT32 ? 4 : 8;
   const double z_loss = kGeneral ? shared.z_loss : 0.0;
   const auto grad_scale = hn::Set(da, static_cast<A>(shared.grad_scale));
   const auto none = hn::Set(da, A{-1}), one = hn::Set(da, A{1});
-  const RowPositions<DA> positions(da, C);  // for the gradients
+  std::optional<RowPositions<DA>> positions;  // for the gradients only
+  if (shared.gx.data || shared.gy.data) positions.emplace(da, C);
   LaneGroup<T, G> a = shared;  // the group's operands
   a.count = hn::Lanes(da);
   for (int64_t i = 0; i < n; i += N) {
@@ -907,7 +909,8 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
     auto target_vec = none;
     auto ignored_mask = hn::FirstN(da, 0);  // none ignored
     if (has_targets) {
-      a.targets = static_cast<const char*>(shared.targets) + i * shared.targets_lane_stride * target_bytes;
+      a.targets = static_cast<const char*>(shared.targets) +
+                  i * shared.targets_lane_stride * dtype_size(shared.target_dtype);
       ReadTargets(a, a.count, target, ignored, target_weight);
       target_vec = hn::Load(da, target);
       ignored_mask = hn::Eq(hn::Load(da, ignored), one);
@@ -925,7 +928,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
     } else if (shared.loss.data) {
       StoreLanes(da, loss, at(shared.loss.data, shared.loss.lane_stride), shared.loss.lane_stride, hn::Lanes(da), buf);
     }
-    if (a.gx.data || a.gy.data) RowOrderGradients<kGeneral>(da, a, C, positions, target_vec, r, g, buf);
+    if (positions) RowOrderGradients<kGeneral>(da, a, C, *positions, target_vec, r, g, buf);
   }
 }
 

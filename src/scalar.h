@@ -9,6 +9,11 @@
 
 namespace xent::internal {
 
+// Bytes per element of a dtype (float or integer).
+constexpr int64_t dtype_size(int32_t d) {
+  return d == XENT_FLOAT64 || d == XENT_INT64 ? 8 : d == XENT_FLOAT32 || d == XENT_INT32 ? 4 : 2;
+}
+
 inline double load_as_double(const void* base, xent_dtype dtype, int64_t index) {
   switch (dtype) {
     case XENT_FLOAT16: return to_float(static_cast<const float16*>(base)[index]);

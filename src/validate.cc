@@ -5,16 +5,13 @@
 #include <sstream>
 
 #include "plan.h"
+#include "scalar.h"
 
 namespace xent::internal {
 namespace {
 
 bool valid_dtype(int32_t d) {
   return d == XENT_FLOAT16 || d == XENT_BFLOAT16 || d == XENT_FLOAT32 || d == XENT_FLOAT64;
-}
-
-int64_t dtype_size(int32_t d) {
-  return d == XENT_FLOAT64 || d == XENT_INT64 ? 8 : d == XENT_FLOAT32 || d == XENT_INT32 ? 4 : 2;
 }
 
 // "float32", or "42 (not an xent_dtype)".
