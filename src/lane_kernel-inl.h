@@ -246,6 +246,28 @@ HWY_INLINE void TransposeRows(DA da, const hn::TFromD<DA>* from, int64_t C, int6
     for (int64_t c = 0; c < kN; ++c) hn::Store(v[c], da, columns + c * kN);
   }
 }
+
+// TransposeRows' inverse for contiguous rows: a column tile of N = Lanes rows of C > 4 classes, tile[c·N + l], as
+// the rows, rows[l·C + c]. tile holds max(C, N) columns (those past C are read and transposed along); rows has
+// room for N·C + N elements. Each pass transposes N columns (the last one the last N, overlapping the one before)
+// and stores each row's N classes as one vector, rows in order: with C < N a row's store runs into the next row's
+// first classes, which the next store writes again, and the last one past N·C.
+template <class DA>
+HWY_INLINE void TransposeColumns(DA da, const hn::TFromD<DA>* HWY_RESTRICT tile, int64_t C,
+                                 hn::TFromD<DA>* HWY_RESTRICT rows) {
+  using A = hn::TFromD<DA>;
+  constexpr int64_t kN = static_cast<int64_t>(hn::MaxLanes(DA()));
+  for (int64_t pass = 0; pass < C; pass += kN) {
+    const int64_t c0 = C < kN ? 0 : std::min(pass, C - kN);
+    hn::Vec<DA> v[kN];
+    const A* column = tile + c0 * kN;
+    for (int64_t c = 0; c < kN; ++c) v[c] = hn::Load(da, column + c * kN);
+    Transpose(da, v);
+    // Rows by a pointer stepped along them (see TransposeRows).
+    A* row = rows + c0;
+    for (int64_t l = 0; l < kN; ++l, row += C) hn::StoreU(v[l], da, row);
+  }
+}
 #endif  // HWY_TARGET != HWY_SCALAR
 
 // reference_of (row_state.h) of each lane: the max, or 0 for a max of −inf.
@@ -261,19 +283,26 @@ struct LaneTargets {
   hn::Vec<DA> index, weight;
 };
 
+// For SumLanes' keep: the exps are not needed.
+struct NoKeep {
+  template <class V>
+  HWY_INLINE void operator()(int64_t, V) const {}
+};
+
 // Sums of one block of classes [begin, end) of every lane (x_at(c): class c of the lanes): max, then
 // Σ exp(x − r), Σ y, Σ_{y≠0} y·(x/2 − r/2), as in ForwardRange (row_kernel-inl.h), which explains the halving.
 // labels: y_at(c), class c's labels of the lanes; or LaneTargets, whose logit at the target is picked in the max
 // pass, so that the exp pass sums exps only (sparse 16384x10 forward: 48 instructions per class and group of 8
 // rows in that pass with one-hot labels, by callgrind).
-// touch(c) is called once per class in the first pass (LaneRows asks there for a later block's lines).
+// touch(c) is called once per class in the first pass (LaneRows asks there for a later block's lines); keep(c, e)
+// with class c's exps exp(x − r) in the second (TinyRows and ShortRows keep them for the gradients).
 template <class DA>
 struct LaneBlock {
   hn::Vec<DA> max, ref, sum, label_sum, half_dot;
 };
-template <class DA, class XAt, class Labels, class Touch>
+template <class DA, class XAt, class Labels, class Touch, class Keep>
 HWY_INLINE LaneBlock<DA> SumLanes(DA da, int64_t begin, int64_t end, const XAt& x_at, const Labels& labels,
-                                  const Touch& touch) {
+                                  const Touch& touch, const Keep& keep) {
   using A = hn::TFromD<DA>;
   constexpr bool kTargets = std::is_same_v<Labels, LaneTargets<DA>>;
   const auto zero = hn::Zero(da), half = hn::Set(da, A{0.5}), one = hn::Set(da, A{1});
@@ -307,7 +336,9 @@ HWY_INLINE LaneBlock<DA> SumLanes(DA da, int64_t begin, int64_t end, const XAt& 
   auto sum = zero, label_sum = zero, half_dot = zero;
   for (int64_t c = begin; c < end; ++c) {
     const auto xv = x_at(c);
-    sum = hn::Add(sum, ExpNonPositive(da, hn::Sub(xv, ref)));
+    const auto e = ExpNonPositive(da, hn::Sub(xv, ref));
+    keep(c, e);
+    sum = hn::Add(sum, e);
     if constexpr (!kTargets) {
       const auto yv = labels(c);
       label_sum = hn::Add(label_sum, yv);
@@ -417,11 +448,12 @@ struct RowPositions {
 // results r (ref, log_sum, scale) and g, computed in row order: vector k of the group's elements holds positions
 // p = k·N + i, each row's values are moved to its positions with one table lookup, and the gradients are stored
 // as they are; no tiles, no gathers (16384x10 fwd+grad, one thread, Zen 3: 4.1 -> 2.9 ns per element). The same
-// arithmetic per element as LaneRows' column loop.
+// arithmetic per element as LaneRows' column loop. exps (optional): the forward's exp(x − r) of the group in row
+// order (exps[l·C + c]), read instead of computed again.
 template <bool kGeneral, class DA, typename T, typename G>
 HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, const RowPositions<DA>& positions,
                                   hn::Vec<DA> target_vec, const LaneResults<DA>& r, hn::Vec<DA> g,
-                                  hn::TFromD<DA>* buf) {
+                                  const hn::TFromD<DA>* exps, hn::TFromD<DA>* buf) {
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   const hn::RebindToSigned<DA> di;
@@ -448,7 +480,8 @@ HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, co
       yv = hn::MulAdd(alpha, y, beta);
     }
     if (gx_data != nullptr) {
-      const auto v = GradLogits(at_row(r.scale), ExpNonPositive(da, hn::Sub(xv, at_row(r.ref))), at_row(g), yv);
+      const auto e = exps ? hn::Load(da, exps + k * N) : ExpNonPositive(da, hn::Sub(xv, at_row(r.ref)));
+      const auto v = GradLogits(at_row(r.scale), e, at_row(g), yv);
       StoreLanes(da, v, gx_data + k * N, 1, hn::Lanes(da), buf, stream);
     }
     if (gy_data != nullptr) {
@@ -642,12 +675,12 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const auto block = [&](int64_t begin, int64_t end) XENT_LAMBDA_INLINE {
     if constexpr (kGeneral) {
       if (one_label) {
-        if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, targets, touch);
-        return SumLanes(da, begin, end, x_at, targets, no_touch);
+        if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, targets, touch, NoKeep{});
+        return SumLanes(da, begin, end, x_at, targets, no_touch, NoKeep{});
       }
     }
-    if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, y_at, touch);
-    return SumLanes(da, begin, end, x_at, y_at, no_touch);
+    if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, y_at, touch, NoKeep{});
+    return SumLanes(da, begin, end, x_at, y_at, no_touch, NoKeep{});
   };
 
   hn::Vec<DA> g = hn::Set(da, static_cast<A>(a.grad_scale));
@@ -733,7 +766,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   if (short_rows && plain && contiguous_rows(a.x) && row_labels && (!gx_data || contiguous_rows(a.gx)) &&
       (!gy_data || contiguous_rows(a.gy))) {
     const LaneResults<DA> results{ref, log_sum, scale, hn::Zero(da)};
-    RowOrderGradients<kGeneral>(da, a, C, RowPositions<DA>(da, C), target_vec, results, g, buf);
+    RowOrderGradients<kGeneral>(da, a, C, RowPositions<DA>(da, C), target_vec, results, g, nullptr, buf);
     return;
   }
   // Other gradients of contiguous short rows are computed into column tiles too, then transposed back with one gather
@@ -836,9 +869,11 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
     auto g = grad_scale;
     if (a.grad_loss.data)
       g = hn::Mul(g, LoadLanes(da, a.grad_loss.data + i * a.grad_loss.lane_stride, a.grad_loss.lane_stride, scratch));
-    const LaneResults<DA> r =
-        FinishLanes(da, SumLanes(da, 0, C, [&](int64_t c) { return x[c]; }, [&](int64_t c) { return y[c]; }, [](int64_t) {}),
-                    g, 0.0);
+    hn::Vec<DA> e[kC];  // the exps, kept for gx
+    const auto keep = [&](int64_t c, hn::Vec<DA> v) XENT_LAMBDA_INLINE { e[c] = v; };
+    const LaneResults<DA> r = FinishLanes(
+        da, SumLanes(da, 0, C, [&](int64_t c) { return x[c]; }, [&](int64_t c) { return y[c]; }, [](int64_t) {}, keep),
+        g, 0.0);
     if (a.row_loss) {  // reductions
       hn::Store(r.loss, da, scratch);
       for (int64_t l = 0; l < N; ++l) a.row_loss[a.first_row + i + l] = scratch[l];
@@ -847,7 +882,7 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
     }
     hn::Vec<DA> grad[kC];
     if (a.gx.data) {
-      for (size_t c = 0; c < kC; ++c) grad[c] = GradLogits(r.scale, ExpNonPositive(da, hn::Sub(x[c], r.ref)), g, y[c]);
+      for (size_t c = 0; c < kC; ++c) grad[c] = GradLogits(r.scale, e[c], g, y[c]);
       store(grad, a.gx.data + i * C);
     }
     if (a.gy.data) {
@@ -863,10 +898,11 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
 // (kGeneral), with z-loss and ignore_index (class weights, soft-cap and label smoothing stay with LaneRows); gx
 // and gy, if any, contiguous rows.
 // Shapes as for TinyRows. The arithmetic of LaneRows, step for step (TransposeRows, ReadTargets, SumLanes,
-// FinishLanes, RowOrderGradients), so that the results agree with it to the bit; what differs is that one call
-// runs many groups, and what they share (constants, pointers, buffers) is set up once: LaneRows' setup per group
-// cost as much as a group's arithmetic (sparse 16384x10 forward, callgrind: 908 instructions per group of 8 rows
-// in LaneRows, of which about 310 in the class loops).
+// FinishLanes, RowOrderGradients; gx reads the forward's exps, the very values LaneRows computes again), so that
+// the results agree with it to the bit; what differs is that one call runs many groups, and what they share
+// (constants, pointers, buffers) is set up once: LaneRows' setup per group cost as much as a group's arithmetic
+// (sparse 16384x10 forward, callgrind: 908 instructions per group of 8 rows in LaneRows, of which about 310 in the
+// class loops).
 template <bool kGeneral, class DA, typename T, typename G>
 void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   static_assert(kTransposable<DA>);
@@ -875,6 +911,10 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   HWY_ALIGN A x_tile[kMaxLanes * kMaxTiled], y_tile[kMaxLanes * kMaxTiled];
   HWY_ALIGN A narrow_copy[std::is_same_v<T, A> ? 1 : kMaxLanes * kMaxTiled];
+  // With gx: the forward's exps as a column tile, then in row order for RowOrderGradients: a transpose back costs
+  // less than an exp per vector (callgrind per group of 8 rows, 16384x10: sparse fwd+grad 1170 -> 1127, dense
+  // fwd+grad_logits 1196 -> 1131, float16 1252 -> 1164; 16384x32 fwd + both gradients 3773 -> 3351).
+  HWY_ALIGN A exp_tile[kMaxLanes * kMaxTiled], exp_rows[kMaxLanes * (kMaxTiled + 1)];
   HWY_ALIGN A buf[kMaxLanes], target[kMaxLanes], ignored[kMaxLanes], target_weight[kMaxLanes];
   // Class-major tile of the group's rows at p.
   const auto fill_tile = [&](const T* p, A* tile) XENT_LAMBDA_INLINE {
@@ -894,41 +934,59 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   const auto none = hn::Set(da, A{-1}), one = hn::Set(da, A{1});
   std::optional<RowPositions<DA>> positions;  // for the gradients only
   if (shared.gx.data || shared.gy.data) positions.emplace(da, C);
+  const bool keep_exps = shared.gx.data != nullptr;
+  for (int64_t c = C; c < N; ++c) hn::Store(hn::Zero(da), da, exp_tile + c * N);  // transposed along, never used
+  const auto keep_in_tile = [&](int64_t c, hn::Vec<DA> e) XENT_LAMBDA_INLINE { hn::Store(e, da, exp_tile + c * N); };
   LaneGroup<T, G> a = shared;  // the group's operands
   a.count = hn::Lanes(da);
-  for (int64_t i = 0; i < n; i += N) {
-    const auto at = [&](auto* p, int64_t stride) { return p ? p + i * stride : nullptr; };
-    a.x.data = at(shared.x.data, C), a.y.data = at(shared.y.data, C);
-    a.gx.data = at(shared.gx.data, C), a.gy.data = at(shared.gy.data, C);
-    a.first_row = shared.first_row + i;
-    fill_tile(a.x.data, x_tile);
-    auto g = grad_scale;
-    if (shared.grad_loss.data)
-      g = hn::Mul(g, LoadLanes(da, at(shared.grad_loss.data, shared.grad_loss.lane_stride), shared.grad_loss.lane_stride, buf));
-    LaneBlock<DA> b;
-    auto target_vec = none;
-    auto ignored_mask = hn::FirstN(da, 0);  // none ignored
-    if (has_targets) {
-      a.targets = static_cast<const char*>(shared.targets) +
-                  i * shared.targets_lane_stride * dtype_size(shared.target_dtype);
-      ReadTargets(a, a.count, target, ignored, target_weight);
-      target_vec = hn::Load(da, target);
-      ignored_mask = hn::Eq(hn::Load(da, ignored), one);
-      g = hn::IfThenZeroElse(ignored_mask, g);
-      b = SumLanes(da, 0, C, x_at, LaneTargets<DA>{target_vec, hn::Load(da, target_weight)}, no_touch);
-    } else {
-      fill_tile(a.y.data, y_tile);
-      b = SumLanes(da, 0, C, x_at, y_at, no_touch);
+  // The groups' loop, compiled twice: with the exps kept, and without for the other calls, whose code is then
+  // what it was before exps were kept (dense 16384x10 forward storing them too: 741 -> 833 instructions per group,
+  // callgrind; 0.96 -> 1.14 ns per element, one thread in cache).
+  const auto run_groups = [&](const auto& keep) XENT_LAMBDA_INLINE {
+    constexpr bool kKeep = !std::is_same_v<std::decay_t<decltype(keep)>, NoKeep>;
+    for (int64_t i = 0; i < n; i += N) {
+      const auto at = [&](auto* p, int64_t stride) { return p ? p + i * stride : nullptr; };
+      a.x.data = at(shared.x.data, C), a.y.data = at(shared.y.data, C);
+      a.gx.data = at(shared.gx.data, C), a.gy.data = at(shared.gy.data, C);
+      a.first_row = shared.first_row + i;
+      fill_tile(a.x.data, x_tile);
+      auto g = grad_scale;
+      if (shared.grad_loss.data)
+        g = hn::Mul(g, LoadLanes(da, at(shared.grad_loss.data, shared.grad_loss.lane_stride),
+                                 shared.grad_loss.lane_stride, buf));
+      LaneBlock<DA> b;
+      auto target_vec = none;
+      auto ignored_mask = hn::FirstN(da, 0);  // none ignored
+      if (has_targets) {
+        a.targets = static_cast<const char*>(shared.targets) +
+                    i * shared.targets_lane_stride * dtype_size(shared.target_dtype);
+        ReadTargets(a, a.count, target, ignored, target_weight);
+        target_vec = hn::Load(da, target);
+        ignored_mask = hn::Eq(hn::Load(da, ignored), one);
+        g = hn::IfThenZeroElse(ignored_mask, g);
+        b = SumLanes(da, 0, C, x_at, LaneTargets<DA>{target_vec, hn::Load(da, target_weight)}, no_touch, keep);
+      } else {
+        fill_tile(a.y.data, y_tile);
+        b = SumLanes(da, 0, C, x_at, y_at, no_touch, keep);
+      }
+      const LaneResults<DA> r = FinishLanes(da, b, g, z_loss);
+      const auto loss = hn::IfThenZeroElse(ignored_mask, r.loss);
+      if (shared.row_loss) {  // reductions
+        hn::Store(loss, da, buf);
+        for (int64_t l = 0; l < N; ++l) shared.row_loss[a.first_row + l] = buf[l];
+      } else if (shared.loss.data) {
+        StoreLanes(da, loss, at(shared.loss.data, shared.loss.lane_stride), shared.loss.lane_stride, hn::Lanes(da),
+                   buf);
+      }
+      if constexpr (kKeep) TransposeColumns(da, exp_tile, C, exp_rows);
+      if (positions)
+        RowOrderGradients<kGeneral>(da, a, C, *positions, target_vec, r, g, kKeep ? exp_rows : nullptr, buf);
     }
-    const LaneResults<DA> r = FinishLanes(da, b, g, z_loss);
-    const auto loss = hn::IfThenZeroElse(ignored_mask, r.loss);
-    if (shared.row_loss) {  // reductions
-      hn::Store(loss, da, buf);
-      for (int64_t l = 0; l < N; ++l) shared.row_loss[a.first_row + l] = buf[l];
-    } else if (shared.loss.data) {
-      StoreLanes(da, loss, at(shared.loss.data, shared.loss.lane_stride), shared.loss.lane_stride, hn::Lanes(da), buf);
-    }
-    if (positions) RowOrderGradients<kGeneral>(da, a, C, *positions, target_vec, r, g, buf);
+  };
+  if (keep_exps) {
+    run_groups(keep_in_tile);
+  } else {
+    run_groups(NoKeep{});
   }
 }
 
