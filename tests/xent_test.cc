@@ -249,6 +249,25 @@ TEST(Xent, SpecialValuesMatchReference) {
     }
 }
 
+// Long contiguous rows (row kernel, full vectors and a partial last one, one or several blocks; C = 96, 1000,
+// 4099): −inf logits with label 0 scattered through a row of finite ones (the answer is finite, y = 0 must add 0
+// where 0·−inf is NaN), the same with label mass on one −inf (+inf), a NaN label, and an ordinary row beside them.
+TEST(Xent, MaskedLogitsInLongRows) {
+  for (int64_t C : {96, 1000, 4099}) {
+    for (xent_dtype dtype : kAllDtypes) {
+      Case c{.dtype = dtype, .labels_shape = {4, C}, .logits_shape = {4, C}};
+      c.edit = [&](Tensor& labels, Tensor& logits) {
+        for (int64_t j = 1; j < C; j += 3) {
+          for (int64_t row : {0, 1}) logits.set(row * C + j, -kInf), labels.set(row * C + j, 0);
+        }
+        labels.set(C + 1 + 3 * (C / 6), 0.1);  // on one of row 1's −inf logits
+        labels.set(2 * C + C / 3, kNaN);
+      };
+      run_case(c);
+    }
+  }
+}
+
 // Rows up to 65536 classes keep the forward's exps for their gradients, relative to each block's own max
 // (src/row_kernel-inl.h, KeptExps): whole blocks of −inf (block 0, block 1 of 1024 or 2048 classes), and a block
 // of −inf beside logits of −1e30 (exp(0 − r) would overflow there).
