@@ -283,10 +283,10 @@ struct LaneTargets {
   hn::Vec<DA> index, weight;
 };
 
-// For SumLanes' keep: the exps are not needed.
-struct NoKeep {
-  template <class V>
-  HWY_INLINE void operator()(int64_t, V) const {}
+// A hook that does nothing, for SumLanes' touch (no prefetch) or keep (the exps are not needed).
+struct NoHook {
+  template <class... Args>
+  HWY_INLINE void operator()(Args...) const {}
 };
 
 // Sums of one block of classes [begin, end) of every lane (x_at(c): class c of the lanes): max, then
@@ -657,7 +657,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   // A sweep's prefetch (see LaneSweep): the first line of the group's lanes `ahead` classes on (to + ahead ≤ C);
   // the rest of a span that straddles two lines is the next group's first. Local pointers and strides: read
   // through `a` in the loop, GCC reloaded them for every class. The loops that touch are compiled apart from those
-  // that do not (no_touch): a test per class cost the other lane paths 7-11% more instructions (callgrind).
+  // that do not (NoHook): a test per class cost the other lane paths 7-11% more instructions (callgrind).
   const int64_t ahead = sweep ? sweep->ahead : 0;
   const int64_t x_class = a.x.class_stride, y_class = a.y.class_stride;
   const T* const x_ahead = ahead > 0 ? a.x.data + ahead * x_class : nullptr;
@@ -668,19 +668,18 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     hwy::Prefetch(x_ahead + c * x_class);
     if (y_ahead != nullptr) hwy::Prefetch(y_ahead + c * y_class);
   };
-  const auto no_touch = [](int64_t) {};
   // Class-index targets without smoothing (beta = 0) have one label per lane: LaneTargets.
   const bool one_label = has_targets && tr.beta == 0;
   const LaneTargets<DA> targets{target_vec, hn::Load(da, target_weight)};
   const auto block = [&](int64_t begin, int64_t end) XENT_LAMBDA_INLINE {
     if constexpr (kGeneral) {
       if (one_label) {
-        if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, targets, touch, NoKeep{});
-        return SumLanes(da, begin, end, x_at, targets, no_touch, NoKeep{});
+        if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, targets, touch, NoHook{});
+        return SumLanes(da, begin, end, x_at, targets, NoHook{}, NoHook{});
       }
     }
-    if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, y_at, touch, NoKeep{});
-    return SumLanes(da, begin, end, x_at, y_at, no_touch, NoKeep{});
+    if (x_ahead != nullptr) return SumLanes(da, begin, end, x_at, y_at, touch, NoHook{});
+    return SumLanes(da, begin, end, x_at, y_at, NoHook{}, NoHook{});
   };
 
   hn::Vec<DA> g = hn::Set(da, static_cast<A>(a.grad_scale));
@@ -816,7 +815,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     else columns(touch_class, std::false_type{});
   };
   if (x_ahead != nullptr) columns_touching(touch);
-  else columns_touching(no_touch);
+  else columns_touching(NoHook{});
   if (!gx_tiled && !gy_tiled) return;
   const auto classes = hn::Set(da, static_cast<A>(C)), inv_classes = hn::Set(da, static_cast<A>(1.0 / C));
   for (int64_t k = 0; k < C; ++k) {
@@ -872,7 +871,7 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
     hn::Vec<DA> e[kC];  // the exps, kept for gx
     const auto keep = [&](int64_t c, hn::Vec<DA> v) XENT_LAMBDA_INLINE { e[c] = v; };
     const LaneResults<DA> r = FinishLanes(
-        da, SumLanes(da, 0, C, [&](int64_t c) { return x[c]; }, [&](int64_t c) { return y[c]; }, [](int64_t) {}, keep),
+        da, SumLanes(da, 0, C, [&](int64_t c) { return x[c]; }, [&](int64_t c) { return y[c]; }, NoHook{}, keep),
         g, 0.0);
     if (a.row_loss) {  // reductions
       hn::Store(r.loss, da, scratch);
@@ -927,7 +926,6 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   };
   const auto x_at = [&](int64_t c) XENT_LAMBDA_INLINE { return hn::Load(da, x_tile + c * N); };
   const auto y_at = [&](int64_t c) XENT_LAMBDA_INLINE { return hn::Load(da, y_tile + c * N); };
-  const auto no_touch = [](int64_t) {};
   const bool has_targets = kGeneral && shared.targets != nullptr;
   const double z_loss = kGeneral ? shared.z_loss : 0.0;
   const auto grad_scale = hn::Set(da, static_cast<A>(shared.grad_scale));
@@ -935,7 +933,8 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   std::optional<RowPositions<DA>> positions;  // for the gradients only
   if (shared.gx.data || shared.gy.data) positions.emplace(da, C);
   const bool keep_exps = shared.gx.data != nullptr;
-  for (int64_t c = C; c < N; ++c) hn::Store(hn::Zero(da), da, exp_tile + c * N);  // transposed along, never used
+  if (keep_exps)  // columns past C: transposed along, never used
+    for (int64_t c = C; c < N; ++c) hn::Store(hn::Zero(da), da, exp_tile + c * N);
   const auto keep_in_tile = [&](int64_t c, hn::Vec<DA> e) XENT_LAMBDA_INLINE { hn::Store(e, da, exp_tile + c * N); };
   LaneGroup<T, G> a = shared;  // the group's operands
   a.count = hn::Lanes(da);
@@ -943,7 +942,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   // what it was before exps were kept (dense 16384x10 forward storing them too: 741 -> 833 instructions per group,
   // callgrind; 0.96 -> 1.14 ns per element, one thread in cache).
   const auto run_groups = [&](const auto& keep) XENT_LAMBDA_INLINE {
-    constexpr bool kKeep = !std::is_same_v<std::decay_t<decltype(keep)>, NoKeep>;
+    constexpr bool kKeep = !std::is_same_v<std::decay_t<decltype(keep)>, NoHook>;
     for (int64_t i = 0; i < n; i += N) {
       const auto at = [&](auto* p, int64_t stride) { return p ? p + i * stride : nullptr; };
       a.x.data = at(shared.x.data, C), a.y.data = at(shared.y.data, C);
@@ -964,10 +963,10 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
         target_vec = hn::Load(da, target);
         ignored_mask = hn::Eq(hn::Load(da, ignored), one);
         g = hn::IfThenZeroElse(ignored_mask, g);
-        b = SumLanes(da, 0, C, x_at, LaneTargets<DA>{target_vec, hn::Load(da, target_weight)}, no_touch, keep);
+        b = SumLanes(da, 0, C, x_at, LaneTargets<DA>{target_vec, hn::Load(da, target_weight)}, NoHook{}, keep);
       } else {
         fill_tile(a.y.data, y_tile);
-        b = SumLanes(da, 0, C, x_at, y_at, no_touch, keep);
+        b = SumLanes(da, 0, C, x_at, y_at, NoHook{}, keep);
       }
       const LaneResults<DA> r = FinishLanes(da, b, g, z_loss);
       const auto loss = hn::IfThenZeroElse(ignored_mask, r.loss);
@@ -986,7 +985,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   if (keep_exps) {
     run_groups(keep_in_tile);
   } else {
-    run_groups(NoKeep{});
+    run_groups(NoHook{});
   }
 }
 
