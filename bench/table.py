@@ -1,13 +1,17 @@
-"""Turns xent_bench's JSON output (--benchmark_out=FILE) into the README's markdown table.
+"""Turns xent_bench's JSON output (--benchmark_out=FILE) into the README's markdown tables.
 
     build/xent_bench --benchmark_out=bench.json --benchmark_out_format=json
     /usr/bin/python3 bench/table.py bench.json
+
+Given several files (runs of the same rows, e.g. XENT_BENCH_TARGET=AVX3 and =AVX2 alternated on one machine), it
+prints one table of G elements/s with a column per run instead.
 """
 import json
 import sys
 
 
-def main(path):
+def load(path):
+    """(context, read bandwidth in GB/s, rows of (op, dtype, shape, GB/s, G elements/s, of read bandwidth))."""
     data = json.load(open(path))
     rows = []
     read_bw = None
@@ -18,7 +22,15 @@ def main(path):
         op, dtype, shape = b["name"].split("/")[:3]
         rows.append((op, dtype, shape, b["bytes_per_second"] / 1e9, b["elements/s"] / 1e9, b["of_read_bw"]))
     ctx = data["context"]
-    print(f"Run of {ctx['date']}, {ctx['num_cpus']} CPUs at {ctx['mhz_per_cpu']} MHz; "
+    if read_bw is None:  # filtered out of the run; xent_bench also puts the start-up measurement in the context
+        read_bw = float(ctx["read_bandwidth_GB/s"])
+    return ctx, read_bw, rows
+
+
+def one_run(path):
+    ctx, read_bw, rows = load(path)
+    target = f"SIMD target {ctx['simd_target']}; " if "simd_target" in ctx else ""
+    print(f"Run of {ctx['date']}, {ctx['num_cpus']} CPUs at {ctx['mhz_per_cpu']} MHz; {target}"
           f"read bandwidth in the same run: **{read_bw:.1f} GB/s**.\n")
     print("| op | dtype | shape | GB/s | G elements/s | of read bandwidth |")
     print("|---|---|---|---:|---:|---:|")
@@ -26,5 +38,21 @@ def main(path):
         print(f"| {op} | {dtype} | {shape} | {gbs:.1f} | {eps:.2f} | {frac:.2f} |")
 
 
+def several_runs(paths):
+    runs = [load(p) for p in paths]
+    names = [f"{ctx.get('simd_target', '?')} {ctx['date'][11:19]}" for ctx, _, _ in runs]
+    print("G elements/s; columns are runs (SIMD target, start time).\n")
+    print("| op | dtype | shape | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---:|" * len(runs))
+    print("| read bandwidth, GB/s | | | " + " | ".join(f"{bw:.1f}" for _, bw, _ in runs) + " |")
+    cells = [{(op, dtype, shape): eps for op, dtype, shape, _, eps, _ in rows} for _, _, rows in runs]
+    for op, dtype, shape, *_ in runs[0][2]:
+        row = [f"{c[(op, dtype, shape)]:.2f}" if (op, dtype, shape) in c else "–" for c in cells]
+        print(f"| {op} | {dtype} | {shape} | " + " | ".join(row) + " |")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) > 2:
+        several_runs(sys.argv[1:])
+    else:
+        one_run(sys.argv[1])

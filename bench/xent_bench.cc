@@ -2,14 +2,19 @@
 // bytes/s and as a fraction of the read bandwidth measured by a streaming read kernel in the same run.
 //
 //   build/xent_bench [--benchmark_filter=...]
+//   XENT_BENCH_TARGET=AVX2 build/xent_bench     # every row on that SIMD target instead of the CPU's best
 //
 // Bytes counted: forward reads logits and labels; forward+gradients also writes grad_logits and grad_labels
 // (and the loss, negligible). Inputs are rotated across copies totalling ≥ 512 MiB so no run is served from cache.
 #include <benchmark/benchmark.h>
+#include <hwy/targets.h>
 #include <omp.h>
+
+#include <strings.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -148,13 +153,37 @@ void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool
                                                     benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The SIMD target every row runs on: the best one compiled in and supported by this CPU (what the library
+// dispatches to), or the one XENT_BENCH_TARGET names (a Highway target name: AVX3, AVX2, SSE4, ...), so that one
+// machine can compare its targets. Returns nullptr if the named target is not available here.
+const char* choose_simd_target() {
+  const std::vector<int64_t> available = hwy::SupportedAndGeneratedTargets();
+  const char* wanted = std::getenv("XENT_BENCH_TARGET");
+  if (wanted == nullptr || *wanted == '\0') return hwy::TargetName(available.front());
+  for (int64_t target : available) {
+    if (strcasecmp(hwy::TargetName(target), wanted) == 0) {
+      hwy::SetSupportedTargetsForTest(target);
+      return hwy::TargetName(target);
+    }
+  }
+  std::fprintf(stderr, "XENT_BENCH_TARGET=%s is not available on this CPU; available:", wanted);
+  for (int64_t target : available) std::fprintf(stderr, " %s", hwy::TargetName(target));
+  std::fprintf(stderr, "\n");
+  return nullptr;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
+  const char* simd_target = choose_simd_target();
+  if (simd_target == nullptr) return 2;
+  benchmark::AddCustomContext("simd_target", simd_target);
+  std::printf("SIMD target: %s\n", simd_target);
   g_read_bytes_per_second = xent::bench::read_bandwidth_bytes_per_second();
   std::printf("read bandwidth (bench/read_bandwidth.h, %d threads): %.1f GB/s\n", omp_get_max_threads(),
               g_read_bytes_per_second / 1e9);
+  benchmark::AddCustomContext("read_bandwidth_GB/s", std::to_string(g_read_bytes_per_second / 1e9));
   static const Shape shapes[] = {
       {"4096x32000", {4096, 32000}, -1},     {"65536x1000", {65536, 1000}, -1}, {"1x16M", {1, 16 << 20}, -1},
       {"1Mx10", {1 << 20, 10}, -1},          {"32x21x128x128_axis1", {32, 21, 128, 128}, 1},
