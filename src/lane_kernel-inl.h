@@ -34,6 +34,13 @@ namespace hn = hwy::HWY_NAMESPACE;
 inline constexpr int64_t kLaneBlock = 64;
 // Rows of at most this many classes go through column tiles (see LaneRows): Lanes × 32 elements, 2 KiB each.
 inline constexpr int64_t kMaxTiled = 32;
+// Contiguous rows of at most this many classes can go through ShortRows: its tiles hold Lanes × 64 elements (4 KiB
+// with 16 lanes), and a whole row is one lane block. Rows of 33 to 64 classes had gone through the row kernel,
+// which paid about 100 ns of per-row work (reductions across lanes, a log, row pointers) on top of the classes':
+// forward, one thread, 131072 elements in cache, Zen 3, ns per element: C = 33 3.32 -> 0.72, 48 2.22 -> 0.67, 64
+// 1.96 -> 0.66.
+inline constexpr int64_t kMaxShortRows = 64;
+static_assert(kMaxTiled <= kMaxShortRows && kMaxShortRows <= kLaneBlock);
 
 template <typename T>
 struct LaneOperand {
@@ -420,7 +427,7 @@ HWY_INLINE hn::Vec<DA> RowOfPositions(DA da, int64_t k, hn::Vec<DA> inv_classes)
   return hn::Floor(hn::Mul(hn::Add(hn::Iota(da, static_cast<A>(k * N)), hn::Set(da, A{0.5})), inv_classes));
 }
 
-// For each vector k of a group of contiguous rows of C ≤ kMaxTiled classes, its positions' rows as lane indices
+// For each vector k of a group of contiguous rows of C ≤ kMaxShortRows classes, its positions' rows as lane indices
 // (row[k·N + i], for TableLookupLanes) and classes as values (column[k·N + i] = p − C·(p / C)). The same for every
 // group of a call: computed once, they are two loads per vector (ShortRows' gradients had computed them per
 // vector, 13 of its 64 instructions, callgrind).
@@ -429,8 +436,8 @@ struct RowPositions {
   using A = hn::TFromD<DA>;
   using TI = hwy::MakeSigned<A>;
   static constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
-  HWY_ALIGN TI row[kMaxLanes * kMaxTiled];
-  HWY_ALIGN A column[kMaxLanes * kMaxTiled];
+  HWY_ALIGN TI row[kMaxLanes * kMaxShortRows];
+  HWY_ALIGN A column[kMaxLanes * kMaxShortRows];
   RowPositions(DA da, int64_t C) {
     const hn::RebindToSigned<DA> di;
     const int64_t N = static_cast<int64_t>(hn::Lanes(da));
@@ -444,7 +451,7 @@ struct RowPositions {
 };
 
 // Gradients of a full group of contiguous rows (x, labels or class-index targets, gx and gy: rows C apart, classes
-// contiguous, C ≤ kMaxTiled; effective labels alpha·y + beta, no class weights or soft-cap) from the group's
+// contiguous, C ≤ kMaxShortRows; effective labels alpha·y + beta, no class weights or soft-cap) from the group's
 // results r (ref, log_sum, scale) and g, computed in row order: vector k of the group's elements holds positions
 // p = k·N + i, each row's values are moved to its positions with one table lookup, and the gradients are stored
 // as they are; no tiles, no gathers (16384x10 fwd+grad, one thread, Zen 3: 4.1 -> 2.9 ns per element). The same
@@ -892,10 +899,10 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
   }
 }
 
-// Rows of C ∈ (4, kMaxTiled] contiguous classes (1M × 10, 2M × 16), float32, float16 or bfloat16: rows [0, n), n a
-// multiple of Lanes, one group of Lanes rows at a time. Labels are contiguous rows like x, or class-index targets
-// (kGeneral), with z-loss and ignore_index (class weights, soft-cap and label smoothing stay with LaneRows); gx
-// and gy, if any, contiguous rows.
+// Rows of C ∈ (4, kMaxShortRows] contiguous classes (1M × 10, 2M × 16, 65536 × 48), float32, float16 or bfloat16:
+// rows [0, n), n a multiple of Lanes, one group of Lanes rows at a time. Labels are contiguous rows like x, or
+// class-index targets (kGeneral), with z-loss and ignore_index (class weights, soft-cap and label smoothing stay
+// with LaneRows, or above kMaxTiled classes with the row kernel); gx and gy, if any, contiguous rows.
 // Shapes as for TinyRows. The arithmetic of LaneRows, step for step (TransposeRows, ReadTargets, SumLanes,
 // FinishLanes, RowOrderGradients; gx reads the forward's exps, the very values LaneRows computes again), so that
 // the results agree with it to the bit; what differs is that one call runs many groups, and what they share
@@ -908,12 +915,12 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   using A = hn::TFromD<DA>;
   constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
-  HWY_ALIGN A x_tile[kMaxLanes * kMaxTiled], y_tile[kMaxLanes * kMaxTiled];
-  HWY_ALIGN A narrow_copy[std::is_same_v<T, A> ? 1 : kMaxLanes * kMaxTiled];
+  HWY_ALIGN A x_tile[kMaxLanes * kMaxShortRows], y_tile[kMaxLanes * kMaxShortRows];
+  HWY_ALIGN A narrow_copy[std::is_same_v<T, A> ? 1 : kMaxLanes * kMaxShortRows];
   // With gx: the forward's exps as a column tile, then in row order for RowOrderGradients: a transpose back costs
   // less than an exp per vector (callgrind per group of 8 rows, 16384x10: sparse fwd+grad 1170 -> 1127, dense
   // fwd+grad_logits 1196 -> 1131, float16 1252 -> 1164; 16384x32 fwd + both gradients 3773 -> 3351).
-  HWY_ALIGN A exp_tile[kMaxLanes * kMaxTiled], exp_rows[kMaxLanes * (kMaxTiled + 1)];
+  HWY_ALIGN A exp_tile[kMaxLanes * kMaxShortRows], exp_rows[kMaxLanes * (kMaxShortRows + 1)];
   HWY_ALIGN A buf[kMaxLanes], target[kMaxLanes], ignored[kMaxLanes], target_weight[kMaxLanes];
   // Class-major tile of the group's rows at p.
   const auto fill_tile = [&](const T* p, A* tile) XENT_LAMBDA_INLINE {

@@ -158,7 +158,10 @@ TEST(Xent, RowsAcrossLanes) {
       {{130, 19}, 0}, {{2, 21, 8, 8}, 1},
       // contiguous rows transposed in registers (LaneRows' fill_tile): 16 lanes with loads past the group's end
       // (5, 6, 10), whole passes (16, 32), a last pass of the last 16 or 8 classes (17, 20, 31)
-      {{40, 5}, -1}, {{33, 6}, -1}, {{48, 16}, -1}, {{37, 17}, -1}, {{40, 20}, -1}, {{35, 31}, -1}, {{40, 32}, -1}};
+      {{40, 5}, -1}, {{33, 6}, -1}, {{48, 16}, -1}, {{37, 17}, -1}, {{40, 20}, -1}, {{35, 31}, -1}, {{40, 32}, -1},
+      // 33 to kMaxShortRows (64) contiguous classes: full groups in ShortRows, the rest of the rows in LaneRows
+      // without tiles; 65 goes back to the row kernel
+      {{40, 33}, -1}, {{37, 47}, -1}, {{40, 56}, -1}, {{35, 64}, -1}, {{40, 65}, -1}};
   for (xent_dtype dtype : kAllDtypes)
     for (const auto& [shape, axis] : shapes)
       for (Layout layout : {Layout::kContiguous, Layout::kPadded, Layout::kReversed, Layout::kMisaligned})
@@ -424,11 +427,15 @@ TEST(Xent, CopiedShortRows) {
 
 // Every tensor ends a page, and the next page is inaccessible: short rows read as vectors (a group's rows loaded
 // whole, or transposed in registers, LaneRows' fill_tile) must not read a byte past the last row, nor gradients
-// write one. Rows contiguous and with gaps between them, 1 to 33 classes, groups full and partial for 4, 8 and
-// 16 lanes. (Elsewhere the tensors' buffers have slack after the last element, where ASan sees nothing.)
+// write one. Rows contiguous and with gaps between them, 1 to 33 classes and some up to 65 (ShortRows' limit and
+// past it), groups full and partial for 4, 8 and 16 lanes. (Elsewhere the tensors' buffers have slack after the
+// last element, where ASan sees nothing.)
 TEST(Xent, NothingReadOrWrittenPastTheEnd) {
+  std::vector<int64_t> classes;
+  for (int64_t C = 1; C <= 33; ++C) classes.push_back(C);
+  for (int64_t C : {40, 47, 48, 63, 64, 65}) classes.push_back(C);
   for (xent_dtype dtype : kAllDtypes)
-    for (int64_t C = 1; C <= 33; ++C)
+    for (int64_t C : classes)
       for (int64_t rows : {8, 16, 21, 40})
         for (Layout layout : {Layout::kContiguous, Layout::kPadded})
           run_case({.dtype = dtype, .labels_shape = {rows, C}, .logits_shape = {rows, C}, .logits_layout = layout,
@@ -507,7 +514,7 @@ TEST(Xent, EveryCompiledTarget) {
       for (int64_t C : {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 2049})
         run_case({.dtype = dtype, .labels_shape = {2, C}, .logits_shape = {2, C}});
       run_case({.dtype = dtype, .labels_shape = {3, 1}, .logits_shape = {3, 4}, .logits_layout = Layout::kPadded});
-      for (int64_t C : {2, 3, 4, 5, 7, 10, 16, 17, 32})
+      for (int64_t C : {2, 3, 4, 5, 7, 10, 16, 17, 32, 33, 48, 64})
         run_case({.dtype = dtype, .labels_shape = {40, C}, .logits_shape = {40, C}});
       run_case({.dtype = dtype, .labels_shape = {70, 21}, .logits_shape = {70, 21}, .axis = 0});
       run_case({.dtype = dtype, .labels_shape = {5, 3, 9}, .logits_shape = {5, 3, 9}, .axis = 1,
