@@ -467,6 +467,38 @@ TEST(Xent, ThreadsAndSplitRows) {
   set_num_threads(0);
 }
 
+// A row's results do not depend on its place: the full groups of short rows (TinyRows, ShortRows) and the rows of
+// a partial last group (LaneRows) take the same steps, so one row gives the same bits in either. 37 rows put the
+// last 5 (4 lanes: 1) in a partial group; the last row is a copy of the first. Dense and class-index labels, every
+// SIMD target compiled in and supported here.
+TEST(Xent, RowResultsIndependentOfTheirGroup) {
+  const int64_t rows = 37;
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    for (int64_t C : {2, 3, 4, 5, 10, 20, 32, 33, 48, 64, 65}) {
+      SCOPED_TRACE(std::string(hwy::TargetName(target)) + ", C " + std::to_string(C));
+      std::vector<float> x(rows * C), y(rows * C), loss(rows), gx(rows * C), gy(rows * C);
+      std::vector<int64_t> targets(rows);
+      std::mt19937 rng(static_cast<uint32_t>(C));
+      std::normal_distribution<float> normal;
+      for (int64_t i = 0; i < rows * C; ++i) x[i] = 4 * normal(rng), y[i] = static_cast<float>(i % 7) * 0.1f;
+      for (int64_t i = 0; i < rows; ++i) targets[i] = (i * 5) % C;
+      std::copy_n(x.begin(), C, x.end() - C), std::copy_n(y.begin(), C, y.end() - C), targets[rows - 1] = targets[0];
+      const auto same_as_first = [&](const std::vector<float>& v, int64_t n) {
+        return std::memcmp(v.data(), v.data() + (rows - 1) * n, n * sizeof(float)) == 0;
+      };
+      softmax_cross_entropy_grad({y.data(), {rows, C}}, {x.data(), {rows, C}},
+                                 {.loss = View(loss.data(), {rows}), .grad_logits = View(gx.data(), {rows, C}),
+                                  .grad_labels = View(gy.data(), {rows, C})});
+      EXPECT_TRUE(same_as_first(loss, 1) && same_as_first(gx, C) && same_as_first(gy, C));
+      sparse_softmax_cross_entropy_grad({targets.data(), {rows}}, {x.data(), {rows, C}},
+                                        {.loss = View(loss.data(), {rows}), .grad_logits = View(gx.data(), {rows, C})});
+      EXPECT_TRUE(same_as_first(loss, 1) && same_as_first(gx, C)) << "class-index targets";
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
 void streamed_equals_cached(int64_t rows, int64_t C) {
   SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(C));
   const auto page_aligned = [](std::vector<float>& storage) {
