@@ -467,16 +467,26 @@ TEST(Xent, ThreadsAndSplitRows) {
   set_num_threads(0);
 }
 
+// Runs body once on each SIMD target compiled into the library and supported by this CPU, then restores the
+// library's own choice.
+void for_each_compiled_target(const std::function<void()>& body) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    SCOPED_TRACE(hwy::TargetName(target));
+    hwy::SetSupportedTargetsForTest(target);
+    body();
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
 // A row's results do not depend on its place: the full groups of short rows (TinyRows, ShortRows) and the rows of
 // a partial last group (LaneRows) take the same steps, so one row gives the same bits in either. 37 rows put the
 // last 5 (4 lanes: 1) in a partial group; the last row is a copy of the first. Dense and class-index labels, every
 // SIMD target compiled in and supported here.
 TEST(Xent, RowResultsIndependentOfTheirGroup) {
   const int64_t rows = 37;
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
+  for_each_compiled_target([&] {
     for (int64_t C : {2, 3, 4, 5, 10, 20, 32, 33, 48, 64, 65}) {
-      SCOPED_TRACE(std::string(hwy::TargetName(target)) + ", C " + std::to_string(C));
+      SCOPED_TRACE("C " + std::to_string(C));
       std::vector<float> x(rows * C), y(rows * C), loss(rows), gx(rows * C), gy(rows * C);
       std::vector<int64_t> targets(rows);
       std::mt19937 rng(static_cast<uint32_t>(C));
@@ -495,8 +505,7 @@ TEST(Xent, RowResultsIndependentOfTheirGroup) {
                                         {.loss = View(loss.data(), {rows}), .grad_logits = View(gx.data(), {rows, C})});
       EXPECT_TRUE(same_as_first(loss, 1) && same_as_first(gx, C)) << "class-index targets";
     }
-  }
-  hwy::SetSupportedTargetsForTest(0);
+  });
 }
 
 void streamed_equals_cached(int64_t rows, int64_t C) {
@@ -539,9 +548,7 @@ TEST(Xent, StreamedGradientsEqualCachedOnes) {
 
 // Every SIMD target compiled into the library and supported by this CPU, through the public API.
 TEST(Xent, EveryCompiledTarget) {
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    SCOPED_TRACE(hwy::TargetName(target));
-    hwy::SetSupportedTargetsForTest(target);
+  for_each_compiled_target([] {
     for (xent_dtype dtype : kAllDtypes) {
       for (int64_t C : {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 2049})
         run_case({.dtype = dtype, .labels_shape = {2, C}, .logits_shape = {2, C}});
@@ -552,8 +559,7 @@ TEST(Xent, EveryCompiledTarget) {
       run_case({.dtype = dtype, .labels_shape = {5, 3, 9}, .logits_shape = {5, 3, 9}, .axis = 1,
                 .logits_layout = Layout::kTransposed});
     }
-  }
-  hwy::SetSupportedTargetsForTest(0);
+  });
 }
 
 }  // namespace
