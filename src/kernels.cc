@@ -133,7 +133,7 @@ inline constexpr int64_t kLaneAhead = 2;
 // Groups per work item of the lane kernel when not staged (short rows): a work item's setup (RowAt's division
 // per batch dimension, the OpenMP loop step) was about 15% of 16384x10's forward when each group was one.
 inline constexpr int64_t kLaneGroupsPerItem = 16;
-// The same for TinyRows and ShortRows (2 to 64 classes; 1024 rows per item with AVX2), which run a work item's
+// The same for TinyRows and ShortRows (2 to 128 classes; 1024 rows per item with AVX2), which run a work item's
 // groups in one call: with 16 groups, the work items' setup was a tenth of 16384x2's forward.
 inline constexpr int64_t kBatchedGroupsPerItem = 128;
 // The lane kernel's stage buffers (see StageLanes): at most this many bytes per operand and thread, four operands

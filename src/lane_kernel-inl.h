@@ -34,13 +34,13 @@ namespace hn = hwy::HWY_NAMESPACE;
 inline constexpr int64_t kLaneBlock = 64;
 // Rows of at most this many classes go through column tiles (see LaneRows): Lanes × 32 elements, 2 KiB each.
 inline constexpr int64_t kMaxTiled = 32;
-// Contiguous rows of at most this many classes can go through ShortRows: its tiles hold Lanes × 64 elements (4 KiB
-// with 16 lanes), and a whole row is one lane block. Rows of 33 to 64 classes had gone through the row kernel,
-// which paid about 100 ns of per-row work (reductions across lanes, a log, row pointers) on top of the classes':
-// forward, one thread, 131072 elements in cache, Zen 3, ns per element: C = 33 3.32 -> 0.72, 48 2.22 -> 0.67, 64
-// 1.96 -> 0.66.
-inline constexpr int64_t kMaxShortRows = 64;
-static_assert(kMaxTiled <= kMaxShortRows && kMaxShortRows <= kLaneBlock);
+// Contiguous rows of at most this many classes can go through ShortRows: its tiles hold Lanes × 128 elements (8 KiB
+// with 16 lanes), rows of more than kLaneBlock classes as two lane blocks merged in double. Rows of 33 to 128
+// classes had gone through the row kernel, which paid about 100 ns of per-row work (reductions across lanes, a log,
+// row pointers) on top of the classes': forward, one thread, 131072 elements in cache, Zen 3, ns per element:
+// C = 33 3.32 -> 0.72, 48 2.22 -> 0.67, 64 1.96 -> 0.66.
+inline constexpr int64_t kMaxShortRows = 128;
+static_assert(kMaxTiled <= kMaxShortRows);
 
 template <typename T>
 struct LaneOperand {
@@ -417,6 +417,61 @@ HWY_INLINE LaneResults<DA> FinishLanes(DA da, const LaneBlock<DA>& b, hn::Vec<DA
   return {b.ref, log_sum, scale, loss};
 }
 
+// Rows of more than kLaneBlock classes, one per lane: each lane's RowState (row_state.h) of the blocks merged so
+// far, in double, and once finished its results in the compute type (LaneRows, its sweeps, ShortRows).
+template <typename A>
+struct MergedLanes {
+  static constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
+  HWY_ALIGN double max[kMaxLanes], sum[kMaxLanes], label_sum[kMaxLanes], label_dot[kMaxLanes];
+  HWY_ALIGN A ref[kMaxLanes], log_sum[kMaxLanes], scale[kMaxLanes];
+
+  // Every lane's row empty: no block merged yet.
+  void Start() {
+    std::fill_n(max, kMaxLanes, -std::numeric_limits<double>::infinity());
+    std::fill_n(sum, kMaxLanes, 0.0), std::fill_n(label_sum, kMaxLanes, 0.0), std::fill_n(label_dot, kMaxLanes, 0.0);
+  }
+
+  // Merges the lanes' next block (MergeLanes, Lanes(dd) lanes at a time).
+  template <class DA>
+  HWY_INLINE void Merge(DA da, const LaneBlock<DA>& b) {
+    using DD = hn::ScalableTag<double>;
+    const DD dd;
+    HWY_ALIGN A m[kMaxLanes] = {}, s[kMaxLanes] = {}, ys[kMaxLanes] = {}, d[kMaxLanes] = {};  // {}: see Finish
+    hn::Store(b.max, da, m), hn::Store(b.sum, da, s), hn::Store(b.label_sum, da, ys), hn::Store(b.half_dot, da, d);
+    // Lanes i to i + Lanes(dd) of a block's vector, in double.
+    const auto promoted = [&](const A* p) XENT_LAMBDA_INLINE {
+      if constexpr (std::is_same_v<A, double>) {
+        return hn::Load(dd, p);
+      } else {
+        return hn::PromoteTo(dd, hn::Load(hn::Rebind<A, DD>(), p));
+      }
+    };
+    for (size_t i = 0; i < hn::Lanes(da); i += hn::Lanes(dd)) {
+      const LaneStates<DD> merged = MergeLanes(
+          dd, {hn::Load(dd, max + i), hn::Load(dd, sum + i), hn::Load(dd, label_sum + i), hn::Load(dd, label_dot + i)},
+          {promoted(m + i), promoted(s + i), promoted(ys + i), hn::Add(promoted(d + i), promoted(d + i))});
+      hn::Store(merged.max, dd, max + i), hn::Store(merged.sum, dd, sum + i);
+      hn::Store(merged.label_sum, dd, label_sum + i), hn::Store(merged.label_dot, dd, label_dot + i);
+    }
+  }
+
+  // Finalize (row_state.h) of lanes [0, count) with upstream gradients g: ref, log_sum and scale (0 past count),
+  // and loss[l] (0 where ignored[l] ≠ 0).
+  template <class DA>
+  HWY_INLINE void Finish(DA da, hn::Vec<DA> g, double z_loss, const A* ignored, size_t count, A* loss) {
+    HWY_ALIGN A gl[kMaxLanes] = {};  // {} silences -Wmaybe-uninitialized (GCC 12, the scalar target)
+    hn::Store(g, da, gl);
+    std::fill_n(ref, kMaxLanes, A{0}), std::fill_n(log_sum, kMaxLanes, A{0}), std::fill_n(scale, kMaxLanes, A{0});
+    for (size_t l = 0; l < count; ++l) {
+      const RowState state{max[l], sum[l], label_sum[l], label_dot[l]};
+      RowResult result = Finalize(state, gl[l], z_loss);
+      if (ignored[l] != 0) result.loss = 0;
+      loss[l] = static_cast<A>(result.loss), ref[l] = static_cast<A>(result.reference);
+      log_sum[l] = static_cast<A>(result.log_sum), scale[l] = static_cast<A>(result.softmax_scale);
+    }
+  }
+};
+
 // The rows of positions p = k·N + i (i < N) of a group of contiguous rows of C classes (element (row l, class c)
 // is at l·C + c): p / C, computed as ⌊(p + ½)·(1/C)⌋, exact in the compute type (p < 2^10, and (p + ½)/C is at
 // least 1/(2C) away from an integer).
@@ -507,11 +562,9 @@ HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, co
 // `ahead` classes on.
 template <typename A>
 struct LaneSweep {
-  static constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
   int64_t begin = 0, end = 0, ahead = 0;
   bool gradients = false;
-  HWY_ALIGN double max[kMaxLanes], sum[kMaxLanes], label_sum[kMaxLanes], label_dot[kMaxLanes];
-  HWY_ALIGN A ref[kMaxLanes], log_sum[kMaxLanes], scale[kMaxLanes];
+  MergedLanes<A> lanes;
 };
 
 // Forward (and gradients when gx or gy is set) of one group of rows, or of its classes [begin, end) in a sweep.
@@ -701,52 +754,16 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     ref = r.ref, log_sum = r.log_sum, scale = r.scale;
     hn::Store(hn::IfThenZeroElse(ignored_mask, r.loss), da, loss);
   } else {
-    // Several blocks: merge each lane's blocks in double (row_state.h; MergeLanes, Lanes(dd) lanes at a time),
-    // then finish per lane. The states and results are a sweep's, or this call's own.
-    using DD = hn::ScalableTag<double>;
-    const DD dd;
-    const size_t D = hn::Lanes(dd);
-    LaneSweep<A> own;
-    LaneSweep<A>& kept = sweep ? *sweep : own;
-    double *const max = kept.max, *const sum = kept.sum, *const label_sum = kept.label_sum, *const label_dot = kept.label_dot;
-    A *const r = kept.ref, *const ls = kept.log_sum, *const sc = kept.scale;
-    if (from == 0 && forward) {
-      std::fill_n(max, kMaxLanes, -std::numeric_limits<double>::infinity());
-      std::fill_n(sum, kMaxLanes, 0.0), std::fill_n(label_sum, kMaxLanes, 0.0), std::fill_n(label_dot, kMaxLanes, 0.0);
-    }
-    HWY_ALIGN A m[kMaxLanes] = {}, s[kMaxLanes] = {}, ys[kMaxLanes] = {}, d[kMaxLanes] = {}, gl[kMaxLanes] = {};
-    // Lanes i to i + D of a block's vector, in double.
-    const auto promoted = [&](const A* p) XENT_LAMBDA_INLINE {
-      if constexpr (std::is_same_v<A, double>) {
-        return hn::Load(dd, p);
-      } else {
-        return hn::PromoteTo(dd, hn::Load(hn::Rebind<A, DD>(), p));
-      }
-    };
-    for (int64_t begin = from; forward && begin < to; begin += kLaneBlock) {
-      const LaneBlock<DA> b = block(begin, std::min(to, begin + kLaneBlock));
-      hn::Store(b.max, da, m), hn::Store(b.sum, da, s), hn::Store(b.label_sum, da, ys), hn::Store(b.half_dot, da, d);
-      for (size_t i = 0; i < hn::Lanes(da); i += D) {
-        const LaneStates<DD> merged = MergeLanes(
-            dd, {hn::Load(dd, max + i), hn::Load(dd, sum + i), hn::Load(dd, label_sum + i), hn::Load(dd, label_dot + i)},
-            {promoted(m + i), promoted(s + i), promoted(ys + i), hn::Add(promoted(d + i), promoted(d + i))});
-        hn::Store(merged.max, dd, max + i), hn::Store(merged.sum, dd, sum + i);
-        hn::Store(merged.label_sum, dd, label_sum + i), hn::Store(merged.label_dot, dd, label_dot + i);
-      }
-    }
+    // Several blocks: merge each lane's blocks in double, then finish per lane. The states and results are a
+    // sweep's, or this call's own.
+    MergedLanes<A> own;
+    MergedLanes<A>& kept = sweep ? sweep->lanes : own;
+    if (from == 0 && forward) kept.Start();
+    for (int64_t begin = from; forward && begin < to; begin += kLaneBlock)
+      kept.Merge(da, block(begin, std::min(to, begin + kLaneBlock)));
     if (forward && to < C) return;  // a sweep's forward call before the last
-    if (forward) {
-      hn::Store(g, da, gl);
-      std::fill_n(r, kMaxLanes, A{0}), std::fill_n(ls, kMaxLanes, A{0}), std::fill_n(sc, kMaxLanes, A{0});
-      for (size_t l = 0; l < count; ++l) {
-        const RowState state{max[l], sum[l], label_sum[l], label_dot[l]};
-        RowResult result = Finalize(state, gl[l], kGeneral ? a.z_loss : 0.0);
-        if (ignored[l] != 0) result.loss = 0;
-        loss[l] = static_cast<A>(result.loss), r[l] = static_cast<A>(result.reference);
-        ls[l] = static_cast<A>(result.log_sum), sc[l] = static_cast<A>(result.softmax_scale);
-      }
-    }
-    ref = hn::Load(da, r), log_sum = hn::Load(da, ls), scale = hn::Load(da, sc);
+    if (forward) kept.Finish(da, g, kGeneral ? a.z_loss : 0.0, ignored, count, loss);
+    ref = hn::Load(da, kept.ref), log_sum = hn::Load(da, kept.log_sum), scale = hn::Load(da, kept.scale);
   }
   if (forward) {
     if (a.row_loss) {
@@ -899,16 +916,17 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
   }
 }
 
-// Rows of C ∈ (4, kMaxShortRows] contiguous classes (1M × 10, 2M × 16, 65536 × 48), float32, float16 or bfloat16:
+// Rows of C ∈ (4, kMaxShortRows] contiguous classes (1M × 10, 2M × 16, 65536 × 100), float32, float16 or bfloat16:
 // rows [0, n), n a multiple of Lanes, one group of Lanes rows at a time. Labels are contiguous rows like x, or
 // class-index targets (kGeneral), with z-loss and ignore_index (class weights, soft-cap and label smoothing stay
 // with LaneRows, or above kMaxTiled classes with the row kernel); gx and gy, if any, contiguous rows.
 // Shapes as for TinyRows. The arithmetic of LaneRows, step for step (TransposeRows, ReadTargets, SumLanes,
-// FinishLanes, RowOrderGradients; gx reads the forward's exps, the very values LaneRows computes again), so that
-// the results agree with it to the bit; what differs is that one call runs many groups, and what they share
-// (constants, pointers, buffers) is set up once: LaneRows' setup per group cost as much as a group's arithmetic
-// (sparse 16384x10 forward, callgrind: 908 instructions per group of 8 rows in LaneRows, of which about 310 in the
-// class loops).
+// FinishLanes or, above kLaneBlock classes, MergedLanes; RowOrderGradients; gx reads the forward's exps, or above
+// kLaneBlock classes exps computed again after the merge, the very values LaneRows computes), so that the results
+// agree with it to the bit; what differs is that one call runs many groups, and what they share (constants,
+// pointers, buffers) is set up once:
+// LaneRows' setup per group cost as much as a group's arithmetic (sparse 16384x10 forward, callgrind: 908
+// instructions per group of 8 rows in LaneRows, of which about 310 in the class loops).
 template <bool kGeneral, class DA, typename T, typename G>
 void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   static_assert(kTransposable<DA>);
@@ -940,6 +958,10 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   std::optional<RowPositions<DA>> positions;  // for the gradients only
   if (shared.gx.data || shared.gy.data) positions.emplace(da, C);
   const bool keep_exps = shared.gx.data != nullptr;
+  // Rows of several lane blocks (C > kLaneBlock): the lanes' merged states and losses.
+  MergedLanes<A> merged;
+  HWY_ALIGN A merged_loss[kMaxLanes];
+  std::fill_n(ignored, kMaxLanes, A{0});  // no lane ignored without class-index targets
   if (keep_exps)  // columns past C: transposed along, never used
     for (int64_t c = C; c < N; ++c) hn::Store(hn::Zero(da), da, exp_tile + c * N);
   const auto keep_in_tile = [&](int64_t c, hn::Vec<DA> e) XENT_LAMBDA_INLINE { hn::Store(e, da, exp_tile + c * N); };
@@ -960,7 +982,6 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
       if (shared.grad_loss.data)
         g = hn::Mul(g, LoadLanes(da, at(shared.grad_loss.data, shared.grad_loss.lane_stride),
                                  shared.grad_loss.lane_stride, buf));
-      LaneBlock<DA> b;
       auto target_vec = none;
       auto ignored_mask = hn::FirstN(da, 0);  // none ignored
       if (has_targets) {
@@ -970,12 +991,42 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
         target_vec = hn::Load(da, target);
         ignored_mask = hn::Eq(hn::Load(da, ignored), one);
         g = hn::IfThenZeroElse(ignored_mask, g);
-        b = SumLanes(da, 0, C, x_at, LaneTargets<DA>{target_vec, hn::Load(da, target_weight)}, NoHook{}, keep);
       } else {
         fill_tile(a.y.data, y_tile);
-        b = SumLanes(da, 0, C, x_at, y_at, NoHook{}, keep);
       }
-      const LaneResults<DA> r = FinishLanes(da, b, g, z_loss);
+      // Rows of several lane blocks: the next group's logits and labels (each one stretch of N·C elements; the
+      // last group's own) are asked for while this one computes, N elements of each per class of the max pass.
+      // With the hardware prefetchers alone, 262144 rows of 128 classes from DRAM ran slower here than in the row
+      // kernel, which asks for each next row; rows of one block ran no faster with it (16384x10 in cache slower).
+      const int64_t ahead = std::min(i + N, n - N) * C;
+      const T* const x_ahead = shared.x.data + ahead;
+      const T* const y_ahead = has_targets ? x_ahead : shared.y.data + ahead;
+      const auto touch = [&](int64_t c) XENT_LAMBDA_INLINE {
+        hwy::Prefetch(x_ahead + c * N);
+        hwy::Prefetch(y_ahead + c * N);
+      };
+      const auto block = [&](int64_t begin, int64_t end, const auto& touch_of, const auto& keep_exps_of)
+                             XENT_LAMBDA_INLINE {
+        if (has_targets)
+          return SumLanes(da, begin, end, x_at, LaneTargets<DA>{target_vec, hn::Load(da, target_weight)}, touch_of,
+                          keep_exps_of);
+        return SumLanes(da, begin, end, x_at, y_at, touch_of, keep_exps_of);
+      };
+      LaneResults<DA> r;
+      if (C <= kLaneBlock) {
+        r = FinishLanes(da, block(0, C, NoHook{}, keep), g, z_loss);
+      } else {  // as LaneRows: blocks merged per lane in double
+        merged.Start();
+        for (int64_t begin = 0; begin < C; begin += kLaneBlock)
+          merged.Merge(da, block(begin, std::min(C, begin + kLaneBlock), touch, NoHook{}));
+        merged.Finish(da, g, z_loss, ignored, a.count, merged_loss);
+        r = {hn::Load(da, merged.ref), hn::Load(da, merged.log_sum), hn::Load(da, merged.scale),
+             hn::Load(da, merged_loss)};
+        // Each block's exps were relative to its own max: the exps for gx are computed again from the tile with
+        // the row's reference, as LaneRows computes them, and go the way of one block's kept exps.
+        if constexpr (kKeep)
+          for (int64_t c = 0; c < C; ++c) keep(c, ExpNonPositive(da, hn::Sub(x_at(c), r.ref)));
+      }
       const auto loss = hn::IfThenZeroElse(ignored_mask, r.loss);
       if (shared.row_loss) {  // reductions
         hn::Store(loss, da, buf);

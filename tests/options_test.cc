@@ -319,7 +319,7 @@ TEST(Options, MaskedLogitsAndHugeValues) {
 // target: the term is skipped, loss 0) and z-loss, and with a soft-cap as well.
 TEST(Options, MaskedLogitsAndHugeValuesOneRowPerLane) {
   constexpr int64_t kRows = 20;
-  for (int64_t C : {10, 37, 50, 200, 1000})
+  for (int64_t C : {10, 37, 50, 100, 200, 1000})
     for (xent_dtype dtype : kAllDtypes)
       for (int variant : {0, 1, 2}) {
         const Real huge = dtype == XENT_FLOAT16 ? 6e4 : 3e38;
@@ -329,7 +329,7 @@ TEST(Options, MaskedLogitsAndHugeValuesOneRowPerLane) {
           o.z_loss = 1e-3;
         }
         if (variant > 1) o.softcap = 30;
-        const Layout layout = C == 10 || C == 50 ? Layout::kContiguous : Layout::kTransposed;
+        const Layout layout = C == 10 || C == 50 || C == 100 ? Layout::kContiguous : Layout::kTransposed;
         run_options_case({.dtype = dtype, .shape = {kRows, C}, .options = o, .layout = layout, .ignored_fraction = 0,
                           .seed = static_cast<uint32_t>(C),
                           .edit = [&](Tensor& x, std::vector<int64_t>& t) {

@@ -159,9 +159,10 @@ TEST(Xent, RowsAcrossLanes) {
       // contiguous rows transposed in registers (LaneRows' fill_tile): 16 lanes with loads past the group's end
       // (5, 6, 10), whole passes (16, 32), a last pass of the last 16 or 8 classes (17, 20, 31)
       {{40, 5}, -1}, {{33, 6}, -1}, {{48, 16}, -1}, {{37, 17}, -1}, {{40, 20}, -1}, {{35, 31}, -1}, {{40, 32}, -1},
-      // 33 to kMaxShortRows (64) contiguous classes: full groups in ShortRows, the rest of the rows in LaneRows
-      // without tiles; 65 goes back to the row kernel
-      {{40, 33}, -1}, {{37, 47}, -1}, {{40, 56}, -1}, {{35, 64}, -1}, {{40, 65}, -1}};
+      // 33 to kMaxShortRows (128) contiguous classes: full groups in ShortRows (above 64 classes two lane blocks),
+      // the rest of the rows in LaneRows without tiles; 129 goes back to the row kernel
+      {{40, 33}, -1}, {{37, 47}, -1}, {{40, 56}, -1}, {{35, 64}, -1}, {{40, 65}, -1}, {{37, 100}, -1},
+      {{40, 128}, -1}, {{40, 129}, -1}};
   for (xent_dtype dtype : kAllDtypes)
     for (const auto& [shape, axis] : shapes)
       for (Layout layout : {Layout::kContiguous, Layout::kPadded, Layout::kReversed, Layout::kMisaligned})
@@ -292,25 +293,31 @@ TEST(Xent, KeptExpsAcrossBlocks) {
 // Rows of more than 64 classes computed one per lane (class axis first) merge their blocks of 64 classes in double
 // vectors (src/lane_kernel-inl.h, MergeLanes): each special lane sits among ordinary ones, with a whole block of
 // −inf first, in the middle, last, or everywhere, label mass on a block of −inf, a NaN in one block, and huge
-// logits of either sign in different blocks (float16: 6e4). 200 classes are staged, 1000 swept (LaneSweep).
+// logits of either sign in different blocks (float16: 6e4). 200 classes are staged, 1000 swept (LaneSweep);
+// contiguous rows of 100 and 128 classes go through ShortRows (full groups) and LaneRows (the last rows).
 TEST(Xent, SpecialValuesAcrossLaneBlocks) {
   const int64_t lanes = 20;
-  for (int64_t C : {200, 1000}) {
+  for (const auto& [classes, class_axis] : {std::pair<int64_t, int>{200, 0}, {1000, 0}, {100, 1}, {128, 1}}) {
+    const int64_t C = classes;
+    const int axis = class_axis;
     for (xent_dtype dtype : kAllDtypes) {
       const Real huge = dtype == XENT_FLOAT16 ? 6e4 : 3e38;
       Case c{.dtype = dtype, .labels_shape = {C, lanes}, .logits_shape = {C, lanes}, .axis = 0};
+      if (axis == 1) c.labels_shape = c.logits_shape = {lanes, C}, c.axis = 1;
       c.edit = [&](Tensor& labels, Tensor& logits) {
         const auto set = [&](int64_t lane, int64_t j, Real x, Real y) {
-          logits.set(j * lanes + lane, x), labels.set(j * lanes + lane, y);
+          const int64_t at = axis == 0 ? j * lanes + lane : lane * C + j;
+          logits.set(at, x), labels.set(at, y);
         };
         for (int64_t j = 0; j < 64; ++j) set(1, j, -kInf, 0);
-        for (int64_t j = 64; j < 128; ++j) set(2, j, -kInf, 0);
+        const int64_t second_block_end = std::min<int64_t>(128, C);
+        for (int64_t j = 64; j < second_block_end; ++j) set(2, j, -kInf, 0);
         for (int64_t j = 128; j < C; ++j) set(3, j, -kInf, 0);
         for (int64_t j = 0; j < C; ++j) set(4, j, -kInf, 0);
         for (int64_t j = 0; j < C; ++j) set(5, j, -kInf, j == 7 ? 1 : 0);
-        for (int64_t j = 64; j < 128; ++j) set(6, j, -kInf, 0.01);
-        set(7, 100, kNaN, 0);
-        set(8, 10, huge, 0.5), set(8, 150, -huge, 0.5);
+        for (int64_t j = 64; j < second_block_end; ++j) set(6, j, -kInf, 0.01);
+        set(7, std::min<int64_t>(100, C - 1), kNaN, 0);
+        set(8, 10, huge, 0.5), set(8, std::min<int64_t>(150, C - 1), -huge, 0.5);
         set(9, C - 10, huge, 1);
         set(10, 3, -huge, 1);
       };
@@ -427,13 +434,13 @@ TEST(Xent, CopiedShortRows) {
 
 // Every tensor ends a page, and the next page is inaccessible: short rows read as vectors (a group's rows loaded
 // whole, or transposed in registers, LaneRows' fill_tile) must not read a byte past the last row, nor gradients
-// write one. Rows contiguous and with gaps between them, 1 to 33 classes and some up to 65 (ShortRows' limit and
+// write one. Rows contiguous and with gaps between them, 1 to 33 classes and some up to 129 (ShortRows' limit and
 // past it), groups full and partial for 4, 8 and 16 lanes. (Elsewhere the tensors' buffers have slack after the
 // last element, where ASan sees nothing.)
 TEST(Xent, NothingReadOrWrittenPastTheEnd) {
   std::vector<int64_t> classes;
   for (int64_t C = 1; C <= 33; ++C) classes.push_back(C);
-  for (int64_t C : {40, 47, 48, 63, 64, 65}) classes.push_back(C);
+  for (int64_t C : {40, 47, 48, 63, 64, 65, 100, 127, 128, 129}) classes.push_back(C);
   for (xent_dtype dtype : kAllDtypes)
     for (int64_t C : classes)
       for (int64_t rows : {8, 16, 21, 40})
@@ -485,7 +492,7 @@ void for_each_compiled_target(const std::function<void()>& body) {
 TEST(Xent, RowResultsIndependentOfTheirGroup) {
   const int64_t rows = 37;
   for_each_compiled_target([&] {
-    for (int64_t C : {2, 3, 4, 5, 10, 20, 32, 33, 48, 64, 65}) {
+    for (int64_t C : {2, 3, 4, 5, 10, 20, 32, 33, 48, 64, 65, 100, 128, 129}) {
       SCOPED_TRACE("C " + std::to_string(C));
       std::vector<float> x(rows * C), y(rows * C), loss(rows), gx(rows * C), gy(rows * C);
       std::vector<int64_t> targets(rows);
@@ -553,7 +560,7 @@ TEST(Xent, EveryCompiledTarget) {
       for (int64_t C : {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 2049})
         run_case({.dtype = dtype, .labels_shape = {2, C}, .logits_shape = {2, C}});
       run_case({.dtype = dtype, .labels_shape = {3, 1}, .logits_shape = {3, 4}, .logits_layout = Layout::kPadded});
-      for (int64_t C : {2, 3, 4, 5, 7, 10, 16, 17, 32, 33, 48, 64})
+      for (int64_t C : {2, 3, 4, 5, 7, 10, 16, 17, 32, 33, 48, 64, 65, 100, 128})
         run_case({.dtype = dtype, .labels_shape = {40, C}, .logits_shape = {40, C}});
       run_case({.dtype = dtype, .labels_shape = {70, 21}, .logits_shape = {70, 21}, .axis = 0});
       run_case({.dtype = dtype, .labels_shape = {5, 3, 9}, .logits_shape = {5, 3, 9}, .axis = 1,
