@@ -38,7 +38,8 @@ inline constexpr int64_t kMaxTiled = 32;
 // with 16 lanes), rows of more than kLaneBlock classes as two lane blocks merged in double. Rows of 33 to 128
 // classes had gone through the row kernel, which paid about 100 ns of per-row work (reductions across lanes, a log,
 // row pointers) on top of the classes': forward, one thread, 131072 elements in cache, Zen 3, ns per element:
-// C = 33 3.32 -> 0.72, 48 2.22 -> 0.67, 64 1.96 -> 0.66.
+// C = 33 3.32 -> 0.72, 48 2.22 -> 0.67, 64 1.96 -> 0.66; 262144 elements: 65 1.95 -> 0.99, 100 1.39 -> 0.87, 128
+// 1.17 -> 0.82.
 inline constexpr int64_t kMaxShortRows = 128;
 static_assert(kMaxTiled <= kMaxShortRows);
 
@@ -924,9 +925,9 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
 // FinishLanes or, above kLaneBlock classes, MergedLanes; RowOrderGradients; gx reads the forward's exps, or above
 // kLaneBlock classes exps computed again after the merge, the very values LaneRows computes), so that the results
 // agree with it to the bit; what differs is that one call runs many groups, and what they share (constants,
-// pointers, buffers) is set up once:
-// LaneRows' setup per group cost as much as a group's arithmetic (sparse 16384x10 forward, callgrind: 908
-// instructions per group of 8 rows in LaneRows, of which about 310 in the class loops).
+// pointers, buffers) is set up once: LaneRows' setup per group cost as much as a group's arithmetic (sparse
+// 16384x10 forward, callgrind: 908 instructions per group of 8 rows in LaneRows, of which about 310 in the class
+// loops).
 template <bool kGeneral, class DA, typename T, typename G>
 void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   static_assert(kTransposable<DA>);
@@ -997,7 +998,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
       // Rows of several lane blocks: the next group's logits and labels (each one stretch of N·C elements; the
       // last group's own) are asked for while this one computes, N elements of each per class of the max pass.
       // With the hardware prefetchers alone, 262144 rows of 128 classes from DRAM ran slower here than in the row
-      // kernel, which asks for each next row; rows of one block ran no faster with it (16384x10 in cache slower).
+      // kernel, which asks for each next row; rows of one block ran no faster with it (26214x10 in cache slower).
       const int64_t ahead = std::min(i + N, n - N) * C;
       const T* const x_ahead = shared.x.data + ahead;
       const T* const y_ahead = has_targets ? x_ahead : shared.y.data + ahead;
