@@ -474,8 +474,8 @@ struct MergedLanes {
 };
 
 // The rows of positions p = k·N + i (i < N) of a group of contiguous rows of C classes (element (row l, class c)
-// is at l·C + c): p / C, computed as ⌊(p + ½)·(1/C)⌋, exact in the compute type (p < 2^10, and (p + ½)/C is at
-// least 1/(2C) away from an integer).
+// is at l·C + c): p / C, computed as ⌊(p + ½)·(1/C)⌋, exact in the compute type (p < N·kMaxShortRows = 2^11, so
+// the two roundings move (p + ½)/C by less than 2^11·2^-23/C, and it is at least 1/(2C) away from an integer).
 template <class DA>
 HWY_INLINE hn::Vec<DA> RowOfPositions(DA da, int64_t k, hn::Vec<DA> inv_classes) {
   using A = hn::TFromD<DA>;
