@@ -356,10 +356,12 @@ HWY_INLINE V GradLabels(V x, V y, V half_ref, V half_log_sum, V twice_g) {
 // with gy = 0 where y = 0 and x = −inf (see xent.h). gx or gy may be null; the general path writes gx only.
 // kept (optional, the whole row from its ForwardRange): exp(x' − r) = exp(r_b − r)·values[j], with the factor
 // folded into s per block.
+// In place: gx may be x itself and gy y itself (xent.h), so these four are not HWY_RESTRICT, and each vector's x
+// and y are read before its gx and gy are written. With restrict, GCC read x for gy after storing gx when gx came
+// from kept exps (gy over in-place logits was wrong from C = 129, where the row kernel starts).
 template <bool kGeneral, class DA, typename T, typename G>
-void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HWY_RESTRICT y, int64_t y_stride,
-                   int64_t n, const RowResult& row, const Transform<T>& tr, G* HWY_RESTRICT gx, int64_t gx_stride,
-                   G* HWY_RESTRICT gy, int64_t gy_stride, bool stream = false,
+void GradientRange(DA da, const T* x, int64_t x_stride, const T* y, int64_t y_stride, int64_t n, const RowResult& row,
+                   const Transform<T>& tr, G* gx, int64_t gx_stride, G* gy, int64_t gy_stride, bool stream = false,
                    const KeptExps<hn::TFromD<DA>>* kept = nullptr) {
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
@@ -466,7 +468,8 @@ void GradientRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HW
         }
       }
     };
-    if (gx_streams && gy_streams) {  // in chunks (kStreamChunk): gx, then gy of the same classes
+    // In chunks (kStreamChunk): gx, then gy of the same classes; not when gx is written over x, which gy reads.
+    if (gx_streams && gy_streams && static_cast<const void*>(gx) != static_cast<const void*>(x)) {
       for (; j < stream_end; j = std::min(stream_end, j + kStreamChunk)) {
         const int64_t end = std::min(stream_end, j + kStreamChunk);
         vectors(j, end, true, false, true);

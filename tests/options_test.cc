@@ -1,5 +1,7 @@
 // options_test.cc — the sparse op and xent_cross_entropy's options (weight, ignore_index, label smoothing,
 // z-loss, soft-cap, reductions) against reference_options, for every dtype, class-index dtype and layout.
+#include <cstring>
+
 #include <gtest/gtest.h>
 
 #include "tests/test_util.h"
@@ -431,6 +433,40 @@ TEST(InPlace, GradientOverLogitsEqualsOutOfPlace) {
         }
         for (int64_t i = 0; i < logits.size(); ++i) ASSERT_EQ(logits.get(i), gx.get(i)) << i;
       }
+}
+
+// The dense op with both gradients, each written over its own input or into a separate tensor, equals both written
+// out of place, bit for bit: every vector's logits and labels are read before its gradients overwrite them. Rows
+// from 129 classes (the row kernel, with kept exps) and gradients of 64 MiB (streamed, in chunks of gx then gy
+// when out of place) had read logits that grad_logits had already overwritten.
+TEST(InPlace, BothGradientsOverTheirInputsEqualOutOfPlace) {
+  struct P { std::vector<int64_t> shape; int axis; };
+  for (const P& p : {P{{7, 3000}, -1}, P{{40, 7}, -1}, P{{40, 100}, -1}, P{{9, 129}, -1}, P{{5, 40, 30}, 1},
+                    P{{2, 1000, 49}, 1}, P{{1, 200000}, -1}, P{{60000, 10}, -1}, P{{3001, 3}, -1},
+                    P{{520, 32768}, -1}})
+    for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT16}) {
+      const bool streamed = count(p.shape) > (int64_t{1} << 22);  // float32, grad_logits over logits only: the chunks
+      if (streamed && dtype == XENT_FLOAT16) continue;
+      for (int over : {1, 2, 3}) {  // bit 0: grad_logits over logits; bit 1: grad_labels over labels
+        if (streamed && over != 1) continue;
+        SCOPED_TRACE(shape_of(p.shape) + xent_dtype_name(dtype) + " in place " + std::to_string(over));
+        Tensor logits(dtype, p.shape), labels(dtype, p.shape), gx(dtype, p.shape), gy(dtype, p.shape);
+        std::mt19937 rng(5);
+        std::normal_distribution<double> normal;
+        for (int64_t i = 0; i < logits.size(); ++i) logits.set(i, 3 * normal(rng)), labels.set(i, (i % 5) * 0.2);
+        xent_tensor x = logits.view(), y = labels.view(), g_x = gx.view(), g_y = gy.view();  // out of place
+        expect_ok(xent_softmax_cross_entropy_grad(&y, &x, p.axis, nullptr, nullptr, &g_x, &g_y));
+        Tensor x_in = logits, y_in = labels, gx_out(dtype, p.shape), gy_out(dtype, p.shape);  // contiguous copies
+        xent_tensor xi = x_in.view(), yi = y_in.view(), gxo = gx_out.view(), gyo = gy_out.view();
+        expect_ok(xent_softmax_cross_entropy_grad(&yi, &xi, p.axis, nullptr, nullptr, over & 1 ? &xi : &gxo,
+                                                  over & 2 ? &yi : &gyo));
+        Tensor& gx_got = over & 1 ? x_in : gx_out;
+        Tensor& gy_got = over & 2 ? y_in : gy_out;
+        const size_t bytes = static_cast<size_t>(logits.size() * dtype_size(dtype));
+        EXPECT_EQ(std::memcmp(gx_got.data(), gx.data(), bytes), 0) << "grad_logits";
+        EXPECT_EQ(std::memcmp(gy_got.data(), gy.data(), bytes), 0) << "grad_labels";
+      }
+    }
 }
 
 TEST(InPlace, OnlyTheVeryViewIsAllowed) {
