@@ -1,5 +1,5 @@
-// _xent: the Python binding of the C API. Arrays are read in place with their strides; outputs are new arrays.
-// Argument conversion and the keyword-only signatures live in xent/__init__.py.
+// _xent: the Python binding of the C API. Arrays are read in place with their strides; outputs are new arrays, or
+// the caller's (out=), written in place. Argument conversion and the keyword-only signatures live in xent/__init__.py.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -65,9 +65,20 @@ void call_released(const Call& call) {
   if (status != XENT_OK) raise(status);
 }
 
-py::array new_like(const py::array& logits, const xent_tensor& shape_of) {
-  std::vector<py::ssize_t> shape(shape_of.shape, shape_of.shape + shape_of.rank);
-  return py::array(logits.dtype(), shape);
+// The view of an output the caller gave (out=): written in place, so never replaced by a copy. Its dtype, shape and
+// overlap with the inputs and other outputs are checked by the library (xent_softmax_cross_entropy_grad).
+xent_tensor output_view(py::array& a, const char* name) {
+  if (!a.writeable()) throw py::value_error(std::string(name) + " (out=) is read-only");
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    if (a.strides(d) % a.itemsize() != 0)
+      throw py::value_error(std::string(name) + " (out=) has strides that are not whole elements");
+  return view(a, name);
+}
+
+// The caller's array, or a new one of the given shape and dtype.
+py::array given_or_new(const std::optional<py::array>& given, const py::dtype& dtype,
+                       const std::vector<py::ssize_t>& shape) {
+  return given ? *given : py::array(dtype, shape);
 }
 
 py::array loss_array(const xent_tensor& labels, const xent_tensor& logits, int64_t axis, const py::array& like) {
@@ -78,6 +89,8 @@ py::array loss_array(const xent_tensor& labels, const xent_tensor& logits, int64
   return py::array(like.dtype(), std::vector<py::ssize_t>(shape, shape + rank));
 }
 
+std::vector<py::ssize_t> shape_of(const xent_tensor& t) { return {t.shape, t.shape + t.rank}; }
+
 py::array forward(py::array labels, py::array logits, int64_t axis) {
   xent_tensor y = view(labels, "labels"), x = view(logits, "logits");
   py::array loss = loss_array(y, x, axis, logits);
@@ -86,11 +99,15 @@ py::array forward(py::array labels, py::array logits, int64_t axis) {
   return loss;
 }
 
-py::tuple grad(py::array labels, py::array logits, int64_t axis, std::optional<py::array> grad_loss) {
+py::tuple grad(py::array labels, py::array logits, int64_t axis, std::optional<py::array> grad_loss,
+               std::optional<py::array> out_loss, std::optional<py::array> out_grad_logits,
+               std::optional<py::array> out_grad_labels) {
   xent_tensor y = view(labels, "labels"), x = view(logits, "logits");
-  py::array loss = loss_array(y, x, axis, logits);
-  py::array grad_logits = new_like(logits, x), grad_labels = new_like(logits, y);
-  xent_tensor l = view(loss, "loss"), gx = view(grad_logits, "grad_logits"), gy = view(grad_labels, "grad_labels");
+  py::array loss = out_loss ? *out_loss : loss_array(y, x, axis, logits);
+  py::array grad_logits = given_or_new(out_grad_logits, logits.dtype(), shape_of(x));
+  py::array grad_labels = given_or_new(out_grad_labels, logits.dtype(), shape_of(y));
+  xent_tensor l = output_view(loss, "loss"), gx = output_view(grad_logits, "grad_logits"),
+              gy = output_view(grad_labels, "grad_labels");
   std::optional<xent_tensor> g;
   if (grad_loss) g = view(*grad_loss, "grad_loss");
   call_released([&] { return xent_softmax_cross_entropy_grad(&y, &x, axis, g ? &*g : nullptr, &l, &gx, &gy); });
@@ -107,7 +124,8 @@ std::vector<py::ssize_t> without_axis(const py::array& logits, int64_t axis) {
 }
 
 // The outputs of the sparse and options entry points: the loss array of the given shape and, when asked for,
-// grad_logits in logits' shape; with their views and the optional upstream gradient's.
+// grad_logits in logits' shape (each the caller's if given: out=); with their views and the optional upstream
+// gradient's.
 struct LogitOutputs {
   bool gradients;
   py::array loss, grad_logits;  // grad_logits: only with gradients
@@ -115,12 +133,13 @@ struct LogitOutputs {
   std::optional<xent_tensor> g;
 
   LogitOutputs(const py::array& logits, const xent_tensor& x, const std::vector<py::ssize_t>& loss_shape,
-               bool gradients, std::optional<py::array>& grad_loss)
-      : gradients(gradients), loss(logits.dtype(), loss_shape) {
-    l = view(loss, "loss");
+               bool gradients, std::optional<py::array>& grad_loss, const std::optional<py::array>& out_loss,
+               const std::optional<py::array>& out_grad_logits)
+      : gradients(gradients), loss(given_or_new(out_loss, logits.dtype(), loss_shape)) {
+    l = output_view(loss, "loss");
     if (gradients) {
-      grad_logits = new_like(logits, x);
-      gx = view(grad_logits, "grad_logits");
+      grad_logits = given_or_new(out_grad_logits, logits.dtype(), shape_of(x));
+      gx = output_view(grad_logits, "grad_logits");
     }
     if (grad_loss) g = view(*grad_loss, "grad_loss");
   }
@@ -142,9 +161,10 @@ xent_loss_options loss_options(const xent_tensor* weight, int64_t ignore_index, 
   return o;
 }
 
-py::tuple sparse(py::array labels, py::array logits, int64_t axis, std::optional<py::array> grad_loss, bool gradients) {
+py::tuple sparse(py::array labels, py::array logits, int64_t axis, std::optional<py::array> grad_loss, bool gradients,
+                 std::optional<py::array> out_loss, std::optional<py::array> out_grad_logits) {
   xent_tensor y = view(labels, "labels"), x = view(logits, "logits");
-  const LogitOutputs out(logits, x, without_axis(logits, axis), gradients, grad_loss);
+  const LogitOutputs out(logits, x, without_axis(logits, axis), gradients, grad_loss, out_loss, out_grad_logits);
   call_released([&] {
     return xent_sparse_softmax_cross_entropy_grad(&y, &x, axis, out.grad_loss_view(), &out.l, out.grad_logits_view());
   });
@@ -153,7 +173,8 @@ py::tuple sparse(py::array labels, py::array logits, int64_t axis, std::optional
 
 py::tuple cross_entropy(py::array logits, py::array target, int64_t axis, std::optional<py::array> weight,
                         int64_t ignore_index, int reduction, double label_smoothing, double z_loss, double softcap,
-                        std::optional<py::array> grad_loss, bool gradients) {
+                        std::optional<py::array> grad_loss, bool gradients, std::optional<py::array> out_loss,
+                        std::optional<py::array> out_grad_logits) {
   xent_tensor x = view(logits, "logits"), t = view(target, "target");
   std::optional<xent_tensor> w;
   if (weight) w = view(*weight, "weight");
@@ -170,7 +191,7 @@ py::tuple cross_entropy(py::array logits, py::array target, int64_t axis, std::o
       shape.assign(dims, dims + rank);
     }
   }
-  const LogitOutputs out(logits, x, shape, gradients, grad_loss);
+  const LogitOutputs out(logits, x, shape, gradients, grad_loss, out_loss, out_grad_logits);
   call_released([&] {
     return xent_cross_entropy_grad(&x, &t, axis, &o, out.grad_loss_view(), &out.l, out.grad_logits_view());
   });
@@ -206,12 +227,14 @@ void cross_entropy_raw(const py::tuple& logits, const py::tuple& target, int64_t
 PYBIND11_MODULE(_xent, m) {
   m.doc() = "xent: softmax cross-entropy (binding of the C API; use the functions of the xent package)";
   m.def("forward", &forward, py::arg("labels"), py::arg("logits"), py::arg("axis"));
-  m.def("grad", &grad, py::arg("labels"), py::arg("logits"), py::arg("axis"), py::arg("grad_loss"));
+  m.def("grad", &grad, py::arg("labels"), py::arg("logits"), py::arg("axis"), py::arg("grad_loss"),
+        py::arg("out_loss") = py::none(), py::arg("out_grad_logits") = py::none(), py::arg("out_grad_labels") = py::none());
   m.def("sparse", &sparse, py::arg("labels"), py::arg("logits"), py::arg("axis"), py::arg("grad_loss"),
-        py::arg("gradients"));
+        py::arg("gradients"), py::arg("out_loss") = py::none(), py::arg("out_grad_logits") = py::none());
   m.def("cross_entropy", &cross_entropy, py::arg("logits"), py::arg("target"), py::arg("axis"), py::arg("weight"),
         py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"), py::arg("z_loss"),
-        py::arg("softcap"), py::arg("grad_loss"), py::arg("gradients"));
+        py::arg("softcap"), py::arg("grad_loss"), py::arg("gradients"), py::arg("out_loss") = py::none(),
+        py::arg("out_grad_logits") = py::none());
   m.def("cross_entropy_raw", &cross_entropy_raw, py::arg("logits"), py::arg("target"), py::arg("axis"),
         py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"),
         py::arg("z_loss"), py::arg("softcap"), py::arg("grad_loss"), py::arg("loss"), py::arg("grad_logits"));

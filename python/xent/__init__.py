@@ -75,13 +75,35 @@ def softmax_cross_entropy_with_logits(*, labels, logits, axis=-1, name=None):
     return _xent.forward(labels, logits, axis)
 
 
-def softmax_cross_entropy_with_logits_grad(*, labels, logits, axis=-1, grad_loss=None):
+def _out(out, names):
+    """The caller's output arrays (out=: None, or a tuple with one entry per output, each None or a numpy array)."""
+    if out is None:
+        return (None,) * len(names)
+    if not isinstance(out, (tuple, list)) or len(out) != len(names):
+        raise TypeError(f"out must be None or a tuple of {len(names)} (" + ", ".join(names) + "), each None or an array")
+    for a, name in zip(out, names):
+        if a is not None and not isinstance(a, np.ndarray):
+            raise TypeError(f"out: {name} must be None or a numpy array, received {type(a).__name__}")
+    return tuple(out)
+
+
+_OUT_DOC = """
+    out: None, or a tuple with one entry per result, each None (a new array) or a writable numpy array of that
+    result's shape and logits' dtype, written in place and returned (no new memory: a training loop reuses its
+    gradient buffers, and a new 0.5 GB array costs its page faults on every call). grad_logits may be the logits
+    array itself: the gradient is then written over the logits (opt-in, as llm.c's fused classifier does). Any
+    other overlap with an input or another output raises ValueError, as do a wrong shape or dtype, a read-only
+    array and strides that are not whole elements."""
+
+
+def softmax_cross_entropy_with_logits_grad(*, labels, logits, axis=-1, grad_loss=None, out=None):
     """Loss and both gradients in one pass: returns (loss, grad_logits, grad_labels).
 
     grad_logits = g * (sum(labels) * softmax(logits) - labels)  (exact also when labels do not sum to 1)
     grad_labels = g * (logsumexp(logits) - logits)
     where g is `grad_loss` (the loss's shape; default ones). Each gradient has its input's shape, summed over the
     dimensions that input was broadcast along. grad_labels is 0 where a label is 0 on a -inf logit.
+    With out=(loss, grad_logits, grad_labels), grad_labels may also be the labels array itself.
     """
     labels, logits, axis = _inputs(labels, logits, axis)
     if grad_loss is not None:
@@ -92,7 +114,8 @@ def softmax_cross_entropy_with_logits_grad(*, labels, logits, axis=-1, grad_loss
                                 f"(cast it with grad_loss.astype(np.{logits.dtype}))")
         else:
             grad_loss = np.asarray(grad_loss, dtype=logits.dtype)
-    return _xent.grad(labels, logits, axis, grad_loss)
+    out_loss, out_grad_logits, out_grad_labels = _out(out, ("loss", "grad_logits", "grad_labels"))
+    return _xent.grad(labels, logits, axis, grad_loss, out_loss, out_grad_logits, out_grad_labels)
 
 
 def set_num_threads(n):
@@ -155,14 +178,17 @@ def sparse_softmax_cross_entropy_with_logits(*, labels, logits, name=None, axis=
     return _xent.sparse(labels, logits, _axis(axis), None, False)[0]
 
 
-def sparse_softmax_cross_entropy_with_logits_grad(*, labels, logits, axis=-1, grad_loss=None):
-    """(loss, grad_logits) with grad_logits = grad_loss * (softmax(logits) - onehot(labels))."""
+def sparse_softmax_cross_entropy_with_logits_grad(*, labels, logits, axis=-1, grad_loss=None, out=None):
+    """(loss, grad_logits) with grad_logits = grad_loss * (softmax(logits) - onehot(labels)).
+    """
     logits, labels = _logits(logits), _int_array(labels, "labels")
-    return tuple(_xent.sparse(labels, logits, _axis(axis), _like(grad_loss, logits, "grad_loss"), True))
+    out_loss, out_grad_logits = _out(out, ("loss", "grad_logits"))
+    return tuple(_xent.sparse(labels, logits, _axis(axis), _like(grad_loss, logits, "grad_loss"), True, out_loss,
+                              out_grad_logits))
 
 
 def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
-                   grad_loss, gradients):
+                   grad_loss, gradients, out=(None, None)):
     logits = _logits(logits)
     target_array = np.asarray(target)
     if target_array.dtype.kind in "iu":
@@ -181,7 +207,7 @@ def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_
     return _xent.cross_entropy(logits, target, _axis(axis), _like(weight, logits, "weight"), int(ignore_index),
                                _REDUCTIONS[reduction], float(label_smoothing), float(z_loss),
                                0.0 if softcap is None else float(softcap), _like(grad_loss, logits, "grad_loss"),
-                               gradients)
+                               gradients, *out)
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
@@ -200,7 +226,13 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, re
 
 
 def cross_entropy_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean",
-                       label_smoothing=0.0, z_loss=0.0, softcap=None, grad_loss=None):
-    """(loss, grad_logits) of cross_entropy in one pass; grad_loss has the loss's shape (default 1)."""
+                       label_smoothing=0.0, z_loss=0.0, softcap=None, grad_loss=None, out=None):
+    """(loss, grad_logits) of cross_entropy in one pass; grad_loss has the loss's shape (default 1).
+    """
     return tuple(_cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss,
-                                softcap, grad_loss, True))
+                                softcap, grad_loss, True, _out(out, ("loss", "grad_logits"))))
+
+
+for _f in (softmax_cross_entropy_with_logits_grad, sparse_softmax_cross_entropy_with_logits_grad, cross_entropy_grad):
+    _f.__doc__ += _OUT_DOC
+del _f
