@@ -58,8 +58,7 @@ def test_gradients_over_their_own_inputs(C):
 
 
 def test_broadcast_labels_gradient_is_summed_into_out():
-    labels, logits = dense_inputs((1, 7)), dense_inputs((5, 7), seed=1)[1]
-    labels = labels[0]
+    labels, logits = dense_inputs((1, 7))[0], dense_inputs((5, 7), seed=1)[1]
     expected = xent.softmax_cross_entropy_with_logits_grad(labels=labels, logits=logits)
     out = (np.empty(5, np.float32), np.empty((5, 7), np.float32), np.empty((1, 7), np.float32))
     xent.softmax_cross_entropy_with_logits_grad(labels=labels, logits=logits, out=out)
