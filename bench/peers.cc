@@ -21,8 +21,6 @@ using Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 namespace {
 
-double read_bandwidth() { return xent::bench::read_bandwidth_bytes_per_second() / 1e9; }
-
 // Log-softmax over `axis` of a dense float tensor with oneDNN, then loss = −Σ labels · log_softmax.
 class OneDnn {
  public:
@@ -121,7 +119,11 @@ class EigenTf {
 
 PYBIND11_MODULE(xent_peers, m) {
   m.doc() = "Peers of xent for bench/compare.py: oneDNN, TensorFlow's algorithm in Eigen, read bandwidth";
-  m.def("read_bandwidth", &read_bandwidth, "GB/s of a streaming read of 1 GiB with every thread");
+  py::class_<xent::bench::ReadBandwidth>(m, "ReadBandwidth")
+      .def(py::init<>())
+      .def("read", [](const xent::bench::ReadBandwidth& r) { return r.read_once() / 1e9; },
+           "GB/s of one streaming read of 1 GiB with every thread")
+      .def_property_readonly("bytes", &xent::bench::ReadBandwidth::bytes, "bytes one read covers");
   py::class_<OneDnn>(m, "OneDnn").def(py::init<std::vector<int64_t>, int>()).def("forward", &OneDnn::forward);
   py::class_<EigenTf>(m, "EigenTf").def(py::init<int64_t, int64_t>()).def("forward", &EigenTf::forward);
 }

@@ -1,7 +1,8 @@
 // read_bandwidth.h — the memory bus's read bandwidth, measured by a plain reader done well: every thread reads two
 // parts of its share at once (two streams, like logits and labels) with software prefetch, summing 32-bit integers
-// (associative, so the compiler vectorises it). Best of five reads of 1 GiB. Used by xent_bench and xent_peers so
-// that every fraction of the bus is taken against the same kernel, measured in the same run.
+// (associative, so the compiler vectorises it), 1 GiB per read. Used by xent_bench (best of five reads at start)
+// and xent_peers (reads taking turns with the systems of each case) so that every fraction of the bus is taken
+// against the same kernel, measured in the same run.
 #pragma once
 
 #include <omp.h>
@@ -20,32 +21,47 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) inline uint32_t sum
   return sum;
 }
 
-inline double read_bandwidth_bytes_per_second() {
-  constexpr size_t kChunk = 1024;  // 4 KiB per stream per step
-  const size_t n = (size_t{1} << 30) / sizeof(uint32_t);
-  std::unique_ptr<uint32_t[]> a(new uint32_t[n + 4 * kChunk]);
+// A 1 GiB buffer and one timed read of it with every thread. compare.py reads it in turn with the systems of each
+// case, so that each case's fraction is taken against the bus as it was during that case.
+class ReadBandwidth {
+ public:
+  ReadBandwidth() : words_(size_t{1} << 28), data_(new uint32_t[words_ + 4 * kChunk]) {
 #pragma omp parallel for
-  for (size_t i = 0; i < n + 4 * kChunk; ++i) a[i] = static_cast<uint32_t>(i);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
+    for (size_t i = 0; i < words_ + 4 * kChunk; ++i) data_[i] = static_cast<uint32_t>(i);
+  }
+  // Bytes per second of one read of the buffer.
+  double read_once() const {
     const double t0 = omp_get_wtime();
     uint32_t total = 0;
 #pragma omp parallel reduction(+ : total)
     {
       const size_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-      const size_t begin = n * t / threads, end = n * (t + 1) / threads;
+      const size_t begin = words_ * t / threads, end = words_ * (t + 1) / threads;
       const size_t part = (end - begin) / 2 / kChunk * kChunk;
       for (size_t offset = 0; offset < part; offset += kChunk)
         for (size_t s = 0; s < 2; ++s) {
-          const uint32_t* p = a.get() + begin + s * part + offset;
+          const uint32_t* p = data_.get() + begin + s * part + offset;
           for (size_t k = 0; k < kChunk; k += 16) __builtin_prefetch(p + 2 * kChunk + k);
           total += sum_words(p, kChunk);
         }
     }
     volatile uint32_t sink = total;
     (void)sink;
-    best = std::max(best, static_cast<double>(n / 2 / kChunk * kChunk * 2 * sizeof(uint32_t)) / (omp_get_wtime() - t0));
+    return static_cast<double>(bytes()) / (omp_get_wtime() - t0);
   }
+  size_t bytes() const { return words_ / 2 / kChunk * kChunk * 2 * sizeof(uint32_t); }
+
+ private:
+  static constexpr size_t kChunk = 1024;  // 4 KiB per stream per step
+  size_t words_;
+  std::unique_ptr<uint32_t[]> data_;
+};
+
+// Best of five reads of 1 GiB, in bytes per second.
+inline double read_bandwidth_bytes_per_second() {
+  const ReadBandwidth reader;
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) best = std::max(best, reader.read_once());
   return best;
 }
 
