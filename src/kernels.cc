@@ -428,6 +428,9 @@ void RunTyped(const Layout& l, int threads) {
   const bool grads = l.data[kGradLogits] || l.data[kGradLabels];
   const int64_t xs = l.class_stride[kLogits], ys = l.class_stride[kLabels];
   const int64_t gxs = l.class_stride[kGradLogits], gys = l.class_stride[kGradLabels];
+  // Every operand present has contiguous classes: the row kernel's constant-stride instances (see ForwardRange).
+  const bool unit_strides = xs == 1 && (l.sparse || !l.data[kLabels] || ys == 1) &&
+                            (!l.data[kGradLogits] || gxs == 1) && (!l.data[kGradLabels] || gys == 1);
   const bool parallel = threads > 1 && rows * C >= kMinParallelElements;
   // Gradients this large will not be read back from cache: write them around it.
   const bool stream = grads && rows * C * static_cast<int64_t>(sizeof(G)) >= kMinStreamBytes &&
@@ -491,11 +494,18 @@ void RunTyped(const Layout& l, int threads) {
         uint8_t* mine = kept_buffers.get() + omp_get_thread_num() * slot;
         kept = {reinterpret_cast<A*>(mine), reinterpret_cast<double*>(mine + values_bytes)};
       }
-      const RowState state = ForwardRange<kGeneral>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y, keep ? &kept : nullptr);
+      const RowState state =
+          unit_strides
+              ? ForwardRange<kGeneral, true>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y, keep ? &kept : nullptr)
+              : ForwardRange<kGeneral>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y, keep ? &kept : nullptr);
       const RowResult result = FinishRow(l, i, r, WithTarget(state, t));
       if (grads) {
-        GradientRange<kGeneral>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys, stream,
-                                keep ? &kept : nullptr);
+        if (unit_strides)
+          GradientRange<kGeneral, true>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys, stream,
+                                        keep ? &kept : nullptr);
+        else
+          GradientRange<kGeneral>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys, stream,
+                                  keep ? &kept : nullptr);
         FixTargetGradient(l, r, t, result);
       }
     }
