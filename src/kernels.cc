@@ -1,5 +1,10 @@
-// kernels.cc — dtype dispatch, row scheduling over threads, and Highway's per-target compilation of the row
-// kernel (row_kernel-inl.h). The kernel is written once; foreach_target.h re-includes this file per target.
+// kernels.cc — row scheduling over threads, and Highway's per-target compilation of the row kernel
+// (row_kernel-inl.h) and the lane kernel (lane_kernel-inl.h) for one dtype. The kernels are written once;
+// foreach_target.h re-includes this file per target, and CMakeLists.txt compiles it once per dtype
+// (XENT_KERNEL_DTYPE), so that the four translation units build in parallel.
+#ifndef XENT_KERNEL_DTYPE
+#error "kernels.cc is compiled once per dtype, with XENT_KERNEL_DTYPE defined (see CMakeLists.txt)"
+#endif
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/kernels.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -10,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "hwy/aligned_allocator.h"
@@ -494,18 +500,18 @@ void RunTyped(const Layout& l, int threads) {
         uint8_t* mine = kept_buffers.get() + omp_get_thread_num() * slot;
         kept = {reinterpret_cast<A*>(mine), reinterpret_cast<double*>(mine + values_bytes)};
       }
-      const RowState state =
-          unit_strides
-              ? ForwardRange<kGeneral, true>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y, keep ? &kept : nullptr)
-              : ForwardRange<kGeneral>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y, keep ? &kept : nullptr);
+      KeptExps<A>* kept_exps = keep ? &kept : nullptr;
+      // The row kernel's instance for these strides: run(std::true_type) with every stride the constant 1.
+      const auto with_strides = [&](auto run) { return unit_strides ? run(std::true_type{}) : run(std::false_type{}); };
+      const RowState state = with_strides([&](auto unit) {
+        return ForwardRange<kGeneral, decltype(unit)::value>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y, kept_exps);
+      });
       const RowResult result = FinishRow(l, i, r, WithTarget(state, t));
       if (grads) {
-        if (unit_strides)
-          GradientRange<kGeneral, true>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys, stream,
-                                        keep ? &kept : nullptr);
-        else
-          GradientRange<kGeneral>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys, stream,
-                                  keep ? &kept : nullptr);
+        with_strides([&](auto unit) {
+          GradientRange<kGeneral, decltype(unit)::value>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys,
+                                                         stream, kept_exps);
+        });
         FixTargetGradient(l, r, t, result);
       }
     }
@@ -559,32 +565,37 @@ void RunTyped(const Layout& l, int threads) {
   else RunTyped<false, T, G>(l, threads);
 }
 
-void RunKernels(const Layout& l, xent_dtype dtype, bool gradients_in_compute_type, int threads) {
-  switch (dtype) {
-    case XENT_FLOAT16:
-      return gradients_in_compute_type ? RunTyped<hwy::float16_t, float>(l, threads)
-                                       : RunTyped<hwy::float16_t, hwy::float16_t>(l, threads);
-    case XENT_BFLOAT16:
-      return gradients_in_compute_type ? RunTyped<hwy::bfloat16_t, float>(l, threads)
-                                       : RunTyped<hwy::bfloat16_t, hwy::bfloat16_t>(l, threads);
-    case XENT_FLOAT32:
-      return RunTyped<float, float>(l, threads);
-    case XENT_FLOAT64:
-      return RunTyped<double, double>(l, threads);
-    default:  // validation admits only the four float dtypes for logits
-      return;
-  }
+// The storage type of this translation unit's dtype.
+template <int kDtype>
+struct StorageOf;
+template <>
+struct StorageOf<XENT_FLOAT16> { using type = hwy::float16_t; };
+template <>
+struct StorageOf<XENT_BFLOAT16> { using type = hwy::bfloat16_t; };
+template <>
+struct StorageOf<XENT_FLOAT32> { using type = float; };
+template <>
+struct StorageOf<XENT_FLOAT64> { using type = double; };
+
+// Internal linkage: each dtype's translation unit has its own.
+namespace {
+void RunKernelsOfDtype(const Layout& l, bool gradients_in_compute_type, int threads) {
+  using T = typename StorageOf<XENT_KERNEL_DTYPE>::type;
+  if (gradients_in_compute_type) RunTyped<T, Compute<T>>(l, threads);
+  else RunTyped<T, T>(l, threads);
 }
+}  // namespace
 
 }  // namespace xent::internal::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 namespace xent::internal {
-HWY_EXPORT(RunKernels);
+HWY_EXPORT(RunKernelsOfDtype);
 
-void run_kernels(const Layout& layout, xent_dtype dtype, bool gradients_in_compute_type, int threads) {
-  HWY_DYNAMIC_DISPATCH(RunKernels)(layout, dtype, gradients_in_compute_type, threads);
+template <>
+void run_kernels_of<XENT_KERNEL_DTYPE>(const Layout& layout, bool gradients_in_compute_type, int threads) {
+  HWY_DYNAMIC_DISPATCH(RunKernelsOfDtype)(layout, gradients_in_compute_type, threads);
 }
 }  // namespace xent::internal
 #endif  // HWY_ONCE
