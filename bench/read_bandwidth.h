@@ -1,8 +1,8 @@
 // read_bandwidth.h — the memory bus's read bandwidth, measured by a plain reader done well: every thread reads two
 // parts of its share at once (two streams, like logits and labels) with software prefetch, summing 32-bit integers
-// (associative, so the compiler vectorises it), 1 GiB per read. Used by xent_bench (best of five reads at start)
-// and xent_peers (reads taking turns with the systems of each case) so that every fraction of the bus is taken
-// against the same kernel, measured in the same run.
+// (associative, so the compiler vectorises it), 1 GiB per read. Used by xent_bench (a read before and one after
+// each row; best of five at start for the record) and xent_peers (reads taking turns with the systems of each
+// case) so that every fraction of the bus is taken against the same kernel, measured in the same run.
 #pragma once
 
 #include <omp.h>
@@ -57,9 +57,8 @@ class ReadBandwidth {
   std::unique_ptr<uint32_t[]> data_;
 };
 
-// Best of five reads of 1 GiB, in bytes per second.
-inline double read_bandwidth_bytes_per_second() {
-  const ReadBandwidth reader;
+// Best of five reads of reader's 1 GiB, in bytes per second.
+inline double read_bandwidth_bytes_per_second(const ReadBandwidth& reader) {
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) best = std::max(best, reader.read_once());
   return best;
