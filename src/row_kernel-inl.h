@@ -274,11 +274,17 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
     // comes per row), so the loop is Σ exp alone. Chosen once per block: with the per-vector soft-cap and label
     // checks of the general path, GCC kept the accumulators in memory and the sparse forward ran at about 0.7
     // of the dense one's elements/s in cache (Zen 3, AVX2).
+    // kUniformLabels: every effective label is β (class-index targets with label smoothing, no class weights
+    // or soft-cap): the loop sums x/2 − r/2 alone, and β and Σ y = β·len come in once per block. Through the
+    // general loop (a label vector, a compare and a select per vector, and the per-vector option checks) the
+    // sparse forward with label smoothing ran at 0.55 of the plain one's bytes/s (4096x32000, xent_bench).
     // kDirect: full vectors of contiguous operands, one load each (see GradientRange).
     // kKeep: store each exp at kept_values (a partial last vector stores its padding's 0s too).
     A* HWY_RESTRICT kept_values = kept ? kept->values + begin : nullptr;
-    const auto pass2 = [&](auto logits_only, auto keep) XENT_LAMBDA_INLINE {
+    const bool uniform_labels = kGeneral && labels && y == nullptr && !tr.weight && tr.softcap == 0;
+    const auto pass2 = [&](auto logits_only, auto keep, auto uniform) XENT_LAMBDA_INLINE {
       constexpr bool kLogitsOnly = decltype(logits_only)::value, kKeep = decltype(keep)::value;
+      constexpr bool kUniformLabels = decltype(uniform)::value;
       const auto accumulate = [&](int64_t i, size_t count, int k, auto direct) XENT_LAMBDA_INLINE {
         constexpr bool kDirect = decltype(direct)::value;
         // Padding: x = −inf adds exp = 0, y = 0 adds nothing.
@@ -287,6 +293,11 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
         const auto e = ExpNonPositive(da, hn::Sub(xv, ref));
         sum[k] = hn::Add(sum[k], e);
         if constexpr (kKeep) hn::StoreU(e, da, kept_values + i);
+        if constexpr (kUniformLabels) {  // padding adds 0 (its x is −inf)
+          const auto half_t = hn::MulSub(xv, half, half_ref);
+          dot[k] = hn::Add(dot[k], count == static_cast<size_t>(N) ? half_t : hn::IfThenElseZero(hn::FirstN(da, count), half_t));
+          return;
+        }
         if (kLogitsOnly || !labels) return;
         const auto yv = load.template Labels<kDirect>(i, count);
         ysum[k] = hn::Add(ysum[k], yv);
@@ -309,15 +320,16 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
       else full_vectors(std::false_type{});
       for (int k = 0; i < len; i += N, ++k) accumulate(i, static_cast<size_t>(std::min(N, len - i)), k, std::false_type{});
     };
-    const auto pass2_keeping = [&](auto logits_only) XENT_LAMBDA_INLINE {
-      if (kept) pass2(logits_only, std::true_type{});
-      else pass2(logits_only, std::false_type{});
+    const auto pass2_keeping = [&](auto logits_only, auto uniform) XENT_LAMBDA_INLINE {
+      if (kept) pass2(logits_only, std::true_type{}, uniform);
+      else pass2(logits_only, std::false_type{}, uniform);
     };
     if constexpr (kGeneral) {
-      if (!labels && tr.softcap == 0) pass2_keeping(std::true_type{});
-      else pass2_keeping(std::false_type{});
+      if (!labels && tr.softcap == 0) pass2_keeping(std::true_type{}, std::false_type{});
+      else if (uniform_labels) pass2_keeping(std::false_type{}, std::true_type{});
+      else pass2_keeping(std::false_type{}, std::false_type{});
     } else {
-      pass2_keeping(std::false_type{});
+      pass2_keeping(std::false_type{}, std::false_type{});
     }
     if (kept) kept->block_max[begin / block_length] = static_cast<double>(max);
     const auto total = [&](hn::Vec<DA>* v) {
@@ -326,8 +338,8 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
     RowState block;
     block.max = max;
     block.sum = total(sum);
-    block.label_sum = labels ? total(ysum) : 0.0;
-    block.label_dot = labels ? 2.0 * total(dot) : 0.0;
+    block.label_sum = uniform_labels ? tr.beta * static_cast<double>(len) : labels ? total(ysum) : 0.0;
+    block.label_dot = labels ? (uniform_labels ? 2.0 * tr.beta : 2.0) * total(dot) : 0.0;
     state = Merge(state, block);
   }
   return state;

@@ -283,6 +283,24 @@ TEST(Options, EachAndAllAgainstReference) {
       }
 }
 
+// Label smoothing alone with class indices: every effective label is the same β, which the row kernel sums apart
+// (kUniformLabels): rows of one and of several blocks, partial last vectors, a −inf logit (whose smoothed label
+// makes the loss +inf, with finite gradients) and a row of a huge logit.
+TEST(Options, LabelSmoothingOfClassIndices) {
+  LossOptions s;
+  s.label_smoothing = 0.1;
+  for (xent_dtype dtype : kAllDtypes)
+    for (int64_t C : {1, 9, 40, 1023, 3001})
+      for (Layout layout : {Layout::kContiguous, Layout::kMisaligned}) {
+        run_options_case({.dtype = dtype, .shape = {4, C}, .options = s, .layout = layout, .seed = 8});
+        run_options_case({.dtype = dtype, .shape = {4, C}, .options = s, .layout = layout, .ignored_fraction = 0,
+                          .seed = 9, .edit = [C](Tensor& logits, std::vector<int64_t>&) {
+                            logits.set(C / 2, -INFINITY);
+                            logits.set(2 * C + C - 1, 60000);
+                          }});
+      }
+}
+
 TEST(Options, LongRowsSplitAcrossThreads) {
   LossOptions all;
   all.label_smoothing = 0.1, all.z_loss = 1e-4, all.softcap = 20, all.reduction = 2;
