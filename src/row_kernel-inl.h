@@ -287,9 +287,10 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
       constexpr bool kUniformLabels = decltype(uniform)::value;
       const auto accumulate = [&](int64_t i, size_t count, int k, auto direct) XENT_LAMBDA_INLINE {
         constexpr bool kDirect = decltype(direct)::value;
-        // Padding: x = −inf adds exp = 0, y = 0 adds nothing.
-        const auto xv = kLogitsOnly ? load.template RawLogits<kDirect>(i, count, kNegInf)
-                                    : load.template Logits<kDirect>(i, count, kNegInf);
+        // Padding: x = −inf adds exp = 0, y = 0 adds nothing. Neither kLogitsOnly nor kUniformLabels runs with a
+        // soft-cap: their loads skip its test.
+        const auto xv = kLogitsOnly || kUniformLabels ? load.template RawLogits<kDirect>(i, count, kNegInf)
+                                                      : load.template Logits<kDirect>(i, count, kNegInf);
         const auto e = ExpNonPositive(da, hn::Sub(xv, ref));
         sum[k] = hn::Add(sum[k], e);
         if constexpr (kKeep) hn::StoreU(e, da, kept_values + i);
