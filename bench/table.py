@@ -11,8 +11,9 @@ import sys
 
 
 def load(path):
-    """(context, read bandwidth at start in GB/s, rows of (op, dtype, shape, GB/s, G elements/s, read bandwidth
-    around the row in GB/s, of read bandwidth)): each row's fastest call against the faster of its two reads."""
+    """(context, read bandwidth at start in GB/s, rows): each row a dict of op, dtype, shape, GB/s, G elements/s,
+    read (the faster of the reads around the row, GB/s), frac (of read bandwidth) and, where the row has an
+    in-cache twin (NAME/in_cache, run just after it), twin (its dims) and cache (its GB/s)."""
     data = json.load(open(path))
     rows = []
     read_bw = None
@@ -20,8 +21,14 @@ def load(path):
         if b["name"].startswith("read_bandwidth"):
             read_bw = b["GB/s"]
             continue
-        op, dtype, shape = b["name"].split("/")[:3]
-        rows.append((op, dtype, shape, b["best_GB/s"], b["best_elements/s"] / 1e9, b["read_GB/s"], b["of_read_bw"]))
+        parts = b["name"].split("/")
+        op, dtype, shape = parts[:3]
+        if len(parts) > 3 and parts[3] == "in_cache":
+            owner = next(r for r in reversed(rows) if (r["op"], r["dtype"], r["shape"]) == (op, dtype, shape))
+            owner["twin"], owner["cache"] = b.get("label", ""), b["best_GB/s"]
+            continue
+        rows.append({"op": op, "dtype": dtype, "shape": shape, "gbs": b["best_GB/s"],
+                     "eps": b["best_elements/s"] / 1e9, "read": b["read_GB/s"], "frac": b["of_read_bw"]})
     ctx = data["context"]
     if read_bw is None:  # filtered out of the run; xent_bench also puts the start-up measurement in the context
         read_bw = float(ctx["read_bandwidth_GB/s"])
@@ -33,11 +40,20 @@ def one_run(path):
     target = f"SIMD target {ctx['simd_target']}; " if "simd_target" in ctx else ""
     print(f"Run of {ctx['date']}, {ctx['num_cpus']} CPUs at {ctx['mhz_per_cpu']} MHz; {target}"
           f"read bandwidth at its start {read_bw:.1f} GB/s (best of five). Each row: its fastest call, and the "
-          f"faster of a read just before and one just after it.\n")
-    print("| op | dtype | shape | GB/s | G elements/s | read bw, GB/s | of read bandwidth |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    for op, dtype, shape, gbs, eps, read, frac in rows:
-        print(f"| {op} | {dtype} | {shape} | {gbs:.1f} | {eps:.2f} | {read:.1f} | {frac:.2f} |")
+          f"faster of a read just before and one just after it; in cache: its twin on the first rows (about 1 MiB "
+          f"of inputs, reused), the compute ceiling; roofline: the lower of read bandwidth and ceiling.\n")
+    print("| op | dtype | shape | GB/s | G elements/s | read bw, GB/s | of read bw | in cache, GB/s (shape) "
+          "| ceiling / read bw | of roofline |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if "cache" in r:
+            cache = f"{r['cache']:.1f} ({r['twin']})"
+            ratio = f"{r['cache'] / r['read']:.2f}"
+            roof = f"{r['gbs'] / min(r['read'], r['cache']):.2f}"
+        else:
+            cache = ratio = roof = "–"
+        print(f"| {r['op']} | {r['dtype']} | {r['shape']} | {r['gbs']:.1f} | {r['eps']:.2f} | {r['read']:.1f} "
+              f"| {r['frac']:.2f} | {cache} | {ratio} | {roof} |")
 
 
 def several_runs(paths):
@@ -47,10 +63,11 @@ def several_runs(paths):
     print("| op | dtype | shape | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---:|" * len(runs))
     print("| read bandwidth at start, GB/s | | | " + " | ".join(f"{bw:.1f}" for _, bw, _ in runs) + " |")
-    cells = [{(op, dtype, shape): eps for op, dtype, shape, _, eps, _, _ in rows} for _, _, rows in runs]
-    for op, dtype, shape, *_ in runs[0][2]:
-        row = [f"{c[(op, dtype, shape)]:.2f}" if (op, dtype, shape) in c else "–" for c in cells]
-        print(f"| {op} | {dtype} | {shape} | " + " | ".join(row) + " |")
+    cells = [{(r["op"], r["dtype"], r["shape"]): r["eps"] for r in rows} for _, _, rows in runs]
+    for r in runs[0][2]:
+        key = (r["op"], r["dtype"], r["shape"])
+        row = [f"{c[key]:.2f}" if key in c else "–" for c in cells]
+        print(f"| {r['op']} | {r['dtype']} | {r['shape']} | " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@
 // Each row reports its fastest call (best_GB/s, best_elements/s) against the fastest of two reads of memory, one
 // just before and one just after its calls (read_GB/s; of_read_bw is their ratio), as bench/compare.py does;
 // Google Benchmark's own bytes_per_second is the mean over the row's calls.
+//
+// Every row whose rows fit has an in-cache twin, NAME/in_cache: the same op, dtype, class count and layout on the
+// first rows only (inputs of about 1 MiB, one copy reused, so they stay in cache). It measures what the cores alone
+// allow on that shape, the compute ceiling; where it is below the read bandwidth, the shape is compute-bound on
+// this machine and the bus cannot be reached by feeding the cores better (bench/table.py puts the two side by side).
 #include <benchmark/benchmark.h>
 #include <hwy/targets.h>
 #include <omp.h>
@@ -22,6 +27,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,6 +72,25 @@ struct Shape {
   bool in_cache = false;  // one small copy, reused: the compute ceiling of the shape, without DRAM
 
   int class_axis() const { return axis < 0 ? static_cast<int>(dims.size()) + axis : axis; }
+  // The in-cache twin (see the top): the leading dimension cut to about kInCacheElements elements in all, the rest
+  // as they are (a multiple of 64 rows where there are more); none if one slice of it is over 1M elements (1x16M).
+  std::optional<Shape> in_cache_twin() const {
+    constexpr int64_t kInCacheElements = int64_t{1} << 17, kMaxSlice = int64_t{1} << 20;
+    int64_t slice = 1;
+    for (size_t d = 1; d < dims.size(); ++d) slice *= dims[d];
+    if (slice > kMaxSlice || class_axis() == 0) return std::nullopt;
+    int64_t lead = std::max<int64_t>(1, kInCacheElements / slice);
+    if (lead >= 64) lead -= lead % 64;
+    Shape twin = *this;
+    twin.dims[0] = std::min(lead, dims[0]);
+    twin.in_cache = true;
+    return twin;
+  }
+  std::string dims_text() const {
+    std::string text;
+    for (int64_t d : dims) text += (text.empty() ? "" : "x") + std::to_string(d);
+    return text;
+  }
   // The loss's shape, and that of class-index labels: dims without the class axis.
   std::vector<int64_t> row_dims() const {
     std::vector<int64_t> out;
@@ -211,44 +236,36 @@ int main(int argc, char** argv) {
     for (auto _ : state) state.SetIterationTime(1);
     state.counters["GB/s"] = read_bytes_per_second / 1e9;
   })->Iterations(1)->UseManualTime();
+  // Registers a row on shape s and, where s has one, its in-cache twin: run(state, shape) runs one.
+  const auto add = [](const std::string& name, const Shape& s, auto run) {
+    benchmark::RegisterBenchmark(name.c_str(), [&s, run](benchmark::State& st) { run(st, s); })
+        ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+    if (const std::optional<Shape> twin = s.in_cache_twin())
+      benchmark::RegisterBenchmark((name + "/in_cache").c_str(),
+                                   [twin = *twin, run](benchmark::State& st) {
+                                     run(st, twin);
+                                     st.SetLabel(twin.dims_text());
+                                   })
+          ->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.5);
+  };
   for (const Shape& s : shapes)
-    for (bool gradients : {false, true}) {
-      const std::string name = std::string(gradients ? "fwd_grad/" : "forward/") + "f32/" + s.name;
-      benchmark::RegisterBenchmark(name.c_str(), [&s, gradients](benchmark::State& st) { run<float>(st, s, gradients); })
-          ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-    }
+    for (bool gradients : {false, true})
+      add(std::string(gradients ? "fwd_grad/" : "forward/") + "f32/" + s.name, s,
+          [gradients](benchmark::State& st, const Shape& shape) { run<float>(st, shape, gradients); });
   // Half precision: half the bytes per element, so about twice the elements/s at the same bytes/s.
   for (const Shape* s : {&shapes[0], &shapes[1], &shapes[3]}) {
-    benchmark::RegisterBenchmark((std::string("forward/bf16/") + s->name).c_str(),
-                                 [s](benchmark::State& st) { run<xent::bfloat16>(st, *s, false); })
-        ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-    benchmark::RegisterBenchmark((std::string("forward/f16/") + s->name).c_str(),
-                                 [s](benchmark::State& st) { run<xent::float16>(st, *s, false); })
-        ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+    add(std::string("forward/bf16/") + s->name, *s,
+        [](benchmark::State& st, const Shape& shape) { run<xent::bfloat16>(st, shape, false); });
+    add(std::string("forward/f16/") + s->name, *s,
+        [](benchmark::State& st, const Shape& shape) { run<xent::float16>(st, shape, false); });
   }
   // Sparse (class-index) targets: the forward reads only the logits. NCHW with integer labels is segmentation's case.
   for (const Shape* s : {&shapes[0], &shapes[1], &shapes[3], &shapes[4]})
     for (bool gradients : {false, true})
-      benchmark::RegisterBenchmark((std::string(gradients ? "sparse_fwd_grad/" : "sparse/") + "f32/" + s->name).c_str(),
-                                   [s, gradients](benchmark::State& st) { run_sparse(st, *s, Option::kNone, gradients); })
-          ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-  // The same kernels on inputs that stay in cache (about 1 MiB): what the compute alone allows. Where a DRAM row
-  // above runs at this speed, that shape is compute-bound on this machine, not memory-bound.
-  static const Shape hot[] = {{"64x2000_in_cache", {64, 2000}, -1, true},
-                              {"16384x10_in_cache", {16384, 10}, -1, true},
-                              {"2x21x64x64_axis1_in_cache", {2, 21, 64, 64}, 1, true},
-                              {"2x1000x49_axis1_in_cache", {2, 1000, 49}, 1, true}};
-  for (const Shape* s : {&hot[0], &hot[1], &hot[2], &hot[3]})
-    benchmark::RegisterBenchmark((std::string("forward/f32/") + s->name).c_str(),
-                                 [s](benchmark::State& st) { run<float>(st, *s, false); })
-        ->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.5);
-  for (const Shape* s : {&hot[0], &hot[1]})
-    benchmark::RegisterBenchmark((std::string("sparse/f32/") + s->name).c_str(),
-                                 [s](benchmark::State& st) { run_sparse(st, *s, Option::kNone, false); })
-        ->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.5);
-  benchmark::RegisterBenchmark("sparse_fwd_grad_in_place/f32/4096x32000",
-                               [](benchmark::State& st) { run_sparse(st, shapes[0], Option::kNone, true, true); })
-      ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+      add(std::string(gradients ? "sparse_fwd_grad/" : "sparse/") + "f32/" + s->name, *s,
+          [gradients](benchmark::State& st, const Shape& shape) { run_sparse(st, shape, Option::kNone, gradients); });
+  add("sparse_fwd_grad_in_place/f32/4096x32000", shapes[0],
+      [](benchmark::State& st, const Shape& shape) { run_sparse(st, shape, Option::kNone, true, true); });
   // Each fused option's cost over the plain sparse forward, same shape.
   static const std::pair<const char*, Option> options[] = {{"weight", Option::kWeight},
                                                            {"label_smoothing", Option::kLabelSmoothing},
@@ -256,9 +273,8 @@ int main(int argc, char** argv) {
                                                            {"softcap", Option::kSoftcap},
                                                            {"all", Option::kAll}};
   for (const auto& [name, option] : options)
-    benchmark::RegisterBenchmark((std::string("sparse+") + name + "/f32/" + shapes[0].name).c_str(),
-                                 [option = option](benchmark::State& st) { run_sparse(st, shapes[0], option, false); })
-        ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+    add(std::string("sparse+") + name + "/f32/" + shapes[0].name, shapes[0],
+        [option = option](benchmark::State& st, const Shape& shape) { run_sparse(st, shape, option, false); });
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 }
