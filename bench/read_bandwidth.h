@@ -3,8 +3,11 @@
 // (associative, so the compiler vectorises it), 1 GiB per read. Used by xent_bench (a read before and one after
 // each row; best of five at start for the record) and xent_peers (reads taking turns with the systems of each
 // case) so that every fraction of the bus is taken against the same kernel, measured in the same run.
+// Also the bus for traffic of as many bytes written as read (forward + gradients): a copy of half the buffer onto
+// the other half with non-temporal stores, as xent writes large gradients (xent_bench's rows that write).
 #pragma once
 
+#include <emmintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -50,6 +53,27 @@ class ReadBandwidth {
     return static_cast<double>(bytes()) / (omp_get_wtime() - t0);
   }
   size_t bytes() const { return words_ / 2 / kChunk * kChunk * 2 * sizeof(uint32_t); }
+
+  // Bytes per second moved, read plus written, by one copy of the buffer's first half onto its second half with
+  // every thread, 16-byte non-temporal stores (SSE2; their write-combining buffers fill whole lines).
+  double copy_once() {
+    const size_t half = words_ / 2 / kChunk * kChunk;
+    const double t0 = omp_get_wtime();
+#pragma omp parallel
+    {
+      const size_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+      const size_t begin = half / kChunk * t / threads * kChunk, end = half / kChunk * (t + 1) / threads * kChunk;
+      for (size_t offset = begin; offset < end; offset += kChunk) {
+        const uint32_t* from = data_.get() + offset;
+        uint32_t* to = data_.get() + half + offset;
+        for (size_t k = 0; k < kChunk; k += 16) __builtin_prefetch(from + 2 * kChunk + k);
+        for (size_t k = 0; k < kChunk; k += 4)
+          _mm_stream_si128(reinterpret_cast<__m128i*>(to + k), _mm_load_si128(reinterpret_cast<const __m128i*>(from + k)));
+      }
+      _mm_sfence();
+    }
+    return static_cast<double>(2 * half * sizeof(uint32_t)) / (omp_get_wtime() - t0);
+  }
 
  private:
   static constexpr size_t kChunk = 1024;  // 4 KiB per stream per step

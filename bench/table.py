@@ -12,8 +12,9 @@ import sys
 
 def load(path):
     """(context, read bandwidth at start in GB/s, rows): each row a dict of op, dtype, shape, GB/s, G elements/s,
-    read (the faster of the reads around the row, GB/s), frac (of read bandwidth) and, where the row has an
-    in-cache twin (NAME/in_cache, run just after it), twin (its dims) and cache (its GB/s)."""
+    read (the faster of the reads around the row, GB/s), frac (of read bandwidth), bus (the read or, for a row that
+    writes gradients, the faster of the copies around it, GB/s) and, where the row has an in-cache twin
+    (NAME/in_cache, run just after it), twin (its dims) and cache (its GB/s)."""
     data = json.load(open(path))
     rows = []
     read_bw = None
@@ -28,7 +29,8 @@ def load(path):
             owner["twin"], owner["cache"] = b.get("label", ""), b["best_GB/s"]
             continue
         rows.append({"op": op, "dtype": dtype, "shape": shape, "gbs": b["best_GB/s"],
-                     "eps": b["best_elements/s"] / 1e9, "read": b["read_GB/s"], "frac": b["of_read_bw"]})
+                     "eps": b["best_elements/s"] / 1e9, "read": b["read_GB/s"], "frac": b["of_read_bw"],
+                     "copy": b.get("copy_GB/s"), "bus": b.get("copy_GB/s", b["read_GB/s"])})
     ctx = data["context"]
     if read_bw is None:  # filtered out of the run; xent_bench also puts the start-up measurement in the context
         read_bw = float(ctx["read_bandwidth_GB/s"])
@@ -40,20 +42,22 @@ def one_run(path):
     target = f"SIMD target {ctx['simd_target']}; " if "simd_target" in ctx else ""
     print(f"Run of {ctx['date']}, {ctx['num_cpus']} CPUs at {ctx['mhz_per_cpu']} MHz; {target}"
           f"read bandwidth at its start {read_bw:.1f} GB/s (best of five). Each row: its fastest call, and the "
-          f"faster of a read just before and one just after it; in cache: its twin on the first rows (about 1 MiB "
-          f"of inputs, reused), the compute ceiling; roofline: the lower of read bandwidth and ceiling.\n")
-    print("| op | dtype | shape | GB/s | G elements/s | read bw, GB/s | of read bw | in cache, GB/s (shape) "
-          "| ceiling / read bw | of roofline |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          f"faster of a read just before and one just after it; rows that write gradients also the faster of two "
+          f"copies (non-temporal stores; read plus written bytes), their bus; in cache: its twin on the first rows "
+          f"(about 1 MiB of inputs, reused), the compute ceiling; roofline: the lower of bus and ceiling.\n")
+    print("| op | dtype | shape | GB/s | G elements/s | read bw, GB/s | copy bw, GB/s | of bus "
+          "| in cache, GB/s (shape) | ceiling / bus | of roofline |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "cache" in r:
             cache = f"{r['cache']:.1f} ({r['twin']})"
-            ratio = f"{r['cache'] / r['read']:.2f}"
-            roof = f"{r['gbs'] / min(r['read'], r['cache']):.2f}"
+            ratio = f"{r['cache'] / r['bus']:.2f}"
+            roof = f"{r['gbs'] / min(r['bus'], r['cache']):.2f}"
         else:
             cache = ratio = roof = "–"
+        copy = f"{r['copy']:.1f}" if r["copy"] else "–"
         print(f"| {r['op']} | {r['dtype']} | {r['shape']} | {r['gbs']:.1f} | {r['eps']:.2f} | {r['read']:.1f} "
-              f"| {r['frac']:.2f} | {cache} | {ratio} | {roof} |")
+              f"| {copy} | {r['gbs'] / r['bus']:.2f} | {cache} | {ratio} | {roof} |")
 
 
 def several_runs(paths):

@@ -8,7 +8,9 @@
 // (and the loss, negligible). Inputs are rotated across copies totalling ≥ 512 MiB so no run is served from cache.
 // Each row reports its fastest call (best_GB/s, best_elements/s) against the fastest of two reads of memory, one
 // just before and one just after its calls (read_GB/s; of_read_bw is their ratio), as bench/compare.py does;
-// Google Benchmark's own bytes_per_second is the mean over the row's calls.
+// Google Benchmark's own bytes_per_second is the mean over the row's calls. Rows that write gradients move as many
+// bytes out as in, and a bus that only reads is not their bound: they are also measured against the faster of two
+// copies of memory with non-temporal stores around them (copy_GB/s, read plus written; of_copy_bw).
 //
 // Every row whose rows fit has an in-cache twin, NAME/in_cache: the same op, dtype, class count and layout on the
 // first rows only (inputs of about 1 MiB, one copy reused, so they stay in cache). It measures what the cores alone
@@ -37,14 +39,16 @@
 namespace {
 
 constexpr size_t kRotationBytes = size_t{512} << 20;
-// The read of memory every row is measured against (bench/read_bandwidth.h).
-const xent::bench::ReadBandwidth* g_reader = nullptr;
+// The read (and copy) of memory every row is measured against (bench/read_bandwidth.h).
+xent::bench::ReadBandwidth* g_reader = nullptr;
 
-// Runs a row: Google Benchmark's loop over call(), each call also timed alone, between two reads of memory.
+// Runs a row: Google Benchmark's loop over call(), each call also timed alone, between two reads of memory, and
+// for a row that writes as many bytes as it reads (gradients) also between two copies of memory, its bus.
 // bytes and elements: those of one call.
 template <typename Call>
-void measure(benchmark::State& state, double bytes, double elements, const Call& call) {
-  double read = g_reader->read_once(), fastest = std::numeric_limits<double>::infinity();
+void measure(benchmark::State& state, double bytes, double elements, bool writes, const Call& call) {
+  double read = g_reader->read_once(), copy = writes ? g_reader->copy_once() : 0.0;
+  double fastest = std::numeric_limits<double>::infinity();
   for (auto _ : state) {
     const double start = omp_get_wtime();
     call();
@@ -56,6 +60,11 @@ void measure(benchmark::State& state, double bytes, double elements, const Call&
   state.counters["best_elements/s"] = elements / fastest;
   state.counters["read_GB/s"] = read / 1e9;
   state.counters["of_read_bw"] = bytes / fastest / read;
+  if (writes) {
+    copy = std::max(copy, g_reader->copy_once());
+    state.counters["copy_GB/s"] = copy / 1e9;
+    state.counters["of_copy_bw"] = bytes / fastest / copy;
+  }
 }
 
 template <typename T>
@@ -141,7 +150,7 @@ void run(benchmark::State& state, const Shape& shape, bool gradients) {
   const std::vector<int64_t> loss_dims = shape.row_dims();
   int64_t copy = 0;
   const double bytes = static_cast<double>(b.elements) * sizeof(T) * (gradients ? 4 : 2);
-  measure(state, bytes, static_cast<double>(b.elements), [&] {
+  measure(state, bytes, static_cast<double>(b.elements), gradients, [&] {
     const xent::ConstView x(b.logits[copy].get(), shape.dims), y(b.labels[copy].get(), shape.dims);
     if (gradients) {
       xent::softmax_cross_entropy_grad(y, x,
@@ -185,7 +194,7 @@ void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool
   if (option == Option::kSoftcap || option == Option::kAll) o.softcap = 30;
   int64_t copy = 0;
   const double bytes = static_cast<double>(b.elements) * sizeof(float) * (gradients ? 2 : 1) + rows * 8.0;
-  measure(state, bytes, static_cast<double>(b.elements), [&] {
+  measure(state, bytes, static_cast<double>(b.elements), gradients, [&] {
     xent_tensor x = xent_make_tensor(b.logits[copy].get(), XENT_FLOAT32, rank, shape.dims.data(), nullptr);
     const xent_status s = gradients ? xent_cross_entropy_grad(&x, &y, axis, &o, nullptr, &loss, in_place ? &x : &gx)
                                     : xent_cross_entropy(&x, &y, axis, &o, &loss);
@@ -221,7 +230,7 @@ int main(int argc, char** argv) {
   if (simd_target == nullptr) return 2;
   benchmark::AddCustomContext("simd_target", simd_target);
   std::printf("SIMD target: %s\n", simd_target);
-  const xent::bench::ReadBandwidth reader;
+  xent::bench::ReadBandwidth reader;
   g_reader = &reader;
   const double read_bytes_per_second = xent::bench::read_bandwidth_bytes_per_second(reader);
   std::printf("read bandwidth (bench/read_bandwidth.h, %d threads, best of five at start): %.1f GB/s\n",
