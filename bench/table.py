@@ -12,7 +12,7 @@ import sys
 
 def load(path):
     """(context, read bandwidth at start in GB/s, rows): each row a dict of op, dtype, shape, GB/s, G elements/s,
-    read (the faster of the reads around the row, GB/s), frac (of read bandwidth), bus (the read or, for a row that
+    read (the faster of the reads around the row, GB/s), bus (the read or, for a row that
     writes gradients, the faster of the copies around it, GB/s) and, where the row has an in-cache twin
     (NAME/in_cache, run just after it), twin (its dims) and cache (its GB/s)."""
     data = json.load(open(path))
@@ -29,7 +29,7 @@ def load(path):
             owner["twin"], owner["cache"] = b.get("label", ""), b["best_GB/s"]
             continue
         rows.append({"op": op, "dtype": dtype, "shape": shape, "gbs": b["best_GB/s"],
-                     "eps": b["best_elements/s"] / 1e9, "read": b["read_GB/s"], "frac": b["of_read_bw"],
+                     "eps": b["best_elements/s"] / 1e9, "read": b["read_GB/s"],
                      "copy": b.get("copy_GB/s"), "bus": b.get("copy_GB/s", b["read_GB/s"])})
     ctx = data["context"]
     if read_bw is None:  # filtered out of the run; xent_bench also puts the start-up measurement in the context

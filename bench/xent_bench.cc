@@ -14,8 +14,9 @@
 //
 // Every row whose rows fit has an in-cache twin, NAME/in_cache: the same op, dtype, class count and layout on the
 // first rows only (inputs of about 1 MiB, one copy reused, so they stay in cache). It measures what the cores alone
-// allow on that shape, the compute ceiling; where it is below the read bandwidth, the shape is compute-bound on
-// this machine and the bus cannot be reached by feeding the cores better (bench/table.py puts the two side by side).
+// allow on that shape, the compute ceiling; where it is below the row's bus (the read, or the copy), the shape is
+// compute-bound on this machine and the bus cannot be reached by feeding the cores better (bench/table.py puts the
+// two side by side).
 #include <benchmark/benchmark.h>
 #include <hwy/targets.h>
 #include <omp.h>
