@@ -3,8 +3,9 @@ and the read bandwidth of the machine, measured during each case.
 
     PYTHONPATH=build/python /usr/bin/python3 bench/compare.py          # after scripts/build.sh
 
-Prints a markdown table (GB/s per system, xent's ratio to the best peer, the read bandwidth during the case and
-xent's fraction of it),
+Prints a markdown table (GB/s per system, xent's ratio to the best peer, the read bandwidth during the case, for
+forward+gradient rows also the copy bandwidth, and xent's fraction of its bus: the copy for rows that write, the read
+for the others),
 and writes bench/results/compare.json, compare.md and compare.png (throughput against class count at a fixed
 total size). Bytes counted: inputs read once (logits, labels: float or one int64 per row) plus gradients written
 once (forward+gradient rows: grad_logits only, as every peer writes). xent writes its gradient into one array
@@ -18,6 +19,8 @@ keeps each system's median call.
 The read bandwidth takes its turn in the same rounds (one read of 1 GiB per call, bench/read_bandwidth.h), so each
 case's fraction is taken against the fastest read during that case. Measured once at the start of a run instead, it
 could fall below a later case's fastest call (1.09 of it at 1M classes in the run of 2026-11-28 05:43).
+Rows that write gradients move bytes both ways, and reads alone are not their bus: a copy of memory with
+non-temporal stores (read plus written bytes, as xent_bench's gradient rows) takes its turn with them too.
 """
 import datetime
 import json
@@ -134,14 +137,18 @@ def systems_for(case):
 
 
 READ_BW = "read bandwidth"
+COPY_BW = "copy bandwidth"
 
 
 def measure(case, reader):
-    """(fastest, median) GB/s of each system and of the reader (READ_BW), which takes its turn with them."""
+    """(fastest, median) GB/s of each system and of the reader (READ_BW; COPY_BW too for rows that write gradients),
+    which takes its turns with them."""
     copies = make_inputs(case["shape"], case["axis"], case["dtype"], case["op"].startswith("sparse"))
     systems, nbytes = systems_for(case)
     systems[READ_BW] = lambda x, y: reader.read()
-    nbytes = {**{name: nbytes for name in systems}, READ_BW: reader.bytes}
+    if case["op"].endswith("grad"):
+        systems[COPY_BW] = lambda x, y: reader.copy()
+    nbytes = {**{name: nbytes for name in systems}, READ_BW: reader.bytes, COPY_BW: reader.bytes}
     seconds = timed(systems, copies)
     del copies
     return ({name: nbytes[name] / fastest / 1e9 for name, (fastest, _) in seconds.items()},
@@ -215,16 +222,19 @@ def render_table(meta, rows):
              f"{meta['threads']} threads for every system. GB/s of bytes moved; each system's fastest call, the systems "
              f"and a read of memory taking turns (see bench/compare.py); the read bandwidth ranged over "
              f"**{low:.1f}–{high:.1f} GB/s** in this run.", "",
+             "Bus: the read bandwidth, or for rows that write gradients the copy bandwidth (read plus written bytes).", "",
              "| class | op | shape | dtype | xent | " + " | ".join(peers)
-             + " | xent / best peer | read bw | xent / read bw |",
-             "|---|---|---|---|---:|" + "---:|" * len(peers) + "---:|---:|---:|"]
+             + " | xent / best peer | read bw | copy bw | xent / bus |",
+             "|---|---|---|---|---:|" + "---:|" * len(peers) + "---:|---:|---:|---:|"]
     for r in rows:
         g = r["gbs"]
         best = max((g[p] for p in peers if p in g), default=None)
         cells = [f"{g[p]:.1f}" if p in g else "–" for p in peers]
         ratio = f"{g['xent'] / best:.1f}x" if best else "–"
+        bus = g.get(COPY_BW, g[READ_BW])
+        copy = f"{g[COPY_BW]:.1f}" if COPY_BW in g else "–"
         lines.append(f"| {r['cls']} | {r['op']} | {r['shape']} | {r['dtype']} | **{g['xent']:.1f}** | "
-                     + " | ".join(cells) + f" | {ratio} | {g[READ_BW]:.1f} | {g['xent'] / g[READ_BW]:.2f} |")
+                     + " | ".join(cells) + f" | {ratio} | {g[READ_BW]:.1f} | {copy} | {g['xent'] / bus:.2f} |")
     return "\n".join(lines) + "\n"
 
 

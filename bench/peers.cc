@@ -118,11 +118,14 @@ class EigenTf {
 }  // namespace
 
 PYBIND11_MODULE(xent_peers, m) {
-  m.doc() = "Peers of xent for bench/compare.py: oneDNN, TensorFlow's algorithm in Eigen, read bandwidth";
+  m.doc() = "Peers of xent for bench/compare.py: oneDNN, TensorFlow's algorithm in Eigen, read and copy bandwidth";
   py::class_<xent::bench::ReadBandwidth>(m, "ReadBandwidth")
       .def(py::init<>())
       .def("read", [](const xent::bench::ReadBandwidth& r) { return r.read_once() / 1e9; },
            "GB/s of one streaming read of 1 GiB with every thread")
+      .def("copy", [](xent::bench::ReadBandwidth& r) { return r.copy_once() / 1e9; },
+           "GB/s, read plus written, of one copy of half the buffer onto its other half with every thread "
+           "(non-temporal stores); it moves `bytes` bytes")
       .def_property_readonly("bytes", &xent::bench::ReadBandwidth::bytes, "bytes one read covers");
   py::class_<OneDnn>(m, "OneDnn").def(py::init<std::vector<int64_t>, int>()).def("forward", &OneDnn::forward);
   py::class_<EigenTf>(m, "EigenTf").def(py::init<int64_t, int64_t>()).def("forward", &EigenTf::forward);
