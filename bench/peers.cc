@@ -125,7 +125,7 @@ PYBIND11_MODULE(xent_peers, m) {
            "GB/s of one streaming read of 1 GiB with every thread")
       .def("copy", [](xent::bench::ReadBandwidth& r) { return r.copy_once() / 1e9; },
            "GB/s, read plus written, of one copy of half the buffer onto its other half with every thread "
-           "(non-temporal stores); it moves `bytes` bytes")
+           "(non-temporal stores); it moves `bytes` bytes, as a read covers")
       .def_property_readonly("bytes", &xent::bench::ReadBandwidth::bytes, "bytes one read covers");
   py::class_<OneDnn>(m, "OneDnn").def(py::init<std::vector<int64_t>, int>()).def("forward", &OneDnn::forward);
   py::class_<EigenTf>(m, "EigenTf").def(py::init<int64_t, int64_t>()).def("forward", &EigenTf::forward);

@@ -54,8 +54,9 @@ class ReadBandwidth {
   }
   size_t bytes() const { return words_ / 2 / kChunk * kChunk * 2 * sizeof(uint32_t); }
 
-  // Bytes per second moved, read plus written, by one copy of the buffer's first half onto its second half with
-  // every thread, 16-byte non-temporal stores (SSE2; their write-combining buffers fill whole lines).
+  // Bytes per second moved, read plus written (bytes(): half of them read, half written), by one copy of the
+  // buffer's first half onto its second half with every thread, 16-byte non-temporal stores (SSE2; their
+  // write-combining buffers fill whole lines).
   double copy_once() {
     const size_t half = words_ / 2 / kChunk * kChunk;
     const double t0 = omp_get_wtime();
@@ -72,7 +73,7 @@ class ReadBandwidth {
       }
       _mm_sfence();
     }
-    return static_cast<double>(2 * half * sizeof(uint32_t)) / (omp_get_wtime() - t0);
+    return static_cast<double>(bytes()) / (omp_get_wtime() - t0);
   }
 
  private:
