@@ -13,8 +13,9 @@ import sys
 def load(path):
     """(context, read bandwidth at start in GB/s, rows): each row a dict of op, dtype, shape, GB/s, G elements/s,
     read (the faster of the reads around the row, GB/s), bus (the read or, for a row that
-    writes gradients, the faster of the copies around it, GB/s) and, where the row has an in-cache twin
-    (NAME/in_cache, run just after it), twin (its dims) and cache (its GB/s)."""
+    writes gradients, the faster of the copies around it, GB/s), traffic (for a gradient row with a traffic twin,
+    the twin's fastest run, GB/s; else None) and, where the row has an in-cache twin (NAME/in_cache, run just after
+    it), twin (its dims) and cache (its GB/s)."""
     data = json.load(open(path))
     rows = []
     read_bw = None
@@ -30,7 +31,8 @@ def load(path):
             continue
         rows.append({"op": op, "dtype": dtype, "shape": shape, "gbs": b["best_GB/s"],
                      "eps": b["best_elements/s"] / 1e9, "read": b["read_GB/s"],
-                     "copy": b.get("copy_GB/s"), "bus": b.get("copy_GB/s", b["read_GB/s"])})
+                     "copy": b.get("copy_GB/s"), "bus": b.get("copy_GB/s", b["read_GB/s"]),
+                     "traffic": b.get("traffic_GB/s")})
     ctx = data["context"]
     if read_bw is None:  # filtered out of the run; xent_bench also puts the start-up measurement in the context
         read_bw = float(ctx["read_bandwidth_GB/s"])
@@ -44,10 +46,12 @@ def one_run(path):
           f"read bandwidth at its start {read_bw:.1f} GB/s (best of five). Each row: its fastest call, and the "
           f"faster of a read just before and one just after it; rows that write gradients also the faster of two "
           f"copies (non-temporal stores; read plus written bytes), their bus; in cache: its twin on the first rows "
-          f"(about 1 MiB of inputs, reused), the compute ceiling; roofline: the lower of bus and ceiling.\n")
+          f"(about 1 MiB of inputs, reused), the compute ceiling; roofline: the lower of bus and ceiling; traffic: "
+          f"the fastest of six runs of the row's traffic twin (bench/traffic_twin.h: the same bytes read and written "
+          f"in xent's order, with no math) around it.\n")
     print("| op | dtype | shape | GB/s | G elements/s | read bw, GB/s | copy bw, GB/s | of bus "
-          "| in cache, GB/s (shape) | ceiling / bus | of roofline |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| in cache, GB/s (shape) | ceiling / bus | of roofline | traffic, GB/s | of traffic |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "cache" in r:
             cache = f"{r['cache']:.1f} ({r['twin']})"
@@ -56,8 +60,9 @@ def one_run(path):
         else:
             cache = ratio = roof = "–"
         copy = f"{r['copy']:.1f}" if r["copy"] else "–"
+        traffic = f"{r['traffic']:.1f} | {r['gbs'] / r['traffic']:.2f}" if r["traffic"] else "– | –"
         print(f"| {r['op']} | {r['dtype']} | {r['shape']} | {r['gbs']:.1f} | {r['eps']:.2f} | {r['read']:.1f} "
-              f"| {copy} | {r['gbs'] / r['bus']:.2f} | {cache} | {ratio} | {roof} |")
+              f"| {copy} | {r['gbs'] / r['bus']:.2f} | {cache} | {ratio} | {roof} | {traffic} |")
 
 
 def several_runs(paths):

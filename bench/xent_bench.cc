@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -35,6 +36,7 @@
 #include <vector>
 
 #include "bench/read_bandwidth.h"
+#include "bench/traffic_twin.h"
 #include "xent/xent.hpp"
 
 namespace {
@@ -44,11 +46,16 @@ constexpr size_t kRotationBytes = size_t{512} << 20;
 xent::bench::ReadBandwidth* g_reader = nullptr;
 
 // Runs a row: Google Benchmark's loop over call(), each call also timed alone, between two reads of memory, and
-// for a row that writes as many bytes as it reads (gradients) also between two copies of memory, its bus.
-// bytes and elements: those of one call.
+// for a row that writes as many bytes as it reads (gradients) also between two copies of memory, its bus, and
+// where it has one between runs of its traffic twin. bytes and elements: those of one call. twin: one run of the
+// row's traffic twin (bench/traffic_twin.h) on the next copy of its inputs, returning its seconds; empty if none.
 template <typename Call>
-void measure(benchmark::State& state, double bytes, double elements, bool writes, const Call& call) {
+void measure(benchmark::State& state, double bytes, double elements, bool writes, const Call& call,
+             const std::function<double()>& twin = {}) {
+  constexpr int kTwinRuns = 3;  // before the row's calls, and as many after
   double read = g_reader->read_once(), copy = writes ? g_reader->copy_once() : 0.0;
+  double twin_time = std::numeric_limits<double>::infinity();
+  for (int k = 0; twin && k < kTwinRuns; ++k) twin_time = std::min(twin_time, twin());
   double fastest = std::numeric_limits<double>::infinity();
   for (auto _ : state) {
     const double start = omp_get_wtime();
@@ -66,6 +73,11 @@ void measure(benchmark::State& state, double bytes, double elements, bool writes
     state.counters["copy_GB/s"] = copy / 1e9;
     state.counters["of_copy_bw"] = bytes / fastest / copy;
   }
+  if (twin) {
+    for (int k = 0; k < kTwinRuns; ++k) twin_time = std::min(twin_time, twin());
+    state.counters["traffic_GB/s"] = bytes / twin_time / 1e9;
+    state.counters["of_traffic"] = twin_time / fastest;
+  }
 }
 
 template <typename T>
@@ -82,6 +94,9 @@ struct Shape {
   bool in_cache = false;  // one small copy, reused: the compute ceiling of the shape, without DRAM
 
   int class_axis() const { return axis < 0 ? static_cast<int>(dims.size()) + axis : axis; }
+  int64_t classes() const { return dims[class_axis()]; }
+  // Whether its gradient rows have a traffic twin (bench/traffic_twin.h): contiguous rows, read from DRAM.
+  bool has_traffic_twin() const { return class_axis() + 1 == static_cast<int>(dims.size()) && !in_cache; }
   // The in-cache twin (see the top): the leading dimension cut to about kInCacheElements elements in all, the rest
   // as they are (a multiple of 64 rows where there are more); none if one slice of it is over 1M elements (1x16M).
   std::optional<Shape> in_cache_twin() const {
@@ -151,6 +166,15 @@ void run(benchmark::State& state, const Shape& shape, bool gradients) {
   const std::vector<int64_t> loss_dims = shape.row_dims();
   int64_t copy = 0;
   const double bytes = static_cast<double>(b.elements) * sizeof(T) * (gradients ? 4 : 2);
+  std::function<double()> twin;
+  if constexpr (std::is_same_v<T, float>)
+    if (gradients && shape.has_traffic_twin())
+      twin = [&] {
+        const float* in[] = {b.logits[copy].get(), b.labels[copy].get()};
+        float* out[] = {b.grad_logits.get(), b.grad_labels.get()};
+        copy = (copy + 1) % b.copies;
+        return xent::bench::traffic_twin_once(in, out, 2, b.elements / shape.classes(), shape.classes());
+      };
   measure(state, bytes, static_cast<double>(b.elements), gradients, [&] {
     const xent::ConstView x(b.logits[copy].get(), shape.dims), y(b.labels[copy].get(), shape.dims);
     if (gradients) {
@@ -163,7 +187,7 @@ void run(benchmark::State& state, const Shape& shape, bool gradients) {
       xent::softmax_cross_entropy(y, x, xent::View(b.loss.get(), loss_dims), shape.axis);
     }
     copy = (copy + 1) % b.copies;
-  });
+  }, twin);
 }
 
 // Class-index targets (xent_cross_entropy, reduction none), optionally with loss options: reads the logits and one
@@ -195,13 +219,21 @@ void run_sparse(benchmark::State& state, const Shape& shape, Option option, bool
   if (option == Option::kSoftcap || option == Option::kAll) o.softcap = 30;
   int64_t copy = 0;
   const double bytes = static_cast<double>(b.elements) * sizeof(float) * (gradients ? 2 : 1) + rows * 8.0;
+  std::function<double()> twin;  // reads the logits, writes their gradient (not the labels: 8 bytes a row)
+  if (gradients && shape.has_traffic_twin())
+    twin = [&] {
+      const float* in[] = {b.logits[copy].get()};
+      float* out[] = {in_place ? b.logits[copy].get() : b.grad_logits.get()};
+      copy = (copy + 1) % b.copies;
+      return xent::bench::traffic_twin_once(in, out, 1, rows, C);
+    };
   measure(state, bytes, static_cast<double>(b.elements), gradients, [&] {
     xent_tensor x = xent_make_tensor(b.logits[copy].get(), XENT_FLOAT32, rank, shape.dims.data(), nullptr);
     const xent_status s = gradients ? xent_cross_entropy_grad(&x, &y, axis, &o, nullptr, &loss, in_place ? &x : &gx)
                                     : xent_cross_entropy(&x, &y, axis, &o, &loss);
     if (s != XENT_OK) state.SkipWithError(xent_last_error_message());
     copy = (copy + 1) % b.copies;
-  });
+  }, twin);
 }
 
 // The SIMD target every row runs on: the best one compiled in and supported by this CPU (what the library
