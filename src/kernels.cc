@@ -115,16 +115,27 @@ void IgnoreRow(const Layout& l, int64_t i, const Row<T, G>& r) {
     for (int64_t j = 0; j < l.classes; ++j) r.gx[j * l.class_stride[kGradLogits]] = FromDouble<G>(0.0);
 }
 
-// The target's gradient element, recomputed in double from the row and written once (the vector pass wrote it
-// without the target's term): (s·exp(x'_t − r) − g·a_t)·dx'/dx.
+// The target's gradient element, recomputed in double from the row (the vector pass wrote it without the target's
+// term): (s·exp(x'_t − r) − g·a_t)·dx'/dx, and where it goes (null: the row has no target, or no grad_logits).
+template <typename G>
+struct TargetGradient {
+  G* at = nullptr;
+  G value{};
+};
 template <typename T, typename G>
-void FixTargetGradient(const Layout& l, const Row<T, G>& r, const Target& t, const RowResult& row) {
-  if (t.index < 0 || !r.gx) return;
+TargetGradient<G> TargetGradientOf(const Layout& l, const Row<T, G>& r, const Target& t, const RowResult& row) {
+  if (t.index < 0 || !r.gx) return {};
   const Options& o = l.options;
   const double a = t.weight + o.beta * t.class_weight;
   double v = row.softmax_scale * std::exp(t.logit - row.reference) - row.grad_loss * a;
   if (o.softcap != 0) v *= 1 - (t.logit / o.softcap) * (t.logit / o.softcap);
-  r.gx[t.index * l.class_stride[kGradLogits]] = FromDouble<G>(v);
+  return {r.gx + t.index * l.class_stride[kGradLogits], FromDouble<G>(v)};
+}
+
+// Writes the target's gradient element over the one the vector pass wrote.
+template <typename T, typename G>
+void FixTargetGradient(const Layout& l, const Row<T, G>& r, const Target& t, const RowResult& row) {
+  if (const TargetGradient<G> fix = TargetGradientOf(l, r, t, row); fix.at) *fix.at = fix.value;
 }
 
 // Below this many elements a call runs on one thread: waking threads costs more than the work.
@@ -486,6 +497,11 @@ void RunTyped(const Layout& l, int threads) {
     hwy::AlignedFreeUniquePtr<uint8_t[]> kept_buffers;
     if (slot > 0 && !(kept_buffers = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(threads * slot))))
       throw std::bad_alloc();
+    // With streamed gradients, targets' elements are written after every row's stream is flushed: a regular store
+    // into a line just streamed waited, once per row, for that line to be written and read back (sparse fwd+grad
+    // 65536x1000, 2 threads, eight alternations of two builds: 0.46-0.69 ns per element, mean 0.58 -> 0.43-0.62,
+    // mean 0.52).
+    std::vector<TargetGradient<G>> deferred(stream && l.sparse ? static_cast<size_t>(rows) : 0);
 #pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
     for (int64_t i = 0; i < rows; ++i) {
       const Row<T, G> r = RowAt<T, G>(l, i);
@@ -512,10 +528,16 @@ void RunTyped(const Layout& l, int threads) {
           GradientRange<kGeneral, decltype(unit)::value>(da, r.x, xs, r.y, ys, C, result, tr, r.gx, gxs, r.gy, gys,
                                                          stream, kept_exps);
         });
-        FixTargetGradient(l, r, t, result);
+        if (deferred.empty()) FixTargetGradient(l, r, t, result);
+        else deferred[i] = TargetGradientOf(l, r, t, result);
       }
     }
     if (stream) FlushStreams(threads);
+    if (!deferred.empty()) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+      for (int64_t i = 0; i < rows; ++i)
+        if (deferred[i].at) *deferred[i].at = deferred[i].value;
+    }
     return;
   }
 

@@ -539,6 +539,16 @@ void streamed_equals_cached(int64_t rows, int64_t C) {
     }
     EXPECT_TRUE(std::equal(gx, gx + rows * C, hx));
     EXPECT_TRUE(std::equal(gy, gy + rows * C, hy));
+    // Class-index targets: the target's element of each streamed row is written after the streams (kernels.cc).
+    std::vector<int64_t> targets(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) targets[i] = (i * 7) % C;
+    sparse_softmax_cross_entropy_grad({targets.data(), {rows}}, {x, {rows, C}}, {.grad_logits = View(gx, {rows, C})});
+    for (int64_t half : {0, 1}) {
+      const int64_t begin = half * rows / 2, n = rows / 2;
+      sparse_softmax_cross_entropy_grad({targets.data() + begin, {n}}, {x + begin * C, {n, C}},
+                                        {.grad_logits = View(hx + begin * C, {n, C})});
+    }
+    EXPECT_TRUE(std::equal(gx, gx + rows * C, hx)) << "class-index targets";
   }
 }
 
@@ -547,6 +557,7 @@ void streamed_equals_cached(int64_t rows, int64_t C) {
 // modulo 4 KiB (src/kernels.cc, StreamWithoutAliasing): then with regular stores. Either way the result must
 // equal, bit for bit, the same rows computed in halves (each below the threshold). The buffers start on a page,
 // so the gradients' offsets fix the path: 0 and 513/515 floats (2052/2060 bytes) ahead stream, 1 float does not.
+// The same for class-index targets (grad_logits only).
 TEST(Xent, StreamedGradientsEqualCachedOnes) {
   // 67.2 MB of float32 gradient: long rows (GradientRange), and rows of 2 classes (TinyRows).
   for (const auto& [rows, C] : {std::pair<int64_t, int64_t>{4100, 4100}, {8405000, 2}})
