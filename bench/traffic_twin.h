@@ -96,7 +96,7 @@ inline uint32_t read_range(const float* const* in, int streams, int64_t begin, i
 // kTwinChunk classes of one output and then of the next.
 inline void write_range(const float* const* in, float* const* out, int streams, int64_t begin, int64_t end,
                         uint32_t sum, bool stream) {
-  const float a = 1.0f + static_cast<float>(sum & 1u);  // 1 or 2: the writes depend on every word read
+  const float a = (sum & 1u) ? -1.0f : 1.0f;  // the writes depend on every word read; in place, no value grows
   for (int64_t j = begin; j < end; j += kTwinChunk)
     for (int s = 0; s < streams; ++s)
       write_scaled(in[s] + j, out[s] + j, std::min(kTwinChunk, end - j), a, stream && out[s] != in[s]);
