@@ -145,8 +145,6 @@ inline constexpr int64_t kMinParallelElements = int64_t{1} << 15;
 inline constexpr int64_t kShortRow = 32;
 // Gradient outputs at least this large are written with non-temporal stores.
 inline constexpr int64_t kMinStreamBytes = int64_t{64} << 20;
-// The lane kernel prefetches the group this many groups ahead (when not staged).
-inline constexpr int64_t kLaneAhead = 2;
 // Groups per work item of the lane kernel when not staged (short rows): a work item's setup (RowAt's division
 // per batch dimension, the OpenMP loop step) was about 15% of 16384x10's forward when each group was one.
 inline constexpr int64_t kLaneGroupsPerItem = 16;
