@@ -357,12 +357,10 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
     const Row<T, G> r = RowAt<T, G>(l, first);
     // Asks for the rows `ahead` on from row g of this item (staged: the next stage, as a whole; else the group
     // kLaneAhead groups on), if the same run of rows has them.
+    const LaneOperand<const T> x_rows{r.x, lane_stride(kLogits), l.class_stride[kLogits]};
+    const LaneOperand<const T> y_rows{r.y, lane_stride(kLabels), l.class_stride[kLabels]};
     const auto prefetch = [&](int64_t g, int64_t ahead, int64_t most) {
-      if (begin + g + ahead >= I) return;
-      const int64_t count = std::min(most, I - begin - g - ahead);
-      const int64_t x_step = lane_stride(kLogits), y_step = lane_stride(kLabels), at = g + ahead;
-      PrefetchGroup(LaneOperand<const T>{r.x + at * x_step, x_step, l.class_stride[kLogits]}, C, count);
-      if (r.y) PrefetchGroup(LaneOperand<const T>{r.y + at * y_step, y_step, l.class_stride[kLabels]}, C, count);
+      PrefetchRows(x_rows, y_rows, C, g + ahead, I - begin, most);
     };
     if (staging) prefetch(0, S, S);
     if (stage_x) CopyIn(r.x, l.class_stride[kLogits], C, n, pitch_t, x_stage);

@@ -109,22 +109,17 @@ HWY_INLINE void PrefetchGroup(const LaneOperand<const T>& op, int64_t C, int64_t
 // Groups ahead of the one computing that a lane kernel asks for (PrefetchGroup).
 inline constexpr int64_t kLaneAhead = 2;
 
-// In ShortRows' loop over many groups of contiguous rows of C classes: asks for the rows of the group kLaneAhead
-// groups after the one at row i of n, if there is one. Its reads are linear, yet for rows shorter than a vector
-// (loaded by overlapping vector loads, C elements apart) the hardware prefetchers left it from DRAM at about half
-// its in-cache speed. Measured on Zen 4 with AVX3 (16 lanes), dense forward of 32M elements, GB/s, three
-// alternations without / with: 8 classes 10.0-11.3 / 10.2-17.4, 10: 11.5-11.8 / 17.9-18.8, 12: 12.7-13.1 /
-// 18.3-21.3 (xent_bench 1Mx10: forward 8.2-10.5 / 15.2-19.4, fwd_grad 13.5-16.6 / 17.2-19.0, sparse 7.9-8.7 /
-// 9.5-11.3); but 16: 25.5-27.1 / 17.5-20.7, 32: 20.8-21.1 / 16.5-16.7, 64 and 128 even: rows of a vector or
-// more are read whole by aligned loads, and the prefetchers keep up. TinyRows (2 to 4 classes, compute-bound)
-// measured the same with it (4Mx2).
+// Asks for rows [at, min(at + most, end)) of x and y (absent operands: nothing), `at` counted in rows from their
+// data, while earlier rows compute.
 template <typename T>
-HWY_INLINE void PrefetchRowsAhead(const T* x, const T* y, int64_t C, int64_t i, int64_t n, int64_t N) {
-  const int64_t at = i + kLaneAhead * N;
-  if (at >= n) return;
-  const int64_t count = std::min(N, n - at);
-  PrefetchGroup(LaneOperand<const T>{x + at * C, C, 1}, C, count);
-  if (y) PrefetchGroup(LaneOperand<const T>{y + at * C, C, 1}, C, count);
+HWY_INLINE void PrefetchRows(const LaneOperand<const T>& x, const LaneOperand<const T>& y, int64_t C, int64_t at,
+                             int64_t end, int64_t most) {
+  if (at >= end) return;
+  const int64_t count = std::min(most, end - at);
+  for (const LaneOperand<const T>* op : {&x, &y}) {
+    if (op->data == nullptr) continue;
+    PrefetchGroup(LaneOperand<const T>{op->data + at * op->lane_stride, op->lane_stride, op->class_stride}, C, count);
+  }
 }
 
 // Lanes of row-stepped elements starting at p; lanes ≥ count are 0.
@@ -995,7 +990,15 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   const auto run_groups = [&](const auto& keep) XENT_LAMBDA_INLINE {
     constexpr bool kKeep = !std::is_same_v<std::decay_t<decltype(keep)>, NoHook>;
     for (int64_t i = 0; i < n; i += N) {
-      if (C < N) PrefetchRowsAhead(shared.x.data, shared.y.data, C, i, n, N);
+      // The rows kLaneAhead groups on. Their reads are linear, yet for rows shorter than a vector (loaded by
+      // overlapping vector loads, C elements apart) the hardware prefetchers left this loop from DRAM at about half
+      // its in-cache speed. Measured on Zen 4 with AVX3 (16 lanes), dense forward of 32M elements, GB/s, three
+      // alternations without / with: 8 classes 10.0-11.3 / 10.2-17.4, 10: 11.5-11.8 / 17.9-18.8, 12: 12.7-13.1 /
+      // 18.3-21.3 (xent_bench 1Mx10: forward 8.2-10.5 / 15.2-19.4, fwd_grad 13.5-16.6 / 17.2-19.0, sparse 7.9-8.7
+      // / 9.5-11.3); but 16: 25.5-27.1 / 17.5-20.7, 32: 20.8-21.1 / 16.5-16.7, 64 and 128 even: rows of a vector
+      // or more are read whole by aligned loads, and the prefetchers keep up. TinyRows (2 to 4 classes,
+      // compute-bound) measured the same with it (4Mx2).
+      if (C < N) PrefetchRows(shared.x, shared.y, C, i + kLaneAhead * N, n, N);
       const auto at = [&](auto* p, int64_t stride) { return p ? p + i * stride : nullptr; };
       a.x.data = at(shared.x.data, C), a.y.data = at(shared.y.data, C);
       a.gx.data = at(shared.gx.data, C), a.gy.data = at(shared.gy.data, C);
