@@ -396,6 +396,10 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
       LaneSweep<Compute<T>> states[kLaneGroupsPerItem];
       const int64_t groups = (n + lanes - 1) / lanes;
       const bool gradients = l.data[kGradLogits] || l.data[kGradLabels];
+      // Whether a step's classes are one contiguous stretch: the item holds every lane, classes I apart (and dense
+      // labels laid out alike, or none).
+      const auto stretched = [&](Operand k) { return l.class_stride[k] == I && lane_stride(k) == 1; };
+      const bool contiguous = n == I && stretched(kLogits) && (r.y == nullptr || stretched(kLabels));
       for (bool backward : {false, true}) {
         if (backward && !gradients) break;
         for (int64_t begin = 0; begin < C; begin += kSweepClasses) {
@@ -403,6 +407,7 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
             set_group(k * lanes);
             states[k].begin = begin, states[k].end = std::min(C, begin + kSweepClasses);
             states[k].ahead = std::min(kSweepClasses, C - states[k].end), states[k].gradients = backward;
+            states[k].stretch = contiguous ? states[k].ahead * I : 0, states[k].group = k;
             LaneRows<kGeneral>(da, group, C, &states[k]);
           }
         }
