@@ -127,9 +127,9 @@ HWY_INLINE void PrefetchRows(const LaneOperand<const T>& x, const LaneOperand<co
 
 // Lanes of row-stepped elements starting at p; lanes ≥ count are 0.
 template <class DA, typename T>
-HWY_INLINE hn::Vec<DA> LoadRows(DA da, const T* p, int64_t lane_stride, size_t count, hn::TFromD<DA>* buf) {
-  if (count == hn::Lanes(da)) return LoadLanes(da, p, lane_stride, buf);
-  return LoadPartial(da, p, lane_stride, count, hn::TFromD<DA>{0}, buf);
+HWY_INLINE hn::Vec<DA> LoadRows(DA da, const T* p, int64_t lane_stride, size_t count) {
+  if (count == hn::Lanes(da)) return LoadLanes(da, p, lane_stride);
+  return LoadPartial(da, p, lane_stride, count, hn::TFromD<DA>{0});
 }
 
 // v[c] = class c of Lanes contiguous rows of C ∈ [2, 4] classes at p: C vector loads deinterleaved by shuffles.
@@ -535,7 +535,7 @@ struct RowPositions {
 template <bool kGeneral, class DA, typename T, typename G>
 HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, const RowPositions<DA>& positions,
                                   hn::Vec<DA> target_vec, const LaneResults<DA>& r, hn::Vec<DA> g,
-                                  const hn::TFromD<DA>* exps, hn::TFromD<DA>* buf) {
+                                  const hn::TFromD<DA>* exps) {
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   const hn::RebindToSigned<DA> di;
@@ -564,11 +564,11 @@ HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, co
     if (gx_data != nullptr) {
       const auto e = exps ? hn::Load(da, exps + k * N) : ExpNonPositive(da, hn::Sub(xv, at_row(r.ref)));
       const auto v = GradLogits(at_row(r.scale), e, at_row(g), yv);
-      StoreLanes(da, v, gx_data + k * N, 1, hn::Lanes(da), buf, stream);
+      StoreLanes(da, v, gx_data + k * N, 1, hn::Lanes(da), stream);
     }
     if (gy_data != nullptr) {
       const auto v = GradLabels(xv, yv, at_row(half_ref), at_row(half_log_sum), at_row(twice_g));
-      StoreLanes(da, v, gy_data + k * N, 1, hn::Lanes(da), buf, stream);
+      StoreLanes(da, v, gy_data + k * N, 1, hn::Lanes(da), stream);
     }
   }
 }
@@ -602,7 +602,6 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   // The classes of this call, and whether it computes the forward (a sweep's gradient calls do not).
   const int64_t from = sweep ? sweep->begin : 0, to = sweep ? sweep->end : C;
   const bool forward = sweep == nullptr || !sweep->gradients;
-  HWY_ALIGN A buf[kMaxLanes] = {};
   const size_t count = a.count;
   const auto one = hn::Set(da, A{1});
   const auto half = hn::Set(da, A{0.5});
@@ -688,7 +687,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     const auto offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<TI>(gather ? lane_stride : 0)));
     for (; c < C; ++c)
       put(c, gather ? hn::GatherIndex(da, from + c * op.class_stride, offsets)
-                    : LoadRows(da, op.data + c * op.class_stride, op.lane_stride, count, buf));
+                    : LoadRows(da, op.data + c * op.class_stride, op.lane_stride, count));
     return true;
   };
   const bool x_tiled = fill_tile(a.x, x_tile);
@@ -715,7 +714,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const auto x_load = [&](int64_t c, auto direct) XENT_LAMBDA_INLINE {
     auto v = decltype(direct)::value || HWY_LIKELY(x_base != nullptr)
                  ? hn::LoadU(da, x_base + c * x_step)
-                 : LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count, buf);
+                 : LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count);
     if constexpr (kGeneral) {
       if (capped_on_load) v = Softcap(da, v, cap, inv_cap);
     }
@@ -725,7 +724,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     const auto labels = [&] {
       return decltype(direct)::value || HWY_LIKELY(y_base != nullptr)
                  ? hn::LoadU(da, y_base + c * y_step)
-                 : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count, buf);
+                 : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count);
     };
     if constexpr (!kGeneral) {
       return labels();
@@ -784,7 +783,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   };
 
   hn::Vec<DA> g = hn::Set(da, static_cast<A>(a.grad_scale));
-  if (a.grad_loss.data) g = hn::Mul(g, LoadRows(da, a.grad_loss.data, a.grad_loss.lane_stride, count, buf));
+  if (a.grad_loss.data) g = hn::Mul(g, LoadRows(da, a.grad_loss.data, a.grad_loss.lane_stride, count));
   const auto ignored_mask = hn::Eq(hn::Load(da, ignored), one);
   g = hn::IfThenZeroElse(ignored_mask, g);
   hn::Vec<DA> ref, log_sum, scale;
@@ -810,7 +809,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     if (a.row_loss) {
       for (size_t l = 0; l < count; ++l) a.row_loss[a.first_row + static_cast<int64_t>(l)] = loss[l];
     } else if (a.loss.data) {
-      StoreLanes(da, hn::Load(da, loss), a.loss.data, a.loss.lane_stride, count, buf);
+      StoreLanes(da, hn::Load(da, loss), a.loss.data, a.loss.lane_stride, count);
     }
   }
 
@@ -830,7 +829,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   if (short_rows && plain && contiguous_rows(a.x) && row_labels && (!gx_data || contiguous_rows(a.gx)) &&
       (!gy_data || contiguous_rows(a.gy))) {
     const LaneResults<DA> results{ref, log_sum, scale, hn::Zero(da)};
-    RowOrderGradients<kGeneral>(da, a, C, RowPositions<DA>(da, C), target_vec, results, g, nullptr, buf);
+    RowOrderGradients<kGeneral>(da, a, C, RowPositions<DA>(da, C), target_vec, results, g, nullptr);
     return;
   }
   // Other gradients of contiguous short rows are computed into column tiles too, then transposed back with one gather
@@ -866,12 +865,12 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
         auto v = GradLogits(scale, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
         if (kGeneral && slope) v = SoftcapSlope(v, xv, inv_cap);
         if (kDirect || HWY_LIKELY(gx_base != nullptr)) hn::StoreU(v, da, gx_base + c * gx_step);
-        else StoreLanes(da, v, gx_data + c * gx_class, gx_lane, count, buf, stream);
+        else StoreLanes(da, v, gx_data + c * gx_class, gx_lane, count, stream);
       }
       if (gy_data != nullptr) {
         const auto v = GradLabels(xv, yv, half_ref, half_log_sum, twice_g);
         if (kDirect || HWY_LIKELY(gy_base != nullptr)) hn::StoreU(v, da, gy_base + c * gy_step);
-        else StoreLanes(da, v, gy_data + c * gy_class, gy_lane, count, buf, stream);
+        else StoreLanes(da, v, gy_data + c * gy_class, gy_lane, count, stream);
       }
     }
   };
@@ -887,8 +886,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     const auto p = hn::Iota(da, static_cast<A>(k * N));
     const auto row = RowOfPositions(da, k, inv_classes);
     const auto column = hn::ConvertTo(di, hn::MulAdd(hn::NegMulAdd(row, classes, p), hn::Set(da, static_cast<A>(N)), row));
-    if (gx_tiled) StoreLanes(da, hn::GatherIndex(da, gx_tile, column), a.gx.data + k * N, 1, count, buf, a.stream);
-    if (gy_tiled) StoreLanes(da, hn::GatherIndex(da, gy_tile, column), a.gy.data + k * N, 1, count, buf, a.stream);
+    if (gx_tiled) StoreLanes(da, hn::GatherIndex(da, gx_tile, column), a.gx.data + k * N, 1, count, a.stream);
+    if (gy_tiled) StoreLanes(da, hn::GatherIndex(da, gy_tile, column), a.gy.data + k * N, 1, count, a.stream);
   }
 }
 
@@ -922,7 +921,7 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
       if (!a.stream) return StoreClasses(da, v, C, p);
     }
     StoreClasses(da, v, C, buf);  // then converted, or streamed
-    for (int64_t k = 0; k < C; ++k) StoreLanes(da, hn::Load(da, buf + k * N), p + k * N, 1, hn::Lanes(da), scratch, a.stream);
+    for (int64_t k = 0; k < C; ++k) StoreLanes(da, hn::Load(da, buf + k * N), p + k * N, 1, hn::Lanes(da), a.stream);
   };
   const auto half = hn::Set(da, A{0.5});
   const auto grad_scale = hn::Set(da, static_cast<A>(a.grad_scale));
@@ -932,7 +931,7 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
     load(a.y.data + i * C, y);
     auto g = grad_scale;
     if (a.grad_loss.data)
-      g = hn::Mul(g, LoadLanes(da, a.grad_loss.data + i * a.grad_loss.lane_stride, a.grad_loss.lane_stride, scratch));
+      g = hn::Mul(g, LoadLanes(da, a.grad_loss.data + i * a.grad_loss.lane_stride, a.grad_loss.lane_stride));
     hn::Vec<DA> e[kC];  // the exps, kept for gx
     const auto keep = [&](int64_t c, hn::Vec<DA> v) XENT_LAMBDA_INLINE { e[c] = v; };
     const LaneResults<DA> r = FinishLanes(
@@ -942,7 +941,7 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
       hn::Store(r.loss, da, scratch);
       for (int64_t l = 0; l < N; ++l) a.row_loss[a.first_row + i + l] = scratch[l];
     } else if (a.loss.data) {
-      StoreLanes(da, r.loss, a.loss.data + i * a.loss.lane_stride, a.loss.lane_stride, hn::Lanes(da), scratch);
+      StoreLanes(da, r.loss, a.loss.data + i * a.loss.lane_stride, a.loss.lane_stride, hn::Lanes(da));
     }
     hn::Vec<DA> grad[kC];
     if (a.gx.data) {
@@ -1031,7 +1030,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
       auto g = grad_scale;
       if (shared.grad_loss.data)
         g = hn::Mul(g, LoadLanes(da, at(shared.grad_loss.data, shared.grad_loss.lane_stride),
-                                 shared.grad_loss.lane_stride, buf));
+                                 shared.grad_loss.lane_stride));
       auto target_vec = none;
       auto ignored_mask = hn::FirstN(da, 0);  // none ignored
       if (has_targets) {
@@ -1082,12 +1081,11 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
         hn::Store(loss, da, buf);
         for (int64_t l = 0; l < N; ++l) shared.row_loss[a.first_row + l] = buf[l];
       } else if (shared.loss.data) {
-        StoreLanes(da, loss, at(shared.loss.data, shared.loss.lane_stride), shared.loss.lane_stride, hn::Lanes(da),
-                   buf);
+        StoreLanes(da, loss, at(shared.loss.data, shared.loss.lane_stride), shared.loss.lane_stride, hn::Lanes(da));
       }
       if constexpr (kKeep) TransposeColumns(da, exp_tile, C, exp_rows);
       if (positions)
-        RowOrderGradients<kGeneral>(da, a, C, *positions, target_vec, r, g, kKeep ? exp_rows : nullptr, buf);
+        RowOrderGradients<kGeneral>(da, a, C, *positions, target_vec, r, g, kKeep ? exp_rows : nullptr);
     }
   };
   if (keep_exps) {

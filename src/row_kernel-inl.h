@@ -54,9 +54,22 @@ HWY_INLINE G FromCompute(A v) {
   }
 }
 
-// Lanes(da) elements p[0], p[stride], ... in the compute type. buf: Lanes(da) aligned scratch.
+// Elements p[0], p[stride], ... p[(count − 1)·stride] in the compute type, one by one; the other lanes hold
+// `fill`. Not inlined: inlined into the lane kernel's class loops, this
+// rarely taken path made GCC keep less in registers there (float16 [8,21,128,128] axis 1 forward, one thread, in
+// cache: 1.0 -> 1.4–1.5 G elements/s).
 template <class DA, typename T>
-HWY_INLINE hn::Vec<DA> LoadLanes(DA da, const T* HWY_RESTRICT p, int64_t stride, hn::TFromD<DA>* buf) {
+HWY_NOINLINE hn::Vec<DA> LoadEachLane(DA da, const T* HWY_RESTRICT p, int64_t stride, size_t count,
+                                      hn::TFromD<DA> fill) {
+  HWY_ALIGN hn::TFromD<DA> lanes[HWY_MAX_BYTES / sizeof(hn::TFromD<DA>)];
+  for (size_t i = 0; i < hn::Lanes(da); ++i)
+    lanes[i] = i < count ? ToCompute(p[static_cast<int64_t>(i) * stride]) : fill;
+  return hn::Load(da, lanes);
+}
+
+// Lanes(da) elements p[0], p[stride], ... in the compute type.
+template <class DA, typename T>
+HWY_INLINE hn::Vec<DA> LoadLanes(DA da, const T* HWY_RESTRICT p, int64_t stride) {
   if (stride == 1) return LoadPromote(da, p);
   if (stride == 0) return hn::Set(da, ToCompute(*p));
   if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
@@ -68,31 +81,39 @@ HWY_INLINE hn::Vec<DA> LoadLanes(DA da, const T* HWY_RESTRICT p, int64_t stride,
       return hn::GatherIndex(da, p, hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<TI>(stride))));
     }
   }
-  for (size_t i = 0; i < hn::Lanes(da); ++i) buf[i] = ToCompute(p[static_cast<int64_t>(i) * stride]);
-  return hn::Load(da, buf);
+  return LoadEachLane(da, p, stride, hn::Lanes(da), hn::TFromD<DA>{0});
 }
 
 // AVX2 and AVX-512 masked loads of 32/64-bit lanes never touch masked-off memory (the fault is suppressed);
-// other targets and types copy lane by lane.
+// other targets and types: LoadEachLane (16-bit lanes on AVX-512: below).
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
 inline constexpr bool kSafeMaskedLoad = true;
 #else
 inline constexpr bool kSafeMaskedLoad = false;
 #endif
+// AVX-512 (BW) masked loads of 16-bit lanes likewise: float16/bfloat16 partial vectors are converted as one
+// vector, not lane by lane (LoadEachLane converts each with Highway's scalar code; [2,1000,49] axis 1, whose
+// 49th lane is a partial group of one row per class: float16 forward, one thread, 0.70 -> 1.6 G elements/s).
+inline constexpr bool kSafeMaskedLoad16 = HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3;
 
 // The first `count` (< Lanes) elements as above; the other lanes hold `fill`. Never reads past element count-1.
 template <class DA, typename T>
 HWY_INLINE hn::Vec<DA> LoadPartial(DA da, const T* HWY_RESTRICT p, int64_t stride, size_t count,
-                                   hn::TFromD<DA> fill, hn::TFromD<DA>* buf) {
+                                   hn::TFromD<DA> fill) {
   if constexpr (kSafeMaskedLoad && std::is_same_v<T, hn::TFromD<DA>>) {
     if (stride == 1) {
       const auto mask = hn::FirstN(da, count);
       return hn::IfThenElse(mask, hn::MaskedLoad(mask, da, p), hn::Set(da, fill));
     }
   }
-  for (size_t i = 0; i < hn::Lanes(da); ++i)
-    buf[i] = i < count ? ToCompute(p[static_cast<int64_t>(i) * stride]) : fill;
-  return hn::Load(da, buf);
+  if constexpr (kSafeMaskedLoad16 && sizeof(T) == 2 && (!std::is_same_v<T, hwy::float16_t> || kNativeFloat16)) {
+    if (stride == 1) {
+      const hn::Rebind<T, DA> dt;
+      return hn::IfThenElse(hn::FirstN(da, count), hn::PromoteTo(da, hn::MaskedLoad(hn::FirstN(dt, count), dt, p)),
+                            hn::Set(da, fill));
+    }
+  }
+  return LoadEachLane(da, p, stride, count, fill);
 }
 
 // Writes the first `count` lanes of v to p[0], p[stride], ... stream: gradients far larger than the caches go
@@ -100,14 +121,15 @@ HWY_INLINE hn::Vec<DA> LoadPartial(DA da, const T* HWY_RESTRICT p, int64_t strid
 // caller ends its writes with hwy::FlushStream().
 template <class DA, typename G>
 HWY_INLINE void StoreLanes(DA da, hn::Vec<DA> v, G* HWY_RESTRICT p, int64_t stride, size_t count,
-                           hn::TFromD<DA>* buf, bool stream = false) {
+                           bool stream = false) {
   if constexpr (std::is_same_v<G, hn::TFromD<DA>>) {
     if (stream && stride == 1 && count == hn::Lanes(da) && reinterpret_cast<uintptr_t>(p) % (hn::Lanes(da) * sizeof(G)) == 0)
       return hn::Stream(v, da, p);
   }
   if (stride == 1 && count == hn::Lanes(da)) return DemoteStore(da, v, p);
-  hn::Store(v, da, buf);
-  for (size_t i = 0; i < count; ++i) p[static_cast<int64_t>(i) * stride] = FromCompute<G>(buf[i]);
+  HWY_ALIGN hn::TFromD<DA> lanes[HWY_MAX_BYTES / sizeof(hn::TFromD<DA>)];
+  hn::Store(v, da, lanes);
+  for (size_t i = 0; i < std::min(count, hn::Lanes(da)); ++i) p[static_cast<int64_t>(i) * stride] = FromCompute<G>(lanes[i]);
 }
 
 // The loss options inside a kernel (the general path, Layout::general): logits are soft-capped,
@@ -138,7 +160,6 @@ struct RangeLoader {
   const T* y;  // may be null on the general path
   int64_t y_stride;
   const Transform<T>& tr;
-  A* buf;
 
   // One vector of p's elements j… at stride (count < Lanes: the other lanes hold fill). kContiguous: a full
   // vector at stride 1, one load without stride or count checks (see Contiguous()).
@@ -147,8 +168,8 @@ struct RangeLoader {
     if constexpr (kContiguous) {
       return LoadPromote(da, p + j);
     } else {
-      return count == hn::Lanes(da) ? LoadLanes(da, p + j * stride, stride, buf)
-                                    : LoadPartial(da, p + j * stride, stride, count, fill, buf);
+      return count == hn::Lanes(da) ? LoadLanes(da, p + j * stride, stride)
+                                    : LoadPartial(da, p + j * stride, stride, count, fill);
     }
   }
   // Logits as stored (no soft-cap).
@@ -220,7 +241,6 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   constexpr A kNegInf = -std::numeric_limits<A>::infinity();
-  HWY_ALIGN A buf[HWY_MAX_BYTES / sizeof(A)];
   const auto zero = hn::Zero(da);
   RowState state;
   const int64_t block_length = BlockLength(da);
@@ -230,7 +250,7 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
     const T* HWY_RESTRICT yb = y ? y + begin * y_stride : nullptr;
     Transform<T> block_tr = tr;
     if (tr.weight) block_tr.weight = tr.weight + begin * tr.weight_stride;
-    const RangeLoader<kGeneral, DA, T> load{da, xb, x_stride, yb, y_stride, block_tr, buf};
+    const RangeLoader<kGeneral, DA, T> load{da, xb, x_stride, yb, y_stride, block_tr};
 
     // Pass 1: the block's max, four accumulators (one was latency-bound: 21% of the forward's time).
     // (x86 Max may drop a NaN; pass 2 still sees it through exp(NaN).) Soft-capping is monotonic: the max of
@@ -238,13 +258,13 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
     auto max0 = hn::Set(da, kNegInf), max1 = max0, max2 = max0, max3 = max0;
     int64_t j = 0;
     for (; j + 4 * N <= len; j += 4 * N) {
-      max0 = hn::Max(max0, LoadLanes(da, xb + j * x_stride, x_stride, buf));
-      max1 = hn::Max(max1, LoadLanes(da, xb + (j + N) * x_stride, x_stride, buf));
-      max2 = hn::Max(max2, LoadLanes(da, xb + (j + 2 * N) * x_stride, x_stride, buf));
-      max3 = hn::Max(max3, LoadLanes(da, xb + (j + 3 * N) * x_stride, x_stride, buf));
+      max0 = hn::Max(max0, LoadLanes(da, xb + j * x_stride, x_stride));
+      max1 = hn::Max(max1, LoadLanes(da, xb + (j + N) * x_stride, x_stride));
+      max2 = hn::Max(max2, LoadLanes(da, xb + (j + 2 * N) * x_stride, x_stride));
+      max3 = hn::Max(max3, LoadLanes(da, xb + (j + 3 * N) * x_stride, x_stride));
     }
-    for (; j + N <= len; j += N) max0 = hn::Max(max0, LoadLanes(da, xb + j * x_stride, x_stride, buf));
-    if (j < len) max1 = hn::Max(max1, LoadPartial(da, xb + j * x_stride, x_stride, len - j, kNegInf, buf));
+    for (; j + N <= len; j += N) max0 = hn::Max(max0, LoadLanes(da, xb + j * x_stride, x_stride));
+    if (j < len) max1 = hn::Max(max1, LoadPartial(da, xb + j * x_stride, x_stride, len - j, kNegInf));
     max0 = hn::Max(hn::Max(max0, max1), hn::Max(max2, max3));
     if constexpr (kGeneral) {
       if (tr.softcap != 0)
@@ -384,8 +404,7 @@ void GradientRange(DA da, const T* x, int64_t x_stride, const T* y, int64_t y_st
   if constexpr (kUnitStrides) x_stride = y_stride = gx_stride = gy_stride = 1;
   using A = hn::TFromD<DA>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
-  HWY_ALIGN A buf[HWY_MAX_BYTES / sizeof(A)];
-  const RangeLoader<kGeneral, DA, T> load{da, x, x_stride, y, y_stride, tr, buf};
+  const RangeLoader<kGeneral, DA, T> load{da, x, x_stride, y, y_stride, tr};
   const bool labels = load.HasLabels();
   const auto ref = hn::Set(da, static_cast<A>(row.reference));
   const auto scale = hn::Set(da, static_cast<A>(row.softmax_scale));
@@ -449,7 +468,7 @@ void GradientRange(DA da, const T* x, int64_t x_stride, const T* y, int64_t y_st
         if (streamed && streams_here) return hn::Stream(v, da, p + j);
       }
       if constexpr (kDirect) DemoteStore(da, v, p + j);
-      else StoreLanes(da, v, p + j * stride, stride, count, buf, streamed && streams_here);
+      else StoreLanes(da, v, p + j * stride, stride, count, streamed && streams_here);
     };
     const auto xv = load.template Logits<kDirect>(j, count, A{0});
     const auto yv = labels ? load.template Labels<kDirect>(j, count) : zero;
