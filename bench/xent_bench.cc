@@ -295,7 +295,7 @@ int main(int argc, char** argv) {
       add(std::string(gradients ? "fwd_grad/" : "forward/") + "f32/" + s.name, s,
           [gradients](benchmark::State& st, const Shape& shape) { run<float>(st, shape, gradients); });
   // Half precision: half the bytes per element, so about twice the elements/s at the same bytes/s.
-  for (const Shape* s : {&shapes[0], &shapes[1], &shapes[3]}) {
+  for (const Shape* s : {&shapes[0], &shapes[1], &shapes[3], &shapes[4], &shapes[6]}) {
     add(std::string("forward/bf16/") + s->name, *s,
         [](benchmark::State& st, const Shape& shape) { run<xent::bfloat16>(st, shape, false); });
     add(std::string("forward/f16/") + s->name, *s,
