@@ -55,9 +55,8 @@ HWY_INLINE G FromCompute(A v) {
 }
 
 // Elements p[0], p[stride], ... p[(count − 1)·stride] in the compute type, one by one; the other lanes hold
-// `fill`. Not inlined: inlined into the lane kernel's class loops, this
-// rarely taken path made GCC keep less in registers there (float16 [8,21,128,128] axis 1 forward, one thread, in
-// cache: 1.0 -> 1.4–1.5 G elements/s).
+// `fill`. Not inlined: inlined into the lane kernel's class loops, this rarely taken path made GCC keep less in
+// registers there (float16 [8,21,128,128] axis 1 forward, one thread, in cache: 1.0 -> 1.4–1.5 G elements/s).
 template <class DA, typename T>
 HWY_NOINLINE hn::Vec<DA> LoadEachLane(DA da, const T* HWY_RESTRICT p, int64_t stride, size_t count,
                                       hn::TFromD<DA> fill) {
@@ -120,8 +119,7 @@ HWY_INLINE hn::Vec<DA> LoadPartial(DA da, const T* HWY_RESTRICT p, int64_t strid
 // around them (non-temporal stores: no read-for-ownership of each line, a third of forward+gradient traffic); the
 // caller ends its writes with hwy::FlushStream().
 template <class DA, typename G>
-HWY_INLINE void StoreLanes(DA da, hn::Vec<DA> v, G* HWY_RESTRICT p, int64_t stride, size_t count,
-                           bool stream = false) {
+HWY_INLINE void StoreLanes(DA da, hn::Vec<DA> v, G* HWY_RESTRICT p, int64_t stride, size_t count, bool stream = false) {
   if constexpr (std::is_same_v<G, hn::TFromD<DA>>) {
     if (stream && stride == 1 && count == hn::Lanes(da) && reinterpret_cast<uintptr_t>(p) % (hn::Lanes(da) * sizeof(G)) == 0)
       return hn::Stream(v, da, p);
@@ -129,7 +127,9 @@ HWY_INLINE void StoreLanes(DA da, hn::Vec<DA> v, G* HWY_RESTRICT p, int64_t stri
   if (stride == 1 && count == hn::Lanes(da)) return DemoteStore(da, v, p);
   HWY_ALIGN hn::TFromD<DA> lanes[HWY_MAX_BYTES / sizeof(hn::TFromD<DA>)];
   hn::Store(v, da, lanes);
-  for (size_t i = 0; i < std::min(count, hn::Lanes(da)); ++i) p[static_cast<int64_t>(i) * stride] = FromCompute<G>(lanes[i]);
+  // count ≤ Lanes; the bound says so to GCC, which otherwise warned of lanes past the vector (scalar target).
+  const size_t n = std::min(count, hn::Lanes(da));
+  for (size_t i = 0; i < n; ++i) p[static_cast<int64_t>(i) * stride] = FromCompute<G>(lanes[i]);
 }
 
 // The loss options inside a kernel (the general path, Layout::general): logits are soft-capped,
