@@ -258,13 +258,25 @@ inline bool RowsOfClasses(const Layout& l, Operand k) {
   return !l.data[k] || (l.class_stride[k] == 1 && l.batch_strides[k][l.batch_rank - 1] == l.classes);
 }
 
+// The dense float32 forward alone (no gradients) on targets of 16 float lanes (AVX-512) leaves rows of more than
+// this many classes to the row kernel: ShortRows transposes labels as well as logits, and longer rows ran faster
+// there (Zen 4, AVX3, 2^25 elements from DRAM, two threads, GB/s, ShortRows / row kernel, two alternations: 48
+// classes 12.1–13.4 / 11.4, 56 12.2–13.2 / 12.2, 60 11.6–12.4 / 13.2, 64 11.7–11.8 / 13.9–14.0, 96 12.7 /
+// 16.9–17.1, 128 12.4–12.5 / 21.8–22.0). float16 measured the other way (64 classes 12.3–12.5 / 5.3, 128 8.5–8.7 /
+// 8.8), and sparse or forward+gradient rows ShortRows better or even (docs/performance.md); 8-lane targets (AVX2)
+// were measured at 65–128 classes faster in ShortRows.
+inline constexpr int64_t kMaxShortRowsDenseForward = 56;
+
 // Whether ShortRows computes the full groups of these rows (when not staged): 5 to kMaxShortRows classes of
-// float32 or narrower, logits and gradients in contiguous rows (or absent), labels too or class indices, no
-// class weights, soft-cap or label smoothing.
+// float32 or narrower (kMaxShortRowsDenseForward for float32's dense forward on AVX-512), logits and gradients in
+// contiguous rows (or absent), labels too or class indices, no class weights, soft-cap or label smoothing.
 template <bool kGeneral, typename T>
 bool ShortRowsServe(const Layout& l, const Transform<T>& tr) {
   const int64_t C = l.classes;
-  return kTransposable<hn::ScalableTag<Compute<T>>> && C > 4 && C <= kMaxShortRows && RowsOfClasses(l, kLogits) &&
+  const bool dense_forward = !l.sparse && !l.data[kGradLogits] && !l.data[kGradLabels];
+  const bool wide_float = std::is_same_v<T, float> && hn::MaxLanes(hn::ScalableTag<float>()) >= 16;
+  const int64_t most = dense_forward && wide_float ? kMaxShortRowsDenseForward : kMaxShortRows;
+  return kTransposable<hn::ScalableTag<Compute<T>>> && C > 4 && C <= most && RowsOfClasses(l, kLogits) &&
          (l.sparse || (l.data[kLabels] && RowsOfClasses(l, kLabels))) && RowsOfClasses(l, kGradLogits) &&
          RowsOfClasses(l, kGradLabels) && (!kGeneral || (!tr.weight && tr.softcap == 0 && tr.beta == 0));
 }
