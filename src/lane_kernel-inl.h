@@ -704,6 +704,14 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const A* x_base = x_tiled ? x_tile : direct(a.x) ? reinterpret_cast<const A*>(a.x.data) : nullptr;
   const A* y_base = y_tiled ? y_tile : direct(a.y) ? reinterpret_cast<const A*>(a.y.data) : nullptr;
   const int64_t x_step = x_tiled ? N : a.x.class_stride, y_step = y_tiled ? N : a.y.class_stride;
+  // float16/bfloat16 likewise: a full group of contiguous lanes is one load and one conversion at base + c·step,
+  // tested first (NCHW stages, [64,1000,49]). Through LoadRows each load had three tests, and GCC laid the taken
+  // paths out of the loop (float16 NCHW in cache, one thread: two jumps per load).
+  const auto narrow_lanes = [&](const auto& op) -> const T* {
+    return kNarrow && count == hn::Lanes(da) && op.data != nullptr && op.lane_stride == 1 ? op.data : nullptr;
+  };
+  const T* const x_lanes = x_tiled ? nullptr : narrow_lanes(a.x);
+  const T* const y_lanes = y_tiled || has_targets ? nullptr : narrow_lanes(a.y);
   const bool capped_on_load = kGeneral && tr.softcap != 0 && !x_tiled;
   // Class c of the lanes' logits (soft-capped if asked) and effective labels. direct (a constant): x_base is set,
   // and y_base or the targets, so no test for them is compiled. What the loads need is in locals: read through
@@ -712,9 +720,14 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const int64_t weight_stride = tr.weight_stride;
   const auto alpha = hn::Set(da, static_cast<A>(tr.alpha)), beta = hn::Set(da, static_cast<A>(tr.beta));
   const auto x_load = [&](int64_t c, auto direct) XENT_LAMBDA_INLINE {
-    auto v = decltype(direct)::value || HWY_LIKELY(x_base != nullptr)
-                 ? hn::LoadU(da, x_base + c * x_step)
-                 : LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count);
+    hn::Vec<DA> v;
+    if (kNarrow && HWY_LIKELY(x_lanes != nullptr)) {
+      v = LoadPromote(da, x_lanes + c * x_step);
+    } else {
+      v = decltype(direct)::value || HWY_LIKELY(x_base != nullptr)
+              ? hn::LoadU(da, x_base + c * x_step)
+              : LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count);
+    }
     if constexpr (kGeneral) {
       if (capped_on_load) v = Softcap(da, v, cap, inv_cap);
     }
@@ -722,6 +735,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   };
   const auto y_load = [&](int64_t c, auto direct) XENT_LAMBDA_INLINE {
     const auto labels = [&] {
+      if (kNarrow && HWY_LIKELY(y_lanes != nullptr)) return LoadPromote(da, y_lanes + c * y_step);
       return decltype(direct)::value || HWY_LIKELY(y_base != nullptr)
                  ? hn::LoadU(da, y_base + c * y_step)
                  : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count);
