@@ -321,8 +321,13 @@ struct NoHook {
 // labels: y_at(c), class c's labels of the lanes; or LaneTargets, whose logit at the target is picked in the max
 // pass, so that the exp pass sums exps only (sparse 16384x10 forward: 48 instructions per class and group of 8
 // rows in that pass with one-hot labels, by callgrind).
-// touch(c) is called once per class in the first pass (LaneRows asks there for a later block's lines); keep(c, e)
-// with class c's exps exp(x − r) in the second (TinyRows and ShortRows keep them for the gradients).
+// touch(c) and keep(c, e) are called once per class in the second pass: touch asks for a later block's lines
+// (LaneRows, ShortRows), keep gets class c's exps exp(x − r) (TinyRows and ShortRows keep them for the gradients).
+// Prefetches go out in the exp pass, about 13 vector operations a class, not in the max pass, about 2: from there
+// they left in bursts, and memory and computation took turns. Measured (Zen 4, two threads, from DRAM, GB/s,
+// interleaved): [64,1000,49] axis 1 forward 17.4–19.0 -> 20.0–22.1, float16 10.1–11.0 -> 11.8–12.0, float64
+// 10.5–11.1 -> 13.7–13.8, sparse 12.2 -> 13.7–14.3; [16,1000,300] (first-line prefetch) 10.8–10.9 -> 15.5–15.6;
+// 2^25 elements in rows of 128 classes (ShortRows) float16 8.5–8.6 -> 12.4–12.5, sparse 12.3–12.4 -> 17.0–17.2.
 template <class DA>
 struct LaneBlock {
   hn::Vec<DA> max, ref, sum, label_sum, half_dot;
@@ -346,13 +351,11 @@ HWY_INLINE LaneBlock<DA> SumLanes(DA da, int64_t begin, int64_t end, const XAt& 
   };
   int64_t c = begin;
   for (; c + 1 < end; c += 2) {
-    touch(c), touch(c + 1);
     const auto x0 = x_at(c), x1 = x_at(c + 1);
     max = hn::Max(max, x0), max1 = hn::Max(max1, x1);
     pick(x0), pick(x1);
   }
   if (c < end) {
-    touch(c);
     const auto x0 = x_at(c);
     max = hn::Max(max, x0);
     pick(x0);
@@ -362,6 +365,7 @@ HWY_INLINE LaneBlock<DA> SumLanes(DA da, int64_t begin, int64_t end, const XAt& 
   const auto half_ref = hn::Mul(ref, half);
   auto sum = zero, label_sum = zero, half_dot = zero;
   for (int64_t c = begin; c < end; ++c) {
+    touch(c);
     const auto xv = x_at(c);
     const auto e = ExpNonPositive(da, hn::Sub(xv, ref));
     keep(c, e);
@@ -755,7 +759,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   // A sweep's prefetch (see LaneSweep): the group's share of the next classes' stretch, a line per class, or the
   // first line of the group's lanes `ahead` classes on (to + ahead ≤ C). In memory order and into L2, [64,1000,49]
   // forward from DRAM ran at 17.1–18.3 GB/s, against 13.8–14.3 by first lines into L1, 14.3–14.9 in memory order
-  // into L1 and 9.0–15.2 by first lines into L2 (Zen 4, two threads, interleaved); fwd+grad 13.1–13.4 -> 14.9–15.5.
+  // into L1 and 9.0–15.2 by first lines into L2 (Zen 4, two threads, interleaved; prefetching in the max pass
+  // then, see SumLanes); fwd+grad 13.1–13.4 -> 14.9–15.5.
   // Local pointers and strides: read through `a` in the loop, GCC reloaded them for every class. The loops that
   // touch are compiled apart from those that do not (NoHook): a test per class cost the other lane paths 7-11% more
   // instructions (callgrind).
@@ -1058,7 +1063,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
         fill_tile(a.y.data, y_tile);
       }
       // Rows of several lane blocks: the next group's logits and labels (each one stretch of N·C elements; the
-      // last group's own) are asked for while this one computes, N elements of each per class of the max pass.
+      // last group's own) are asked for while this one computes, N elements of each per class of the exp pass.
       // With the hardware prefetchers alone, 262144 rows of 128 classes from DRAM ran slower here than in the row
       // kernel, which asks for each next row; rows of one block ran no faster with it (26214x10 in cache slower).
       const int64_t ahead = std::min(i + N, n - N) * C;
