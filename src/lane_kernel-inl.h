@@ -69,6 +69,9 @@ struct LaneGroup {
   double* row_loss = nullptr;  // reductions: losses in double at row_loss[first_row + l]
   int64_t first_row = 0;
   bool stream = false;  // non-temporal gradient stores (see StoreLanes)
+  // The same lanes of a later stage (staged groups, see RunLaneGroups): the forward asks for one line of each
+  // class of them, at data + c·class_stride, while it computes class c. data null: nothing (lane_stride unused).
+  LaneOperand<const T> x_next{}, y_next{};
 };
 
 // The class-index targets of a group's lanes l < count as values of the compute type A: target[l] (−1 for an
@@ -765,11 +768,13 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   // touch are compiled apart from those that do not (NoHook): a test per class cost the other lane paths 7-11% more
   // instructions (callgrind).
   const int64_t ahead = sweep ? sweep->ahead : 0;
-  const int64_t x_class = a.x.class_stride, y_class = a.y.class_stride;
-  const T* const x_ahead = ahead > 0 ? a.x.data + ahead * x_class : nullptr;
-  const T* const y_ahead = ahead > 0 && !has_targets && a.y.data != nullptr && a.y.lane_stride == 1
-                               ? a.y.data + ahead * y_class
-                               : nullptr;
+  const int64_t x_class = ahead > 0 ? a.x.class_stride : a.x_next.class_stride;
+  const int64_t y_class = ahead > 0 ? a.y.class_stride : a.y_next.class_stride;
+  const T* const x_ahead = ahead > 0 ? a.x.data + ahead * x_class : a.x_next.data;
+  const T* const y_ahead = ahead > 0 ? (!has_targets && a.y.data != nullptr && a.y.lane_stride == 1
+                                            ? a.y.data + ahead * y_class
+                                            : nullptr)
+                                     : a.y_next.data;
   // The stretch: its lines from first_line + c, c the class read, up to `lines`; x_stretch and y_stretch its start.
   constexpr int64_t kLine = 64 / sizeof(T);
   const int64_t stretch = ahead > 0 ? sweep->stretch : 0, lines = (stretch + kLine - 1) / kLine;
@@ -897,7 +902,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     if (direct_loop) columns(touch_class, std::true_type{});
     else columns(touch_class, std::false_type{});
   };
-  if (x_ahead != nullptr) columns_touching(touch);
+  if (x_ahead != nullptr && !forward) columns_touching(touch);  // a sweep's gradient call
   else columns_touching(NoHook{});
   if (!gx_tiled && !gy_tiled) return;
   const auto classes = hn::Set(da, static_cast<A>(C)), inv_classes = hn::Set(da, static_cast<A>(1.0 / C));
