@@ -441,16 +441,20 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
     for (; g < n; g += lanes) {
       if (!staging && !copy_x) prefetch(g, kLaneAhead * lanes, lanes);
       set_group(g);
-      // Staged: each group's forward asks for its lanes of the next stage, if this run of rows has them, one line
-      // per class as it computes (LaneGroup::x_next). Asked for as a whole before the stage's copy, they went out
-      // in a burst and the copy and the computation took turns: [32,21,128,128] axis 1 from DRAM, two threads,
-      // GB/s, three alternations: forward 14.0-14.1 -> 15.1-15.8, float16 9.7-10.2 -> 13.5-13.6, sparse 9.6-9.9 ->
-      // 13.1, sparse fwd+grad 11.1-11.5 -> 11.9-12.1, fwd+grad 13.2-14.4 -> 13.6-14.3. Into L2 instead of L1:
-      // forward 3% faster, sparse 20% slower.
+      // Staged: each group's forward asks for the same lanes half a stage after the next stage's start, if this
+      // run of rows has them, one line per class as it computes (LaneGroup::x_next): the next stage's second half
+      // was asked for during this stage's first, its first half during the stage before. [32,21,128,128] axis 1
+      // from DRAM, two threads, GB/s, interleaved runs. Asked for as a whole before each stage's copy, they went
+      // out in a burst and the copy and the computation took turns: forward 14.0-14.1, float16 9.7-10.2, sparse
+      // 9.6-9.9, fwd+grad 13.2-14.4. By group, one stage on: 15.1-15.8, 13.5-13.6, 13.1, 13.6-14.3 (the last
+      // groups' lines were asked for just before the copy); 1.5 stages on: 17.2-17.4, 13.1-13.2, 13.8-13.9,
+      // 14.2-15.5 (float64 12.4 -> 13.7-14.4); 2 stages on: 16.9-17.2, 12.3-12.4, 13.8-14.0. Into L2 instead of L1
+      // (one stage on): forward 3% faster, sparse 20% slower.
       if (staging) {
-        const bool next = g + S < I - begin;
-        group.x_next = {next ? r.x + (g + S) : nullptr, 1, l.class_stride[kLogits]};
-        group.y_next = {next && stage_y ? r.y + (g + S) : nullptr, 1, l.class_stride[kLabels]};
+        const int64_t ahead = g + S + S / 2;
+        const bool next = ahead < I - begin;
+        group.x_next = {next ? r.x + ahead : nullptr, 1, l.class_stride[kLogits]};
+        group.y_next = {next && stage_y ? r.y + ahead : nullptr, 1, l.class_stride[kLabels]};
       }
       LaneRows<kGeneral>(da, group, C);
     }
