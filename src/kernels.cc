@@ -374,6 +374,9 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
     const auto prefetch = [&](int64_t g, int64_t ahead, int64_t most) {
       PrefetchRows(x_rows, y_rows, C, g + ahead, I - begin, most);
     };
+    // Staged: the next run of rows (the next index of the outer dimensions), for prefetches past this one.
+    const bool next_run = staging && w / items + 1 < outer;
+    const Row<T, G> after = next_run ? RowAt<T, G>(l, first - begin + I) : r;
     if (stage_x) CopyIn(r.x, l.class_stride[kLogits], C, n, pitch_t, x_stage);
     if (stage_y) CopyIn(r.y, l.class_stride[kLabels], C, n, pitch_t, y_stage);
     if (copy_x) std::memcpy(x_stage, r.x, static_cast<size_t>(n * C) * sizeof(T));
@@ -452,20 +455,25 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
     for (; g < n; g += lanes) {
       if (!staging && !copy_x) prefetch(g, kLaneAhead * lanes, lanes);
       set_group(g);
-      // Staged: each group's forward asks for the same lanes half a stage after the next stage's start, if this
-      // run of rows has them, one line per class as it computes (LaneGroup::x_next): the next stage's second half
-      // was asked for during this stage's first, its first half during the stage before. [32,21,128,128] axis 1
-      // from DRAM, two threads, GB/s, interleaved runs. Asked for as a whole before each stage's copy, they went
-      // out in a burst and the copy and the computation took turns: forward 14.0-14.1, float16 9.7-10.2, sparse
-      // 9.6-9.9, fwd+grad 13.2-14.4. By group, one stage on: 15.1-15.8, 13.5-13.6, 13.1, 13.6-14.3 (the last
-      // groups' lines were asked for just before the copy); 1.5 stages on: 17.2-17.4, 13.1-13.2, 13.8-13.9,
-      // 14.2-15.5 (float64 12.4 -> 13.7-14.4); 2 stages on: 16.9-17.2, 12.3-12.4, 13.8-14.0. Into L2 instead of L1
-      // (one stage on): forward 3% faster, sparse 20% slower.
+      // Staged: each group's forward asks for the same lanes half a stage after the next stage's start, one line
+      // per class as it computes (LaneGroup::x_next): the next stage's second half was asked for during this
+      // stage's first, its first half during the stage before; past this run of rows, in the next run. Measured
+      // on [32,21,128,128] axis 1 from DRAM, two threads, GB/s, interleaved runs. Asked for as a whole before
+      // each stage's copy, they went out in a burst and the copy and the computation took turns: forward
+      // 14.0-14.1, float16 9.7-10.2, sparse 9.6-9.9, fwd+grad 13.2-14.4. By group, one stage on: 15.1-15.8,
+      // 13.5-13.6, 13.1, 13.6-14.3 (the last groups' lines were asked for just before the copy); 1.5 stages on:
+      // 17.2-17.4, 13.1-13.2, 13.8-13.9, 14.2-15.5 (float64 12.4 -> 13.7-14.4); 2 stages on: 16.9-17.2,
+      // 12.3-12.4, 13.8-14.0. Into L2 instead of L1 (one stage on): forward 3% faster, sparse 20% slower. Into the
+      // next run too (the first 1.5 stages of each run had not been asked for): forward 16.6-17.3 -> 16.7-17.7,
+      // float16 12.9-13.1 -> 13.9-14.4, sparse 13.6-14.0 -> 14.1-14.5.
       if (staging) {
-        const int64_t ahead = g + S + S / 2;
-        const bool next = ahead < I - begin;
-        group.x_next = {next ? r.x + ahead : nullptr, 1, l.class_stride[kLogits]};
-        group.y_next = {next && stage_y ? r.y + ahead : nullptr, 1, l.class_stride[kLabels]};
+        const int64_t ahead = g + S + S / 2, past = ahead - (I - begin);  // past ≥ 0: lanes into the next run
+        const auto lanes_ahead = [&](const T* here, const T* there) -> const T* {
+          if (past < 0) return here + ahead;
+          return next_run && past < I ? there + past : nullptr;
+        };
+        group.x_next = {lanes_ahead(r.x, after.x), 1, l.class_stride[kLogits]};
+        group.y_next = {stage_y ? lanes_ahead(r.y, after.y) : nullptr, 1, l.class_stride[kLabels]};
       }
       LaneRows<kGeneral>(da, group, C);
     }
