@@ -463,9 +463,10 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
       // 14.0-14.1, float16 9.7-10.2, sparse 9.6-9.9, fwd+grad 13.2-14.4. By group, one stage on: 15.1-15.8,
       // 13.5-13.6, 13.1, 13.6-14.3 (the last groups' lines were asked for just before the copy); 1.5 stages on:
       // 17.2-17.4, 13.1-13.2, 13.8-13.9, 14.2-15.5 (float64 12.4 -> 13.7-14.4); 2 stages on: 16.9-17.2,
-      // 12.3-12.4, 13.8-14.0. Into L2 instead of L1 (one stage on): forward 3% faster, sparse 20% slower. Into the
-      // next run too (the first 1.5 stages of each run had not been asked for): forward 16.6-17.3 -> 16.7-17.7,
-      // float16 12.9-13.1 -> 13.9-14.4, sparse 13.6-14.0 -> 14.1-14.5.
+      // 12.3-12.4, 13.8-14.0 (into L1, one stage on into L2: forward 3% faster, sparse 20% slower). Into the next
+      // run too (the first 1.5 stages of each run had not been asked for): forward 16.6-17.3 -> 16.7-17.7, float16
+      // 12.9-13.1 -> 13.9-14.4, sparse 13.6-14.0 -> 14.1-14.5. Then into L2 instead of L1 (see LaneRows): forward
+      // 17.3-17.7 -> 23.8-24.1.
       if (staging) {
         const int64_t ahead = g + S + S / 2, past = ahead - (I - begin);  // past ≥ 0: lanes into the next run
         const auto lanes_ahead = [&](const T* here, const T* there) -> const T* {

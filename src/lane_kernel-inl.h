@@ -70,7 +70,8 @@ struct LaneGroup {
   int64_t first_row = 0;
   bool stream = false;  // non-temporal gradient stores (see StoreLanes)
   // The same lanes of a later stage (staged groups, see RunLaneGroups): the forward asks for one line of each
-  // class of them, at data + c·class_stride, while it computes class c. data null: nothing (lane_stride unused).
+  // class of them into L2, at data + c·class_stride, while it computes class c. data null: nothing (lane_stride
+  // unused).
   LaneOperand<const T> x_next{}, y_next{};
 };
 
@@ -590,8 +591,8 @@ HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, co
 // alike: the work item holds every lane of its classes, [64,1000,49] axis 1), the item's group `group` asks for
 // lines [group·(end − begin), (group + 1)·(end − begin)) of it, in memory order and into L2; the stretch may run
 // past class C into the next work item, when it follows in memory (its first classes, asked for by the item's last
-// call). Otherwise (end + ahead ≤ C) the group's first line `ahead` classes on (the rest of a span that straddles
-// two lines is the next group's first).
+// call). Otherwise (end + ahead ≤ C) the group's first line `ahead` classes on, also into L2 (the rest of a span
+// that straddles two lines is the next group's first).
 template <typename A>
 struct LaneSweep {
   int64_t begin = 0, end = 0, ahead = 0;
@@ -761,10 +762,15 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const auto y_at = [&](int64_t c) XENT_LAMBDA_INLINE { return y_load(c, std::false_type{}); };
 
   // A sweep's prefetch (see LaneSweep): the group's share of the next classes' stretch, a line per class, or the
-  // first line of the group's lanes `ahead` classes on (to + ahead ≤ C). In memory order and into L2, [64,1000,49]
-  // forward from DRAM ran at 17.1–18.3 GB/s, against 13.8–14.3 by first lines into L1, 14.3–14.9 in memory order
-  // into L1 and 9.0–15.2 by first lines into L2 (Zen 4, two threads, interleaved; prefetching in the max pass
-  // then, see SumLanes); fwd+grad 13.1–13.4 -> 14.9–15.5.
+  // first line of the group's lanes `ahead` classes on (to + ahead ≤ C); or a staged group's lines of a later
+  // stage (x_next, y_next). All into L2. In memory order and into L2, [64,1000,49] forward from DRAM ran at
+  // 17.1–18.3 GB/s, against 13.8–14.3 by first lines into L1, 14.3–14.9 in memory order into L1 and 9.0–15.2 by
+  // first lines into L2 (Zen 4, two threads, interleaved; prefetching in the max pass then, see SumLanes);
+  // fwd+grad 13.1–13.4 -> 14.9–15.5. Since the exp pass asks, first lines into L2 rather than L1: [16,1000,300]
+  // 15.7–15.8 -> 18.8–18.9 GB/s (Python, two alternations); staged lanes, [32,21,128,128] forward 17.3–17.7 ->
+  // 23.8–24.1, float16 14.1 -> 14.3–14.7, fwd+grad 14.4–15.1 -> 15.8–16.8, sparse even (`prefetcht2` the same as
+  // `prefetcht1`). ShortRows, which asks one group ahead, keeps L1 (into L2 there: 128 classes float16 12.1–12.3
+  // -> 10.4–10.5, sparse 16.2–16.4 -> 15.4–15.6).
   // Local pointers and strides: read through `a` in the loop, GCC reloaded them for every class. The loops that
   // touch are compiled apart from those that do not (NoHook): a test per class cost the other lane paths 7-11% more
   // instructions (callgrind).
@@ -790,8 +796,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
       if (y_stretch != nullptr) PrefetchToL2(y_stretch + line * kLine);
       return;
     }
-    hwy::Prefetch(x_ahead + c * x_class);
-    if (y_ahead != nullptr) hwy::Prefetch(y_ahead + c * y_class);
+    PrefetchToL2(x_ahead + c * x_class);
+    if (y_ahead != nullptr) PrefetchToL2(y_ahead + c * y_class);
   };
   // Class-index targets without smoothing (beta = 0) have one label per lane: LaneTargets.
   const bool one_label = has_targets && tr.beta == 0;
