@@ -367,15 +367,8 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
     G* gy_stage = stage_buffer((G*)nullptr, 3);
     const int64_t begin = (w % items) * item, n = std::min(item, I - begin), first = (w / items) * I + begin;
     const Row<T, G> r = RowAt<T, G>(l, first);
-    // Asks for the rows `ahead` on from row g of this item (the group kLaneAhead groups on), if the same run of
-    // rows has them.
-    const LaneOperand<const T> x_rows{r.x, lane_stride(kLogits), l.class_stride[kLogits]};
-    const LaneOperand<const T> y_rows{r.y, lane_stride(kLabels), l.class_stride[kLabels]};
-    const auto prefetch = [&](int64_t g, int64_t ahead, int64_t most) {
-      PrefetchRows(x_rows, y_rows, C, g + ahead, I - begin, most);
-    };
-    // Staged: the next run of rows (the next index of the outer dimensions), for prefetches past this one.
-    const bool next_run = staging && w / items + 1 < outer;
+    // Staged or swept: the next run of rows (the next index of the outer dimensions), for prefetches past this one.
+    const bool next_run = (staging || sweep) && w / items + 1 < outer;
     const Row<T, G> after = next_run ? RowAt<T, G>(l, first - begin + I) : r;
     if (stage_x) CopyIn(r.x, l.class_stride[kLogits], C, n, pitch_t, x_stage);
     if (stage_y) CopyIn(r.y, l.class_stride[kLabels], C, n, pitch_t, y_stage);
@@ -418,11 +411,8 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
       // stretch when it follows this one in memory: [64,1000,49] axis 1 from DRAM, two threads, GB/s, three
       // alternations: forward 20.9-22.4 -> 26.4-27.6, fwd+grad 17.5-18.2 -> 19.0-20.0, float16 11.4-11.6 ->
       // 12.1-12.4 (each item had started on lines not yet asked for).
-      bool next_follows = false;
-      if (contiguous && w + 1 < outer * items) {
-        const Row<T, G> next = RowAt<T, G>(l, first + I);
-        next_follows = next.x == r.x + C * I && (r.y == nullptr || next.y == r.y + C * I);
-      }
+      const bool next_follows =
+          contiguous && next_run && after.x == r.x + C * I && (r.y == nullptr || after.y == r.y + C * I);
       for (bool backward : {false, true}) {
         if (backward && !gradients) break;
         for (int64_t begin = 0; begin < C; begin += kSweepClasses) {
@@ -453,7 +443,11 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
       }
     }
     for (; g < n; g += lanes) {
-      if (!staging && !copy_x) prefetch(g, kLaneAhead * lanes, lanes);
+      // Not staged: asks for the group kLaneAhead groups on, if this run of rows has it.
+      if (!staging && !copy_x)
+        PrefetchRows(LaneOperand<const T>{r.x, lane_stride(kLogits), l.class_stride[kLogits]},
+                     LaneOperand<const T>{r.y, lane_stride(kLabels), l.class_stride[kLabels]}, C,
+                     g + kLaneAhead * lanes, I - begin, lanes);
       set_group(g);
       // Staged: each group's forward asks for the same lanes half a stage after the next stage's start, one line
       // per class as it computes (LaneGroup::x_next): the next stage's second half was asked for during this
