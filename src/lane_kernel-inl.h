@@ -136,6 +136,26 @@ HWY_INLINE hn::Vec<DA> LoadRows(DA da, const T* p, int64_t lane_stride, size_t c
   return LoadPartial(da, p, lane_stride, count, hn::TFromD<DA>{0});
 }
 
+// Whether the first lanes of a partial group of contiguous lanes of T load as one masked vector of DA, never
+// touching memory past them (LoadPartial's masked loads).
+template <class DA, typename T>
+inline constexpr bool kMaskedLanes =
+    (kSafeMaskedLoad && std::is_same_v<T, hn::TFromD<DA>>) ||
+    (kSafeMaskedLoad16 && sizeof(T) == 2 && (!std::is_same_v<T, hwy::float16_t> || kNativeFloat16));
+
+// The first `count` contiguous lanes at p (kMaskedLanes), converted to the compute type; lanes ≥ count are 0.
+template <class DA, typename T>
+HWY_INLINE hn::Vec<DA> LoadMaskedLanes(DA da, const T* HWY_RESTRICT p, size_t count) {
+  if constexpr (!kMaskedLanes<DA, T>) {
+    return LoadPartial(da, p, 1, count, hn::TFromD<DA>{0});
+  } else if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
+    return hn::MaskedLoad(hn::FirstN(da, count), da, p);
+  } else {
+    const hn::Rebind<T, DA> dt;
+    return hn::PromoteTo(da, hn::MaskedLoad(hn::FirstN(dt, count), dt, p));
+  }
+}
+
 // v[c] = class c of Lanes contiguous rows of C ∈ [2, 4] classes at p: C vector loads deinterleaved by shuffles.
 template <class DA>
 HWY_INLINE void LoadClasses(DA da, const hn::TFromD<DA>* HWY_RESTRICT p, int64_t C, hn::Vec<DA>* v) {
@@ -596,7 +616,7 @@ HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, co
 template <typename A>
 struct LaneSweep {
   int64_t begin = 0, end = 0, ahead = 0;
-  int64_t stretch = 0, group = 0;
+  int64_t stretch = 0, group = 0, lane = 0;
   bool gradients = false;
   MergedLanes<A> lanes;
 };
@@ -707,8 +727,27 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   // Direct operands: class c of every lane is one vector load at base + c·step (a column tile, or a full group
   // of contiguous lanes in the compute type, as NCHW stages are). Deciding that once per group, not per load,
   // keeps the hot loops free of taken branches (the per-load checks cost about a third of NCHW's forward).
+  // On a vector narrower than the target's widest, LaneRows computes the last few lanes of a run
+  // (NarrowestLaneRows in kernels.cc): there a partial group of contiguous lanes is direct too, each of its loads
+  // and stores one masked to its lanes, which never touches memory past them (kMaskedLanes; BlendedStore on AVX2
+  // and AVX-512). The widest vector's loads and stores stay unmasked: its partial groups, if any, take LoadRows.
+  constexpr bool kMaskedGroups = hn::MaxLanes(DA()) * sizeof(A) < HWY_MAX_BYTES && kMaskedLanes<DA, T>;
+  const bool whole = kMaskedGroups || count == hn::Lanes(da);  // loaded and stored as whole vectors
+  const auto lanes_mask = hn::FirstN(da, count);
+  const auto load_lanes = [&](const A* p) XENT_LAMBDA_INLINE {
+    if constexpr (kMaskedGroups) return hn::MaskedLoad(lanes_mask, da, p);
+    else return hn::LoadU(da, p);
+  };
+  const auto promote_lanes = [&](const T* p) XENT_LAMBDA_INLINE {
+    if constexpr (kMaskedGroups) return LoadMaskedLanes(da, p, count);
+    else return LoadPromote(da, p);
+  };
+  const auto store_lanes = [&](hn::Vec<DA> v, A* p) XENT_LAMBDA_INLINE {
+    if constexpr (kMaskedGroups) hn::BlendedStore(v, lanes_mask, da, p);
+    else hn::StoreU(v, da, p);
+  };
   const auto direct = [&](const auto& op) {
-    return !kNarrow && count == hn::Lanes(da) && op.data != nullptr && op.lane_stride == 1;
+    return !kNarrow && whole && op.data != nullptr && op.lane_stride == 1;
   };
   const A* x_base = x_tiled ? x_tile : direct(a.x) ? reinterpret_cast<const A*>(a.x.data) : nullptr;
   const A* y_base = y_tiled ? y_tile : direct(a.y) ? reinterpret_cast<const A*>(a.y.data) : nullptr;
@@ -717,7 +756,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   // tested first (NCHW stages, [64,1000,49]). Through LoadRows each load had three tests, and GCC laid the taken
   // paths out of the loop (float16 NCHW in cache, one thread: two jumps per load).
   const auto narrow_lanes = [&](const auto& op) -> const T* {
-    return kNarrow && count == hn::Lanes(da) && op.data != nullptr && op.lane_stride == 1 ? op.data : nullptr;
+    return kNarrow && whole && op.data != nullptr && op.lane_stride == 1 ? op.data : nullptr;
   };
   const T* const x_lanes = x_tiled ? nullptr : narrow_lanes(a.x);
   const T* const y_lanes = y_tiled || has_targets ? nullptr : narrow_lanes(a.y);
@@ -731,10 +770,10 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const auto x_load = [&](int64_t c, auto direct) XENT_LAMBDA_INLINE {
     hn::Vec<DA> v;
     if (kNarrow && HWY_LIKELY(x_lanes != nullptr)) {
-      v = LoadPromote(da, x_lanes + c * x_step);
+      v = promote_lanes(x_lanes + c * x_step);
     } else {
       v = decltype(direct)::value || HWY_LIKELY(x_base != nullptr)
-              ? hn::LoadU(da, x_base + c * x_step)
+              ? load_lanes(x_base + c * x_step)
               : LoadRows(da, a.x.data + c * a.x.class_stride, a.x.lane_stride, count);
     }
     if constexpr (kGeneral) {
@@ -744,9 +783,9 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   };
   const auto y_load = [&](int64_t c, auto direct) XENT_LAMBDA_INLINE {
     const auto labels = [&] {
-      if (kNarrow && HWY_LIKELY(y_lanes != nullptr)) return LoadPromote(da, y_lanes + c * y_step);
+      if (kNarrow && HWY_LIKELY(y_lanes != nullptr)) return promote_lanes(y_lanes + c * y_step);
       return decltype(direct)::value || HWY_LIKELY(y_base != nullptr)
-                 ? hn::LoadU(da, y_base + c * y_step)
+                 ? load_lanes(y_base + c * y_step)
                  : LoadRows(da, a.y.data + c * a.y.class_stride, a.y.lane_stride, count);
     };
     if constexpr (!kGeneral) {
@@ -786,8 +825,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   constexpr int64_t kLine = 64 / sizeof(T);
   const int64_t stretch = ahead > 0 ? sweep->stretch : 0, lines = (stretch + kLine - 1) / kLine;
   const int64_t first_line = stretch > 0 ? sweep->group * (to - from) - from : 0;
-  const T* const x_stretch = stretch > 0 ? a.x.data - sweep->group * N + to * x_class : nullptr;
-  const T* const y_stretch = stretch > 0 && y_ahead != nullptr ? a.y.data - sweep->group * N + to * y_class : nullptr;
+  const T* const x_stretch = stretch > 0 ? a.x.data - sweep->lane + to * x_class : nullptr;
+  const T* const y_stretch = stretch > 0 && y_ahead != nullptr ? a.y.data - sweep->lane + to * y_class : nullptr;
   const auto touch = [&](int64_t c) XENT_LAMBDA_INLINE {
     if (stretch > 0) {
       const int64_t line = first_line + c;
@@ -895,12 +934,12 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
       if (gx_data != nullptr) {
         auto v = GradLogits(scale, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
         if (kGeneral && slope) v = SoftcapSlope(v, xv, inv_cap);
-        if (kDirect || HWY_LIKELY(gx_base != nullptr)) hn::StoreU(v, da, gx_base + c * gx_step);
+        if (kDirect || HWY_LIKELY(gx_base != nullptr)) store_lanes(v, gx_base + c * gx_step);
         else StoreLanes(da, v, gx_data + c * gx_class, gx_lane, count, stream);
       }
       if (gy_data != nullptr) {
         const auto v = GradLabels(xv, yv, half_ref, half_log_sum, twice_g);
-        if (kDirect || HWY_LIKELY(gy_base != nullptr)) hn::StoreU(v, da, gy_base + c * gy_step);
+        if (kDirect || HWY_LIKELY(gy_base != nullptr)) store_lanes(v, gy_base + c * gy_step);
         else StoreLanes(da, v, gy_data + c * gy_class, gy_lane, count, stream);
       }
     }

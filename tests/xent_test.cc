@@ -405,14 +405,16 @@ void run_axis1_layouts(const std::vector<std::vector<int64_t>>& shapes, bool pad
 // Contiguous lanes with strided classes (NCHW) go through stages: runs of up to 4 KiB per class copied into a
 // buffer, gradients written there and copied out (src/kernels.cc, StageLanes). For every dtype one or more full
 // stages (float32: 1024, 512 and 128 lanes for these class counts), a partial last stage and a partial last
-// group, with labels and outputs staged or not (reversed: lane stride −1), on one and two threads.
-TEST(Xent, StagedLanes) { run_axis1_layouts({{2, 21, 2610}, {3, 40, 1100}, {1, 130, 300}}, false); }
+// group, with labels and outputs staged or not (reversed: lane stride −1), on one and two threads. A last group of
+// a few lanes runs on a narrower vector (NarrowestLaneRows), masked to its lanes where they are contiguous: with
+// 16 float lanes 2610 ends in 2 (128 bits), 1062 in 6 (256 bits), 1100 and 300 in 12 (512 bits).
+TEST(Xent, StagedLanes) { run_axis1_layouts({{2, 21, 2610}, {3, 40, 1100}, {1, 130, 300}, {1, 9, 1062}}, false); }
 
 // Rows of more classes than a stage holds, lanes contiguous, go through the lane kernel block-major (src/kernels.cc,
 // LaneSweep): every group of a work item's block of classes, then the next block; forward, then the gradients.
-// A partial last group (49 and 20 lanes), several work items (300 lanes), labels and outputs contiguous or not,
-// on one and two threads.
-TEST(Xent, SweptLanes) { run_axis1_layouts({{2, 1000, 49}, {1, 800, 300}, {3, 1500, 20}}, true); }
+// A partial last group (49, 20 and 22 lanes: with 16 float lanes the last 1, 4 or 6 on a narrower vector), several
+// work items (300 lanes), labels and outputs contiguous or not, on one and two threads.
+TEST(Xent, SweptLanes) { run_axis1_layouts({{2, 1000, 49}, {1, 800, 300}, {3, 1500, 20}, {2, 300, 22}}, true); }
 
 // Contiguous short rows of 2 MiB and more are copied a work item at a time before they are gathered (src/kernels.cc,
 // CopyShortRows; float64 on x86), float rows of that size transposed in place: a partial last work item and group,
@@ -576,6 +578,10 @@ TEST(Xent, EveryCompiledTarget) {
       run_case({.dtype = dtype, .labels_shape = {70, 21}, .logits_shape = {70, 21}, .axis = 0});
       run_case({.dtype = dtype, .labels_shape = {5, 3, 9}, .logits_shape = {5, 3, 9}, .axis = 1,
                 .logits_layout = Layout::kTransposed});
+      // Class axis 1, a run's last lanes on a narrower vector, masked where contiguous (NarrowestLaneRows), staged
+      // (9 classes) and swept (800), each tensor ending a page: nothing past the last lane read or written.
+      for (const auto& shape : {std::vector<int64_t>{2, 9, 49}, std::vector<int64_t>{1, 800, 22}})
+        run_case({.dtype = dtype, .labels_shape = shape, .logits_shape = shape, .axis = 1, .page_end = true});
     }
   });
 }
