@@ -151,14 +151,14 @@ inline constexpr int64_t kLaneGroupsPerItem = 16;
 // The same for TinyRows and ShortRows (2 to 128 classes; 1024 rows per item with AVX2), which run a work item's
 // groups in one call: with 16 groups, the work items' setup was a tenth of 16384x2's forward.
 inline constexpr int64_t kBatchedGroupsPerItem = 128;
-// The lane kernel's stage buffers (see StageLanes): at most this many bytes per operand and thread, four operands
-// (up to 384 KiB per thread, in L2). Sized for runs of 4 KiB per class at 21 classes: [32,21,128,128]'s forward,
+// The lane kernel's stage buffer (see StageLanes): at most this many bytes per thread, in L2. Sized (when labels
+// were staged too, in a buffer of their own) for runs of 4 KiB per class at 21 classes: [32,21,128,128]'s forward,
 // Zen 3, interleaved A/B, ns per element: one thread 1.59-1.67 (runs of 1 KiB, 24 KiB buffers) -> 1.38-1.42, two
 // threads 0.81-1.31 -> 0.71-0.95; runs of 8 KiB measured the same as 4 KiB.
 inline constexpr int64_t kStageBytes = 96 * 1024;
 // Bytes of padding after each class's run in a stage buffer: runs of a power of two put every class (or every 4th
 // for 1 KiB) into one L1 set, and a group's 21 classes of logits and labels (42 lines) then overflowed the 8 ways
-// of that set between its passes.
+// of that set between its two passes over the logits.
 inline constexpr int64_t kStagePad = 64;
 // Contiguous short rows (class stride 1, rows C apart) of logits at least this large, with at least this many
 // classes, are copied one work item at a time (a few KiB) into a per-thread buffer with plain loads and stores,
@@ -213,17 +213,18 @@ inline void FlushStreams(int threads) {
 
 // Lanes per stage of the lane kernel's loop, a multiple of `lanes`; `lanes` itself: no staging. Classes a large
 // power of two apart with contiguous lanes (NCHW, class axis 1: [32,21,128,128] has its 21 classes 64 KiB apart)
-// all fall into one L1 set and one L2 set; the 42 lines of a group's logits and labels then evict each other
-// between the kernel's passes and between the two groups that share a line. A stage copies a run of whole lines
-// of every class of each such operand into a contiguous buffer once, in runs as long as the buffer allows (up to a
-// page: the copy reads faster by longer runs; [32,21,16384] floats and as many labels, one thread, Zen 3: runs of
-// 1 / 2 / 4 / 8 KiB 7.8 / 7.8 / 10.4 / 11.5 GB/s; two processes at once 6.9 + 3.8 by 1 KiB, 9.0 + 10.2 by 4 KiB),
-// and its gradients are written there and copied out run by run.
-template <typename T, typename G>
+// all fall into one L1 set; a group's 21 lines of logits, read in its max pass and again in its exp pass, then
+// evict each other in between (read in place: [32,21,128,128] forward from DRAM 25-26 -> 18 GB/s). A stage copies
+// a run of whole lines of every class of the logits into a contiguous buffer once, in runs as long as the buffer
+// allows (up to a page: the copy reads faster by longer runs; [32,21,16384] floats and as many labels, one thread,
+// Zen 3: runs of 1 / 2 / 4 / 8 KiB 7.8 / 7.8 / 10.4 / 11.5 GB/s; two processes at once 6.9 + 3.8 by 1 KiB, 9.0 +
+// 10.2 by 4 KiB). Labels, read once per group and pass, are read in place, and gradients written in place (see
+// RunLaneGroups).
+template <typename T>
 int64_t StageLanes(const Layout& l, int64_t lanes) {
   const int inner = l.batch_rank - 1;
   if (l.batch_strides[kLogits][inner] != 1) return lanes;
-  const int64_t size = static_cast<int64_t>(std::max(sizeof(T), sizeof(G)));
+  const int64_t size = static_cast<int64_t>(sizeof(T));
   for (int64_t run_bytes : {4096, 2048, 1024, 512, 256, 128, 64}) {
     const int64_t stage = run_bytes / size;
     if (l.classes * (run_bytes + kStagePad) <= kStageBytes && stage % lanes == 0) return stage;
@@ -231,26 +232,10 @@ int64_t StageLanes(const Layout& l, int64_t lanes) {
   return lanes;
 }
 
-// A stage's copy of one operand: `lanes` contiguous elements of each class at class_stride, into buf[c·stage].
+// A stage's copy of the logits: `lanes` contiguous elements of each class at class_stride, into buf[c·stage].
 template <typename T>
 HWY_INLINE void CopyIn(const T* from, int64_t class_stride, int64_t C, int64_t lanes, int64_t stage, T* buf) {
   for (int64_t c = 0; c < C; ++c) std::memcpy(buf + c * stage, from + c * class_stride, lanes * sizeof(T));
-}
-
-// The reverse for a staged gradient, with non-temporal stores (whole vectors at aligned addresses) if asked.
-template <typename G>
-HWY_INLINE void CopyOut(const G* buf, int64_t C, int64_t lanes, int64_t stage, G* to, int64_t class_stride,
-                        bool stream) {
-  const hn::ScalableTag<uint8_t> d8;
-  const int64_t vector = static_cast<int64_t>(hn::Lanes(d8)), bytes = lanes * static_cast<int64_t>(sizeof(G));
-  for (int64_t c = 0; c < C; ++c) {
-    auto* src = reinterpret_cast<const uint8_t*>(buf + c * stage);
-    auto* dst = reinterpret_cast<uint8_t*>(to + c * class_stride);
-    int64_t i = 0;
-    if (stream && reinterpret_cast<uintptr_t>(dst) % vector == 0)
-      for (; i + vector <= bytes; i += vector) hn::Stream(hn::Load(d8, src + i), d8, dst + i);
-    std::memcpy(dst + i, src + i, bytes - i);
-  }
 }
 
 // Whether operand k is absent or in contiguous rows of C classes along the innermost batch dimension.
@@ -320,11 +305,10 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
   const int64_t C = l.classes, lanes = static_cast<int64_t>(hn::Lanes(da));
   const int inner = l.batch_rank - 1;
   const int64_t I = l.batch_shape[inner], outer = l.rows / I;
-  const int64_t S = StageLanes<T, G>(l, lanes);
+  const int64_t S = StageLanes<T>(l, lanes);
   const bool staging = S > lanes;
   // A stage buffer holds class c at c·pitch: S elements and one line of padding (see kStagePad).
-  const int64_t pitch_t = S + kStagePad / static_cast<int64_t>(sizeof(T));
-  const int64_t pitch_g = S + kStagePad / static_cast<int64_t>(sizeof(G));
+  const int64_t pitch = S + kStagePad / static_cast<int64_t>(sizeof(T));
   const auto lane_stride = [&](Operand k) { return l.batch_strides[k][inner]; };
   // Rows of 2 to 4 classes, every operand in contiguous rows (or absent), plain loss: TinyRows.
   const bool tiny = !kGeneral && !staging && C >= 2 && C <= 4 && l.data[kLabels] && RowsOfClasses(l, kLogits) &&
@@ -333,10 +317,18 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
   const bool batched = tiny || batched_short;
   const int64_t item = staging ? S : (batched ? kBatchedGroupsPerItem : kLaneGroupsPerItem) * lanes;
   const int64_t items = (I + item - 1) / item;
-  // Staged operands: those whose lanes are contiguous (kLogits always, when staging).
-  const auto staged = [&](Operand k) { return staging && l.data[k] && lane_stride(k) == 1; };
-  const bool stage_x = staged(kLogits), stage_y = !l.sparse && staged(kLabels);
-  const bool stage_gx = staged(kGradLogits), stage_gy = staged(kGradLabels);
+  // Staged, only the logits are copied (their lanes are contiguous). Dense labels with contiguous lanes are asked
+  // for ahead as the logits are (LaneGroup::y_next) and read in place, once per group in its exp pass (and again
+  // by its gradients); gradients are written in place, with regular stores. Staged too, labels and gradients
+  // (copied out per stage, streamed when large) measured slower: [32,21,128,128] axis 1 from DRAM, two threads,
+  // GB/s, xent_bench, three alternations: forward 23.0-23.2 -> 26.6-26.8, float16 14.1 -> 14.9-15.0, forward and
+  // gradient 16.8-17.7 -> 18.7-18.8, sparse forward and gradient 13.0-13.3 -> 14.8-15.3, sparse forward even; Python,
+  // three alternations: forward 20.5-25.8 -> 24.9-29.5 (labels in place), forward and both gradients 17.5-19.1 ->
+  // 19.5-20.0 (labels in place) -> 24.3-24.4 (gradients too), float16 10.0-11.3 -> 11.0-11.1 -> 13.0-13.5; in
+  // cache (one thread, [1,21,128,128], G elements/s) forward 1.69-1.70 -> 1.94, float16 1.80 -> 1.92-1.93, sparse
+  // forward and gradient 1.05-1.06 -> 1.15-1.16. [64,21,128,128] (gradients of 88 MB) forward and both gradients,
+  // streamed per group 19.9 GB/s, regular stores 23.0-23.1 (sparse 14.3-14.5, 15.0).
+  const bool labels_ahead = staging && !l.sparse && l.data[kLabels] && lane_stride(kLabels) == 1;
   // Copied operands (not staged): contiguous short rows, logits and dense labels laid out alike.
   const bool copy_rows = !staging && CopyShortRows<T>(l);
   const auto copied = [&](Operand k) {
@@ -352,17 +344,20 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
   // per element (Zen 3): one thread 1.31-1.55 -> 1.21-1.29, two threads 0.59-0.89 -> 0.57-0.81; in L3 it costs
   // (0.82-0.91 -> 0.90-0.94: the calls and the prefetches), and fwd+grad measured no different.
   const bool sweep = !staging && !copy_rows && !tiny && C > kLaneBlock && lane_stride(kLogits) == 1;
-  // Per thread: four stage buffers, or two copies of a work item's rows; allocated here: a failure inside the
-  // parallel loop could not be reported.
+  // Per thread: a stage buffer, or two copies of a work item's rows; allocated here: a failure inside the parallel
+  // loop could not be reported. A thread's stage is followed by as much unused room: with the threads' stages back
+  // to back, [32,21,128,128] ran slower (xent_bench, two alternations, GB/s: forward 22.7-23.1 against 24.6-25.8,
+  // sparse 11.7-13.1 against 14.3; with a page between them 21.4-22.0 and 13.1-13.3); why was not found (not the
+  // stage's offset within a page: 0 to 3968 bytes measured even).
   const int64_t part = staging ? kStageBytes : item * C * static_cast<int64_t>(sizeof(T));
-  const int64_t slot = staging ? 4 * part : copy_rows ? 2 * part : 0;
+  const int64_t slot = staging || copy_rows ? 2 * part : 0;
   hwy::AlignedFreeUniquePtr<uint8_t[]> buffers;
   if (slot > 0 && !(buffers = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(threads * slot)))) throw std::bad_alloc();
   // What every group of the call shares; each group sets its operands, count and first row.
   LaneGroup<T, G> shared;
   shared.grad_scale = l.grad_scale;
   shared.row_loss = l.row_loss;
-  shared.stream = stream && !stage_gx && !stage_gy;
+  shared.stream = stream && !staging;
   if constexpr (kGeneral) {
     shared.tr = tr;
     shared.z_loss = l.options.z_loss;
@@ -375,39 +370,32 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
   }
 #pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
   for (int64_t w = 0; w < outer * items; ++w) {
-    // This thread's buffers (null when nothing is staged).
+    // This thread's buffers (null when nothing is staged or copied): the stage, or the copies of logits and labels.
     uint8_t* mine = slot > 0 ? buffers.get() + omp_get_thread_num() * slot : nullptr;
-    const auto stage_buffer = [&](auto* type, int k) {
-      return reinterpret_cast<decltype(type)>(mine ? mine + k * part : nullptr);
-    };
-    T* x_stage = stage_buffer((T*)nullptr, 0);
-    T* y_stage = stage_buffer((T*)nullptr, 1);
-    G* gx_stage = stage_buffer((G*)nullptr, 2);
-    G* gy_stage = stage_buffer((G*)nullptr, 3);
+    T* x_stage = reinterpret_cast<T*>(mine);
+    T* y_copy = mine ? reinterpret_cast<T*>(mine + part) : nullptr;
     const int64_t begin = (w % items) * item, n = std::min(item, I - begin), first = (w / items) * I + begin;
     const Row<T, G> r = RowAt<T, G>(l, first);
     // Staged or swept: the next run of rows (the next index of the outer dimensions), for prefetches past this one.
     const bool next_run = (staging || sweep) && w / items + 1 < outer;
     const Row<T, G> after = next_run ? RowAt<T, G>(l, first - begin + I) : r;
-    if (stage_x) CopyIn(r.x, l.class_stride[kLogits], C, n, pitch_t, x_stage);
-    if (stage_y) CopyIn(r.y, l.class_stride[kLabels], C, n, pitch_t, y_stage);
+    if (staging) CopyIn(r.x, l.class_stride[kLogits], C, n, pitch, x_stage);
     if (copy_x) std::memcpy(x_stage, r.x, static_cast<size_t>(n * C) * sizeof(T));
-    if (copy_y) std::memcpy(y_stage, r.y, static_cast<size_t>(n * C) * sizeof(T));
+    if (copy_y) std::memcpy(y_copy, r.y, static_cast<size_t>(n * C) * sizeof(T));
     LaneGroup<T, G> group = shared;
-    // The group of rows from row g of this item on: g rows on along the innermost batch dimension, or its stage
-    // buffers.
+    // The group of rows from row g of this item on: g rows on along the innermost batch dimension (of a copy, if
+    // copied), or of the stage.
     const auto set_group = [&](int64_t g) XENT_LAMBDA_INLINE {
-      const auto operand = [&](Operand k, auto* row, auto* stage_buf, bool is_staged) {
+      const auto operand = [&](Operand k, auto* row) {
         using P = std::remove_pointer_t<decltype(row)>;
-        if (is_staged) return LaneOperand<P>{stage_buf + g, 1, std::is_same_v<std::remove_const_t<P>, T> ? pitch_t : pitch_g};
         return LaneOperand<P>{row ? row + g * lane_stride(k) : nullptr, lane_stride(k), l.class_stride[k]};
       };
-      group.x = operand(kLogits, copy_x ? x_stage : r.x, static_cast<const T*>(x_stage), stage_x);
-      group.y = operand(kLabels, copy_y ? y_stage : r.y, static_cast<const T*>(y_stage), stage_y);
-      group.loss = operand(kLoss, r.loss, r.loss, false);
-      group.grad_loss = operand(kGradLoss, r.grad_loss, r.grad_loss, false);
-      group.gx = operand(kGradLogits, r.gx, gx_stage, stage_gx);
-      group.gy = operand(kGradLabels, r.gy, gy_stage, stage_gy);
+      group.x = staging ? LaneOperand<const T>{x_stage + g, 1, pitch} : operand(kLogits, copy_x ? x_stage : r.x);
+      group.y = operand(kLabels, copy_y ? y_copy : r.y);
+      group.loss = operand(kLoss, r.loss);
+      group.grad_loss = operand(kGradLoss, r.grad_loss);
+      group.gx = operand(kGradLogits, r.gx);
+      group.gy = operand(kGradLabels, r.gy);
       group.count = static_cast<size_t>(std::min(lanes, n - g));
       group.first_row = first + g;
       if constexpr (kGeneral) {
@@ -487,12 +475,10 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
           return next_run && past < I ? there + past : nullptr;
         };
         group.x_next = {lanes_ahead(r.x, after.x), 1, l.class_stride[kLogits]};
-        group.y_next = {stage_y ? lanes_ahead(r.y, after.y) : nullptr, 1, l.class_stride[kLabels]};
+        group.y_next = {labels_ahead ? lanes_ahead(r.y, after.y) : nullptr, 1, l.class_stride[kLabels]};
       }
       NarrowestLaneRows<kGeneral>(da, group, C);
     }
-    if (stage_gx) CopyOut(static_cast<const G*>(gx_stage), C, n, pitch_g, r.gx, l.class_stride[kGradLogits], stream);
-    if (stage_gy) CopyOut(static_cast<const G*>(gy_stage), C, n, pitch_g, r.gy, l.class_stride[kGradLabels], stream);
   }
 }
 
