@@ -608,9 +608,10 @@ HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, co
 // which write gx and gy of classes [begin, end). For C > kLaneBlock only; begin is a multiple of kLaneBlock.
 // ahead (lanes contiguous): the call asks for classes [end, end + ahead) while it computes, one line per class
 // read. Where they are one contiguous stretch of `stretch` elements of logits (and of dense labels, laid out
-// alike: the work item holds every lane of its classes, [64,1000,49] axis 1), the item's group `group` asks for
-// lines [group·(end − begin), (group + 1)·(end − begin)) of it, in memory order and into L2; the stretch may run
-// past class C into the next work item, when it follows in memory (its first classes, asked for by the item's last
+// alike: the work item holds every lane of its classes, [64,1000,49] axis 1), the item's group `group`, whose
+// first lane is the item's lane `lane` (a last group on a narrower vector too), asks for lines
+// [group·(end − begin), (group + 1)·(end − begin)) of it, in memory order and into L2; the stretch may run past
+// class C into the next work item, when it follows in memory (its first classes, asked for by the item's last
 // call). Otherwise (end + ahead ≤ C) the group's first line `ahead` classes on, also into L2 (the rest of a span
 // that straddles two lines is the next group's first).
 template <typename A>
