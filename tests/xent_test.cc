@@ -402,10 +402,11 @@ void run_axis1_layouts(const std::vector<std::vector<int64_t>>& shapes, bool pad
   set_num_threads(0);
 }
 
-// Contiguous lanes with strided classes (NCHW) go through stages: runs of up to 4 KiB per class copied into a
-// buffer, gradients written there and copied out (src/kernels.cc, StageLanes). For every dtype one or more full
-// stages (float32: 1024, 512 and 128 lanes for these class counts), a partial last stage and a partial last
-// group, with labels and outputs staged or not (reversed: lane stride −1), on one and two threads. A last group of
+// Contiguous lanes with strided classes (NCHW) go through stages: runs of up to 4 KiB per class of the logits
+// copied into a buffer, labels read and gradients written in place (src/kernels.cc, StageLanes). For every dtype
+// one or more full stages (float32: 1024, 512 and 128 lanes for these class counts), a partial last stage and a
+// partial last group, with labels and outputs contiguous or not (reversed: lane stride −1, or padded), on one and
+// two threads. A last group of
 // a few lanes runs on a narrower vector (NarrowestLaneRows), masked to its lanes where they are contiguous: with
 // 16 float lanes 2610 ends in 2 (128 bits), 1062 in 6 (256 bits), 1100 and 300 in 12 (512 bits).
 TEST(Xent, StagedLanes) { run_axis1_layouts({{2, 21, 2610}, {3, 40, 1100}, {1, 130, 300}, {1, 9, 1062}}, false); }
