@@ -429,7 +429,7 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
             states[k].ahead = std::min(kSweepClasses, C - states[k].end), states[k].gradients = backward;
             if (next_follows && states[k].end == C && (backward || !gradients))
               states[k].ahead = std::min(kSweepClasses, C);
-            states[k].stretch = contiguous ? states[k].ahead * I : 0, states[k].group = k, states[k].lane = k * lanes;
+            states[k].stretch = contiguous ? states[k].ahead * I : 0, states[k].group = k;
             NarrowestLaneRows<kGeneral>(da, group, C, &states[k]);
           }
         }

@@ -136,26 +136,6 @@ HWY_INLINE hn::Vec<DA> LoadRows(DA da, const T* p, int64_t lane_stride, size_t c
   return LoadPartial(da, p, lane_stride, count, hn::TFromD<DA>{0});
 }
 
-// Whether the first lanes of a partial group of contiguous lanes of T load as one masked vector of DA, never
-// touching memory past them (LoadPartial's masked loads).
-template <class DA, typename T>
-inline constexpr bool kMaskedLanes =
-    (kSafeMaskedLoad && std::is_same_v<T, hn::TFromD<DA>>) ||
-    (kSafeMaskedLoad16 && sizeof(T) == 2 && (!std::is_same_v<T, hwy::float16_t> || kNativeFloat16));
-
-// The first `count` contiguous lanes at p (kMaskedLanes), converted to the compute type; lanes ≥ count are 0.
-template <class DA, typename T>
-HWY_INLINE hn::Vec<DA> LoadMaskedLanes(DA da, const T* HWY_RESTRICT p, size_t count) {
-  if constexpr (!kMaskedLanes<DA, T>) {
-    return LoadPartial(da, p, 1, count, hn::TFromD<DA>{0});
-  } else if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
-    return hn::MaskedLoad(hn::FirstN(da, count), da, p);
-  } else {
-    const hn::Rebind<T, DA> dt;
-    return hn::PromoteTo(da, hn::MaskedLoad(hn::FirstN(dt, count), dt, p));
-  }
-}
-
 // v[c] = class c of Lanes contiguous rows of C ∈ [2, 4] classes at p: C vector loads deinterleaved by shuffles.
 template <class DA>
 HWY_INLINE void LoadClasses(DA da, const hn::TFromD<DA>* HWY_RESTRICT p, int64_t C, hn::Vec<DA>* v) {
@@ -608,8 +588,8 @@ HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, co
 // which write gx and gy of classes [begin, end). For C > kLaneBlock only; begin is a multiple of kLaneBlock.
 // ahead (lanes contiguous): the call asks for classes [end, end + ahead) while it computes, one line per class
 // read. Where they are one contiguous stretch of `stretch` elements of logits (and of dense labels, laid out
-// alike: the work item holds every lane of its classes, [64,1000,49] axis 1), the item's group `group`, whose
-// first lane is the item's lane `lane` (a last group on a narrower vector too), asks for lines
+// alike: the work item holds every lane of its classes, [64,1000,49] axis 1), the item's group `group` (its lanes
+// from group × the widest vector's lanes, also where a last group runs on a narrower vector) asks for lines
 // [group·(end − begin), (group + 1)·(end − begin)) of it, in memory order and into L2; the stretch may run past
 // class C into the next work item, when it follows in memory (its first classes, asked for by the item's last
 // call). Otherwise (end + ahead ≤ C) the group's first line `ahead` classes on, also into L2 (the rest of a span
@@ -617,7 +597,7 @@ HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, co
 template <typename A>
 struct LaneSweep {
   int64_t begin = 0, end = 0, ahead = 0;
-  int64_t stretch = 0, group = 0, lane = 0;
+  int64_t stretch = 0, group = 0;
   bool gradients = false;
   MergedLanes<A> lanes;
 };
@@ -826,8 +806,10 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   constexpr int64_t kLine = 64 / sizeof(T);
   const int64_t stretch = ahead > 0 ? sweep->stretch : 0, lines = (stretch + kLine - 1) / kLine;
   const int64_t first_line = stretch > 0 ? sweep->group * (to - from) - from : 0;
-  const T* const x_stretch = stretch > 0 ? a.x.data - sweep->lane + to * x_class : nullptr;
-  const T* const y_stretch = stretch > 0 && y_ahead != nullptr ? a.y.data - sweep->lane + to * y_class : nullptr;
+  // The item's first lane: its groups are the widest vector's lanes apart (a narrower DA runs only a last group).
+  const int64_t item_lane = sweep ? sweep->group * static_cast<int64_t>(hn::Lanes(hn::ScalableTag<A>())) : 0;
+  const T* const x_stretch = stretch > 0 ? a.x.data - item_lane + to * x_class : nullptr;
+  const T* const y_stretch = stretch > 0 && y_ahead != nullptr ? a.y.data - item_lane + to * y_class : nullptr;
   const auto touch = [&](int64_t c) XENT_LAMBDA_INLINE {
     if (stretch > 0) {
       const int64_t line = first_line + c;

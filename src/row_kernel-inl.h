@@ -95,22 +95,32 @@ inline constexpr bool kSafeMaskedLoad = false;
 // 49th lane is a partial group of one row per class: float16 forward, one thread, 0.70 -> 1.6 G elements/s).
 inline constexpr bool kSafeMaskedLoad16 = HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3;
 
+// Whether the first lanes of contiguous T load as one masked vector of DA, converted to the compute type, never
+// touching memory past them (the two cases above).
+template <class DA, typename T>
+inline constexpr bool kMaskedLanes =
+    (kSafeMaskedLoad && std::is_same_v<T, hn::TFromD<DA>>) ||
+    (kSafeMaskedLoad16 && sizeof(T) == 2 && (!std::is_same_v<T, hwy::float16_t> || kNativeFloat16));
+
+// The first `count` contiguous elements at p as one masked load (kMaskedLanes), converted to the compute type;
+// lanes ≥ count are 0.
+template <class DA, typename T>
+HWY_INLINE hn::Vec<DA> LoadMaskedLanes(DA da, const T* HWY_RESTRICT p, size_t count) {
+  static_assert(kMaskedLanes<DA, T>);
+  if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
+    return hn::MaskedLoad(hn::FirstN(da, count), da, p);
+  } else {
+    const hn::Rebind<T, DA> dt;
+    return hn::PromoteTo(da, hn::MaskedLoad(hn::FirstN(dt, count), dt, p));
+  }
+}
+
 // The first `count` (< Lanes) elements as above; the other lanes hold `fill`. Never reads past element count-1.
 template <class DA, typename T>
 HWY_INLINE hn::Vec<DA> LoadPartial(DA da, const T* HWY_RESTRICT p, int64_t stride, size_t count,
                                    hn::TFromD<DA> fill) {
-  if constexpr (kSafeMaskedLoad && std::is_same_v<T, hn::TFromD<DA>>) {
-    if (stride == 1) {
-      const auto mask = hn::FirstN(da, count);
-      return hn::IfThenElse(mask, hn::MaskedLoad(mask, da, p), hn::Set(da, fill));
-    }
-  }
-  if constexpr (kSafeMaskedLoad16 && sizeof(T) == 2 && (!std::is_same_v<T, hwy::float16_t> || kNativeFloat16)) {
-    if (stride == 1) {
-      const hn::Rebind<T, DA> dt;
-      return hn::IfThenElse(hn::FirstN(da, count), hn::PromoteTo(da, hn::MaskedLoad(hn::FirstN(dt, count), dt, p)),
-                            hn::Set(da, fill));
-    }
+  if constexpr (kMaskedLanes<DA, T>) {
+    if (stride == 1) return hn::IfThenElse(hn::FirstN(da, count), LoadMaskedLanes(da, p, count), hn::Set(da, fill));
   }
   return LoadEachLane(da, p, stride, count, fill);
 }
