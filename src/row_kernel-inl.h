@@ -380,7 +380,7 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
 // are rows, so there every argument but x, y and e varies per lane):
 //   gx = s·e − g·y, e = exp(x' − r), times d(c·tanh(x/c))/dx = 1 − tanh² = 1 − (x'/c)² where soft-capped;
 //   gy = 2g · (log_sum/2 − (x/2 − r/2)), halved so that x − r cannot overflow (see ForwardRange), and 0 where
-//        y = 0 and x = −inf (see xent.h).
+//        y = 0 and x = −inf (see xent.h), unless the row is NaN (a NaN or +inf logit: log_sum is NaN).
 template <class V>
 HWY_INLINE V GradLogits(V scale, V e, V g, V y) {
   return hn::MulSub(scale, e, hn::Mul(g, y));
@@ -396,7 +396,8 @@ HWY_INLINE V GradLabels(V x, V y, V half_ref, V half_log_sum, V twice_g) {
   const hn::DFromV<V> d;
   const auto masked = hn::And(hn::Eq(y, hn::Zero(d)), hn::Eq(x, hn::Set(d, -std::numeric_limits<A>::infinity())));
   const auto half_t = hn::MulSub(x, hn::Set(d, A{0.5}), half_ref);
-  return hn::IfThenZeroElse(masked, hn::Mul(twice_g, hn::Sub(half_log_sum, half_t)));
+  // half_log_sum · 0: 0, or NaN in a NaN row (log_sum is never infinite).
+  return hn::IfThenElse(masked, hn::Mul(half_log_sum, hn::Zero(d)), hn::Mul(twice_g, hn::Sub(half_log_sum, half_t)));
 }
 
 // Gradients of n classes given the finished row: gx = (s·exp(x' − r) − g·a)·dx'/dx and gy = g·(log_sum − (x − r)),
@@ -419,13 +420,14 @@ void GradientRange(DA da, const T* x, int64_t x_stride, const T* y, int64_t y_st
   const auto ref = hn::Set(da, static_cast<A>(row.reference));
   const auto scale = hn::Set(da, static_cast<A>(row.softmax_scale));
   const auto g = hn::Set(da, static_cast<A>(row.grad_loss));
-  // With kept exps: s·exp(r_b − r) of block b (0 where the block is all −inf: its exps are all 0); scale_of gives
+  // With kept exps: s·exp(r_b − r) of block b (0 where the block is all −inf: its exps are all 0, or NaN in a NaN
+  // row: x86's Max drops a NaN beside −inf, so a block of NaN and −inf logits has a max of −inf); scale_of gives
   // the scale of each lane of count classes at j, which may straddle two blocks.
   constexpr int64_t kBlockShift = hwy::FloorLog2(static_cast<uint64_t>(BlockLength(DA())));
   const A* HWY_RESTRICT kept_values = kept ? kept->values : nullptr;
   const auto block_scale = [&](int64_t b) {
     const double m = kept->block_max[b];
-    if (m == -std::numeric_limits<double>::infinity()) return A{0};
+    if (m == -std::numeric_limits<double>::infinity()) return std::isnan(row.softmax_scale) ? std::numeric_limits<A>::quiet_NaN() : A{0};
     return static_cast<A>(row.softmax_scale * std::exp(reference_of(m) - row.reference));
   };
   const auto scale_of = [&](int64_t j, int64_t count) {

@@ -225,6 +225,8 @@ TEST(Xent, SpecialValuesMatchReference) {
       {"NaN logit", {0, kNaN, 1}, {1, 0, 0}},
       {"NaN label", {0, 1, 1}, {1, kNaN, 0}},
       {"+inf logit", {0, kInf, 1}, {0, 1, 0}},
+      // A NaN row's gradients are NaN also where a label 0 meets a −inf logit (x86's Max drops a NaN beside −inf).
+      {"NaN beside -inf", {kNaN, -kInf, -kInf}, {1, 0, 0}},
   };
   for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT64, XENT_FLOAT16, XENT_BFLOAT16})
     for (const S& s : rows) {

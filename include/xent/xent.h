@@ -24,7 +24,8 @@
  * Special values:
  *   - A class with label 0 contributes exactly 0, also when its logit is -inf: loss, grad_logits (0 there) and
  *     grad_labels stay finite. For grad_labels at a -inf logit with label 0 we return 0 (the true one-sided
- *     derivative is +inf; 0 keeps chain rules NaN-free), documented convention.
+ *     derivative is +inf; 0 keeps chain rules NaN-free), documented convention; NaN in a row that a NaN or
+ *     +inf logit makes NaN (below).
  *   - Nonzero label on a -inf logit: loss +inf (or -inf for a negative label), grad_labels +inf there.
  *   - Every logit of a row -inf: loss 0 if the row's labels are all 0, else +-inf as above; grad_logits = -g*y.
  *   - Huge finite logits (1e30, 3e38) give the finite, correct loss: everything is computed relative to the row max.
