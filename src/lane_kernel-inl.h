@@ -368,16 +368,32 @@ HWY_INLINE LaneBlock<DA> SumLanes(DA da, int64_t begin, int64_t end, const XAt& 
   const auto ref = ReferenceOf(da, max);
   const auto half_ref = hn::Mul(ref, half);
   auto sum = zero, label_sum = zero, half_dot = zero;
-  for (int64_t c = begin; c < end; ++c) {
-    touch(c);
-    const auto xv = x_at(c);
-    const auto e = ExpNonPositive(da, hn::Sub(xv, ref));
+  const auto add = [&](int64_t c, hn::Vec<DA> xv, hn::Vec<DA> e) XENT_LAMBDA_INLINE {
     keep(c, e);
     sum = hn::Add(sum, e);
     if constexpr (!kTargets) {
       const auto yv = labels(c);
       label_sum = hn::Add(label_sum, yv);
       half_dot = hn::MulAdd(yv, hn::IfThenElseZero(hn::Ne(yv, zero), hn::MulSub(xv, half, half_ref)), half_dot);
+    }
+  };
+  if (end - begin == 2) {
+    // Two classes, one exp: x − ref is 0 for the larger (its exp 1) and the other's is exp of their sum. Where
+    // neither is 0, the lane's max is −inf (both −inf: 0, as exp gives each) or +inf or NaN (the sum NaN: the
+    // row's sum is NaN either way). The same bits as an exp per class wherever the row's sum is a number. 4Mx2
+    // forward (TinyRows), Zen 4 AVX3, xent_bench GB/s, two alternations: from DRAM 20.8-21.0 -> 23.5, in cache
+    // 23.1-23.2 -> 25.9-26.0; forward+gradients even (30.3-30.6 -> 30.3-30.4).
+    touch(begin), touch(begin + 1);
+    const auto x0 = x_at(begin), x1 = x_at(begin + 1);
+    const auto d0 = hn::Sub(x0, ref), d1 = hn::Sub(x1, ref);
+    const auto e = ExpNonPositive(da, hn::Add(d0, d1));
+    add(begin, x0, hn::IfThenElse(hn::Eq(d0, zero), one, e));
+    add(begin + 1, x1, hn::IfThenElse(hn::Eq(d1, zero), one, e));
+  } else {
+    for (int64_t c = begin; c < end; ++c) {
+      touch(c);
+      const auto xv = x_at(c);
+      add(c, xv, ExpNonPositive(da, hn::Sub(xv, ref)));
     }
   }
   if constexpr (kTargets) {  // the one term of the lanes whose target is in [begin, end)

@@ -227,6 +227,16 @@ TEST(Xent, SpecialValuesMatchReference) {
       {"+inf logit", {0, kInf, 1}, {0, 1, 0}},
       // A NaN row's gradients are NaN also where a label 0 meets a −inf logit (x86's Max drops a NaN beside −inf).
       {"NaN beside -inf", {kNaN, -kInf, -kInf}, {1, 0, 0}},
+      // Two classes take one exp (SumLanes): every case of which logit is the larger, or none is.
+      {"two classes, -inf second", {1, -kInf}, {0.5, 0.5}},
+      {"two classes, -inf first", {-kInf, 1}, {1, 0}},
+      {"two classes, both -inf", {-kInf, -kInf}, {0, 1}},
+      {"two classes, equal", {2, 2}, {0.3, 0.7}},
+      {"two classes, +inf second", {1, kInf}, {0.5, 0.5}},
+      {"two classes, +inf first", {kInf, -kInf}, {1, 0}},
+      {"two classes, NaN first", {kNaN, 1}, {0, 1}},
+      {"two classes, NaN second", {1, kNaN}, {0, 1}},
+      {"two classes, NaN and -inf", {kNaN, -kInf}, {1, 0}},
   };
   for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT64, XENT_FLOAT16, XENT_BFLOAT16})
     for (const S& s : rows) {
