@@ -310,9 +310,12 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
   // A stage buffer holds class c at c·pitch: S elements and one line of padding (see kStagePad).
   const int64_t pitch = S + kStagePad / static_cast<int64_t>(sizeof(T));
   const auto lane_stride = [&](Operand k) { return l.batch_strides[k][inner]; };
-  // Rows of 2 to 4 classes, every operand in contiguous rows (or absent), plain loss: TinyRows.
-  const bool tiny = !kGeneral && !staging && C >= 2 && C <= 4 && l.data[kLabels] && RowsOfClasses(l, kLogits) &&
-                    RowsOfClasses(l, kLabels) && RowsOfClasses(l, kGradLogits) && RowsOfClasses(l, kGradLabels);
+  // Rows of 2 to 4 classes, every operand in contiguous rows (or absent), plain loss, or class-index targets
+  // without class weights, soft-cap or label smoothing: TinyRows.
+  const bool tiny = !staging && C >= 2 && C <= 4 && RowsOfClasses(l, kLogits) && RowsOfClasses(l, kGradLogits) &&
+                    RowsOfClasses(l, kGradLabels) &&
+                    (kGeneral ? l.sparse && !tr.weight && tr.softcap == 0 && tr.beta == 0
+                              : l.data[kLabels] && RowsOfClasses(l, kLabels));
   const bool batched_short = !staging && ShortRowsServe<kGeneral>(l, tr);
   const bool batched = tiny || batched_short;
   const int64_t item = staging ? S : (batched ? kBatchedGroupsPerItem : kLaneGroupsPerItem) * lanes;
@@ -440,11 +443,9 @@ void RunLaneGroups(const Layout& l, int threads, bool parallel, bool stream, con
     if (batched) {  // every full group of the item in one call
       set_group(0);
       g = n / lanes * lanes;
-      if constexpr (!kGeneral) {
-        if (C == 2) TinyRows<2>(da, group, g);
-        if (C == 3) TinyRows<3>(da, group, g);
-        if (C == 4) TinyRows<4>(da, group, g);
-      }
+      if (C == 2) TinyRows<kGeneral, 2>(da, group, g);
+      if (C == 3) TinyRows<kGeneral, 3>(da, group, g);
+      if (C == 4) TinyRows<kGeneral, 4>(da, group, g);
       if constexpr (kTransposable<hn::ScalableTag<Compute<T>>>) {
         if (batched_short) ShortRows<kGeneral>(da, group, C, g);
       }

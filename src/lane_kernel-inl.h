@@ -960,23 +960,26 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   }
 }
 
-// Rows of kC ∈ [2, 4] contiguous classes (4M × 2, 2M × 4), plain loss (no options): rows [0, n), n a multiple of
-// Lanes, a vector of rows at a time, each vector's classes deinterleaved into registers by shuffles (LoadClasses),
-// gradients interleaved back. Shapes: x[i·kC + c] and y, gx, gy alike; loss[i·loss.lane_stride], grad_loss likewise
-// (or losses in double at row_loss[first_row + i] for reductions).
-// The arithmetic of LaneRows (SumLanes, FinishLanes, GradLogits, GradLabels); what differs is that one call runs
-// many groups in one loop with everything in registers: per group of rows, LaneRows' setup and tiles cost more
-// than the arithmetic (16384x2 forward, one thread, Zen 3: 3.4 -> 1.7 ns per element; 149 instructions per group
-// of 8 rows remain, by callgrind). Splitting the loop into passes over 8 groups (sums, results, gradients) to
-// overlap more exp/log chains measured slower (1.8 forward, 2.7 fwd+grad vs 2.2).
-template <size_t kC, class DA, typename T, typename G>
-void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
+// Rows of kC ∈ [2, 4] contiguous classes (4M × 2, 2M × 4): rows [0, n), n a multiple of Lanes, a vector of rows
+// at a time, each vector's classes deinterleaved into registers by shuffles (LoadClasses), gradients interleaved
+// back. Labels are contiguous rows like x (plain loss, no options), or with kGeneral class-index targets, with
+// z-loss and ignore_index (class weights, soft-cap and label smoothing stay with LaneRows). Shapes: x[i·kC + c] and y,
+// gx, gy alike; loss[i·loss.lane_stride], grad_loss likewise (or losses in double at row_loss[first_row + i] for
+// reductions).
+// The arithmetic of LaneRows (ReadTargets, SumLanes, FinishLanes, GradLogits, GradLabels); what differs is that
+// one call runs many groups in one loop with everything in registers: per group of rows, LaneRows' setup and
+// tiles cost more than the arithmetic (16384x2 forward, one thread, Zen 3: 3.4 -> 1.7 ns per element; 149
+// instructions per group of 8 rows remain, by callgrind; class-index targets, Zen 4 AVX3, in cache: 32768x2
+// sparse forward 0.36 -> 1.1 G elements/s). Splitting the loop into passes over 8 groups (sums, results,
+// gradients) to overlap more exp/log chains measured slower (1.8 forward, 2.7 fwd+grad vs 2.2).
+template <bool kGeneral, size_t kC, class DA, typename T, typename G>
+void TinyRows(DA da, const LaneGroup<T, G>& shared, int64_t n) {
   using A = hn::TFromD<DA>;
   constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
   constexpr int64_t C = static_cast<int64_t>(kC);
   const int64_t N = static_cast<int64_t>(hn::Lanes(da));
   HWY_ALIGN A buf[kMaxLanes * kC];  // float16/bfloat16 operands converted, and interleaved gradients
-  HWY_ALIGN A scratch[kMaxLanes];
+  HWY_ALIGN A scratch[kMaxLanes], target[kMaxLanes], ignored[kMaxLanes], target_weight[kMaxLanes];
   const auto load = [&](const T* p, hn::Vec<DA>* v) XENT_LAMBDA_INLINE {
     if constexpr (std::is_same_v<T, A>) {
       LoadClasses(da, p, C, v);
@@ -987,40 +990,63 @@ void TinyRows(DA da, const LaneGroup<T, G>& a, int64_t n) {
   };
   const auto store = [&](const hn::Vec<DA>* v, G* p) XENT_LAMBDA_INLINE {
     if constexpr (std::is_same_v<G, A>) {
-      if (!a.stream) return StoreClasses(da, v, C, p);
+      if (!shared.stream) return StoreClasses(da, v, C, p);
     }
     StoreClasses(da, v, C, buf);  // then converted, or streamed
-    for (int64_t k = 0; k < C; ++k) StoreLanes(da, hn::Load(da, buf + k * N), p + k * N, 1, hn::Lanes(da), a.stream);
+    for (int64_t k = 0; k < C; ++k)
+      StoreLanes(da, hn::Load(da, buf + k * N), p + k * N, 1, hn::Lanes(da), shared.stream);
   };
-  const auto half = hn::Set(da, A{0.5});
-  const auto grad_scale = hn::Set(da, static_cast<A>(a.grad_scale));
+  const double z_loss = kGeneral ? shared.z_loss : 0.0;
+  const auto half = hn::Set(da, A{0.5}), one = hn::Set(da, A{1});
+  const auto alpha = hn::Set(da, static_cast<A>(shared.tr.alpha));
+  const auto grad_scale = hn::Set(da, static_cast<A>(shared.grad_scale));
+  LaneGroup<T, G> a = shared;  // the group's targets
   for (int64_t i = 0; i < n; i += N) {
     hn::Vec<DA> x[kC], y[kC];
-    load(a.x.data + i * C, x);
-    load(a.y.data + i * C, y);
+    load(shared.x.data + i * C, x);
     auto g = grad_scale;
-    if (a.grad_loss.data)
-      g = hn::Mul(g, LoadLanes(da, a.grad_loss.data + i * a.grad_loss.lane_stride, a.grad_loss.lane_stride));
+    if (shared.grad_loss.data)
+      g = hn::Mul(g, LoadLanes(da, shared.grad_loss.data + i * shared.grad_loss.lane_stride,
+                               shared.grad_loss.lane_stride));
+    auto target_vec = hn::Set(da, A{-1});
+    auto ignored_mask = hn::FirstN(da, 0);  // none ignored
+    if constexpr (kGeneral) {
+      a.targets = static_cast<const char*>(shared.targets) +
+                  i * shared.targets_lane_stride * dtype_size(shared.target_dtype);
+      ReadTargets(a, hn::Lanes(da), target, ignored, target_weight);
+      target_vec = hn::Load(da, target);
+      ignored_mask = hn::Eq(hn::Load(da, ignored), one);
+      g = hn::IfThenZeroElse(ignored_mask, g);
+      // The effective labels, as RowOrderGradients computes them for the gradient (β = 0 here).
+      for (size_t c = 0; c < kC; ++c)
+        y[c] = hn::Mul(alpha, hn::IfThenElseZero(hn::Eq(target_vec, hn::Set(da, static_cast<A>(c))), one));
+    } else {
+      load(shared.y.data + i * C, y);
+    }
     hn::Vec<DA> e[kC];  // the exps, kept for gx
     const auto keep = [&](int64_t c, hn::Vec<DA> v) XENT_LAMBDA_INLINE { e[c] = v; };
+    const auto x_at = [&](int64_t c) { return x[c]; };
     const LaneResults<DA> r = FinishLanes(
-        da, SumLanes(da, 0, C, [&](int64_t c) { return x[c]; }, [&](int64_t c) { return y[c]; }, NoHook{}, keep),
-        g, 0.0);
-    if (a.row_loss) {  // reductions
-      hn::Store(r.loss, da, scratch);
-      for (int64_t l = 0; l < N; ++l) a.row_loss[a.first_row + i + l] = scratch[l];
-    } else if (a.loss.data) {
-      StoreLanes(da, r.loss, a.loss.data + i * a.loss.lane_stride, a.loss.lane_stride, hn::Lanes(da));
+        da,
+        kGeneral ? SumLanes(da, 0, C, x_at, LaneTargets<DA>{target_vec, hn::Load(da, target_weight)}, NoHook{}, keep)
+                 : SumLanes(da, 0, C, x_at, [&](int64_t c) { return y[c]; }, NoHook{}, keep),
+        g, z_loss);
+    const auto loss = hn::IfThenZeroElse(ignored_mask, r.loss);
+    if (shared.row_loss) {  // reductions
+      hn::Store(loss, da, scratch);
+      for (int64_t l = 0; l < N; ++l) shared.row_loss[shared.first_row + i + l] = scratch[l];
+    } else if (shared.loss.data) {
+      StoreLanes(da, loss, shared.loss.data + i * shared.loss.lane_stride, shared.loss.lane_stride, hn::Lanes(da));
     }
     hn::Vec<DA> grad[kC];
-    if (a.gx.data) {
+    if (shared.gx.data) {
       for (size_t c = 0; c < kC; ++c) grad[c] = GradLogits(r.scale, e[c], g, y[c]);
-      store(grad, a.gx.data + i * C);
+      store(grad, shared.gx.data + i * C);
     }
-    if (a.gy.data) {
+    if (shared.gy.data) {
       const auto half_ref = hn::Mul(r.ref, half), half_log_sum = hn::Mul(r.log_sum, half), twice_g = hn::Add(g, g);
       for (size_t c = 0; c < kC; ++c) grad[c] = GradLabels(x[c], y[c], half_ref, half_log_sum, twice_g);
-      store(grad, a.gy.data + i * C);
+      store(grad, shared.gy.data + i * C);
     }
   }
 }

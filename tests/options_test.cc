@@ -107,6 +107,16 @@ TEST(Sparse, MatchesReferenceEveryDtypeSizeAndLayout) {
           c.options.has_ignore = false;
           run_options_case(c);
         }
+  // Rows of 2 to 4 classes in full vector groups (TinyRows) and a partial last one, both index dtypes.
+  for (xent_dtype dtype : kAllDtypes)
+    for (xent_dtype index_dtype : {XENT_INT32, XENT_INT64})
+      for (int64_t C : {2, 3, 4})
+        for (Layout layout : {Layout::kContiguous, Layout::kMisaligned}) {
+          OptCase c{.dtype = dtype, .shape = {37, C}, .index_dtype = index_dtype, .layout = layout,
+                    .ignored_fraction = 0, .seed = static_cast<uint32_t>(C)};
+          c.options.has_ignore = false;
+          run_options_case(c);
+        }
 }
 
 // The TensorFlow-style entry points: no ignore_index, errors for out-of-range labels.
@@ -262,8 +272,9 @@ TEST(Options, EachAndAllAgainstReference) {
         run_options_case({.dtype = dtype, .shape = {6, 37}, .sparse = sparse, .options = o});
         run_options_case({.dtype = dtype, .shape = {2, 3, 37}, .sparse = sparse, .options = o,
                           .layout = Layout::kTransposed, .seed = 3});
-        // One row per SIMD lane: short rows, and classes strided (transposed) in one and in several lane blocks.
-        for (int64_t C : {3, 7, 48}) {
+        // One row per SIMD lane: short rows (2 to 4 classes: TinyRows), and classes strided (transposed) in one and
+        // in several lane blocks.
+        for (int64_t C : {2, 3, 4, 7, 48}) {
           LossOptions short_rows = o;
           if (!short_rows.weight.empty()) short_rows.weight.resize(static_cast<size_t>(C));
           run_options_case({.dtype = dtype, .shape = {40, C}, .sparse = sparse, .options = short_rows, .seed = 4});
