@@ -9,7 +9,8 @@
 namespace xent::internal {
 
 // For class-index targets: checks each row's target and returns Σ w[t] (or the count, without weights) over
-// the rows not ignored. For probability targets: returns the number of rows.
-xent_status scan_targets(const Layout& layout, xent_dtype dtype, double* denominator, std::string* error);
+// the rows not ignored; long runs of contiguous targets are checked by up to `threads` threads. For probability
+// targets: returns the number of rows.
+xent_status scan_targets(const Layout& layout, xent_dtype dtype, int threads, double* denominator, std::string* error);
 
 }  // namespace xent::internal

@@ -78,7 +78,8 @@ xent_status run(const xent::internal::Request& request) {
     Layout layout = make_layout(plan);
     // Class-index targets are checked before anything is written; MEAN takes its denominator from them.
     double denominator = 0;
-    status = scan_targets(layout, plan.dtype, &denominator, &error);
+    const int threads = xent_get_num_threads();
+    status = scan_targets(layout, plan.dtype, threads, &denominator, &error);
     if (status != XENT_OK) return finish(status, error);
     const xent_reduction reduction = plan.options.reduction;
     std::vector<double> own_row_loss;
@@ -90,7 +91,6 @@ xent_status run(const xent::internal::Request& request) {
                           : denominator == 0             ? 0.0
                                                          : upstream / denominator;
     }
-    const int threads = xent_get_num_threads();
     run_kernels(layout, plan.dtype, compute_type_gradients, threads);
     if (grad_logits) grad_logits->reduce();
     if (grad_labels) grad_labels->reduce();

@@ -222,6 +222,47 @@ TEST(Sparse, LabelOutOfRangeInStridedWeightedInt32Labels) {
   }
 }
 
+// Long runs of contiguous targets are checked by every thread, a slice each (src/targets.cc): a bad label in any
+// slice, the first or the last, is found and named with nothing written; MEAN's denominator counts the rows not
+// ignored across slices (all logits 0: every row's loss is log 2, so the mean is log 2 and the sum is log 2 times
+// the rows counted).
+TEST(Sparse, LabelOutOfRangeInLongRunsOfTargets) {
+  const int64_t rows = 300001;
+  std::vector<float> logits(static_cast<size_t>(rows * 2), 0.0f), loss(static_cast<size_t>(rows), 42.0f);
+  std::vector<int64_t> labels(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) labels[i] = i % 2;
+  xent_tensor x = xent_make_tensor(logits.data(), XENT_FLOAT32, 2, std::array<int64_t, 2>{rows, 2}.data(), nullptr);
+  xent_tensor y = xent_make_tensor(labels.data(), XENT_INT64, 1, std::array<int64_t, 1>{rows}.data(), nullptr);
+  xent_tensor l = xent_make_tensor(loss.data(), XENT_FLOAT32, 1, std::array<int64_t, 1>{rows}.data(), nullptr);
+  const int32_t threads_before = xent_get_num_threads();
+  for (int32_t threads : {1, 2, 3}) {
+    xent_set_num_threads(threads);
+    for (int64_t at : {int64_t{0}, int64_t{70000}, rows - 1}) {
+      const int64_t kept = labels[at];
+      labels[at] = 2;
+      EXPECT_EQ(xent_sparse_softmax_cross_entropy(&y, &x, -1, &l), XENT_INVALID_ARGUMENT);
+      EXPECT_EQ(std::string(xent_last_error_message()),
+                "Received a label value of 2 which is outside the valid range of [0, 2)");
+      EXPECT_TRUE(std::all_of(loss.begin(), loss.end(), [](float v) { return v == 42; }));
+      labels[at] = kept;
+    }
+    for (int64_t i = 3; i < rows; i += 7) labels[i] = -100;  // ignore_index of cross_entropy
+    float mean = 0, sum = 0;
+    xent_tensor m = xent_make_tensor(&mean, XENT_FLOAT32, 0, nullptr, nullptr);
+    xent_tensor s = xent_make_tensor(&sum, XENT_FLOAT32, 0, nullptr, nullptr);
+    xent_loss_options o = xent_default_loss_options();
+    o.reduction = XENT_REDUCTION_MEAN;
+    expect_ok(xent_cross_entropy(&x, &y, -1, &o, &m));
+    o.reduction = XENT_REDUCTION_SUM;
+    expect_ok(xent_cross_entropy(&x, &y, -1, &o, &s));
+    const int64_t counted = rows - (rows + 3) / 7;  // rows i with i % 7 == 3 are ignored
+    EXPECT_NEAR(mean, std::log(2.0), 1e-6);
+    EXPECT_NEAR(sum / static_cast<double>(counted), std::log(2.0), 1e-5);
+    for (int64_t i = 3; i < rows; i += 7) labels[i] = i % 2;
+  }
+  xent_set_num_threads(threads_before);
+}
+
 TEST(Sparse, ShapeAndDtypeErrors) {
   const float logits[8] = {};
   const int64_t labels[3] = {};
