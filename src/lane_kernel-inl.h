@@ -970,7 +970,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
 // one call runs many groups in one loop with everything in registers: per group of rows, LaneRows' setup and
 // tiles cost more than the arithmetic (16384x2 forward, one thread, Zen 3: 3.4 -> 1.7 ns per element; 149
 // instructions per group of 8 rows remain, by callgrind; class-index targets, Zen 4 AVX3, in cache: 32768x2
-// sparse forward 0.36 -> 1.1 G elements/s). Splitting the loop into passes over 8 groups (sums, results,
+// sparse forward 0.36 -> 0.81 G elements/s, 16384x4 0.63 -> 1.20). Splitting the loop into passes over 8 groups (sums, results,
 // gradients) to overlap more exp/log chains measured slower (1.8 forward, 2.7 fwd+grad vs 2.2).
 template <bool kGeneral, size_t kC, class DA, typename T, typename G>
 void TinyRows(DA da, const LaneGroup<T, G>& shared, int64_t n) {

@@ -427,7 +427,8 @@ void GradientRange(DA da, const T* x, int64_t x_stride, const T* y, int64_t y_st
   const A* HWY_RESTRICT kept_values = kept ? kept->values : nullptr;
   const auto block_scale = [&](int64_t b) {
     const double m = kept->block_max[b];
-    if (m == -std::numeric_limits<double>::infinity()) return std::isnan(row.softmax_scale) ? std::numeric_limits<A>::quiet_NaN() : A{0};
+    if (m == -std::numeric_limits<double>::infinity())
+      return std::isnan(row.softmax_scale) ? std::numeric_limits<A>::quiet_NaN() : A{0};
     return static_cast<A>(row.softmax_scale * std::exp(reference_of(m) - row.reference));
   };
   const auto scale_of = [&](int64_t j, int64_t count) {
