@@ -82,6 +82,21 @@ template <typename A, typename T, typename G>
 HWY_INLINE void ReadTargets(const LaneGroup<T, G>& a, size_t count, A* target, A* ignored, A* target_weight) {
   const Transform<T>& tr = a.tr;
   const auto read = [&](const auto* targets) {
+    if (a.targets_lane_stride == 1 && !tr.weight) {
+      // Contiguous targets without class weights: a loop GCC vectorises (AVX3: two loads and conversions of 8
+      // int64 targets, where the loop below loaded and converted them one by one). In cache, one thread, sparse
+      // forward G elements/s, two alternations: 32768x2 0.80 -> 0.91-0.92, 16384x4 1.18-1.19 -> 1.26, 8192x10
+      // 1.36-1.37 -> 1.41-1.42; 1Mx10 from DRAM (xent_bench) even, 12.0-12.1 GB/s.
+      const A alpha = static_cast<A>(tr.alpha);
+      for (size_t l = 0; l < count; ++l) {
+        const int64_t t = targets[l];
+        const bool skip = a.has_ignore && t == a.ignore_index;
+        target[l] = skip ? A{-1} : static_cast<A>(t);
+        ignored[l] = skip ? A{1} : A{0};
+        target_weight[l] = skip ? A{0} : alpha;  // alpha·1, as below
+      }
+      return;
+    }
     for (size_t l = 0; l < count; ++l) {
       const int64_t t = targets[static_cast<int64_t>(l) * a.targets_lane_stride];
       const bool skip = a.has_ignore && t == a.ignore_index;
