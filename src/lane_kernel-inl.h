@@ -81,32 +81,29 @@ struct LaneGroup {
 template <typename A, typename T, typename G>
 HWY_INLINE void ReadTargets(const LaneGroup<T, G>& a, size_t count, A* target, A* ignored, A* target_weight) {
   const Transform<T>& tr = a.tr;
-  const auto read = [&](const auto* targets) {
-    if (a.targets_lane_stride == 1 && !tr.weight) {
-      // Contiguous targets without class weights: a loop GCC vectorises (AVX3: two loads and conversions of 8
-      // int64 targets, where the loop below loaded and converted them one by one). In cache, one thread, sparse
-      // forward G elements/s, two alternations: 32768x2 0.80 -> 0.91-0.92, 16384x4 1.18-1.19 -> 1.26, 8192x10
-      // 1.36-1.37 -> 1.41-1.42; 1Mx10 from DRAM (xent_bench) even, 12.0-12.1 GB/s.
-      const A alpha = static_cast<A>(tr.alpha);
-      for (size_t l = 0; l < count; ++l) {
-        const int64_t t = targets[l];
-        const bool skip = a.has_ignore && t == a.ignore_index;
-        target[l] = skip ? A{-1} : static_cast<A>(t);
-        ignored[l] = skip ? A{1} : A{0};
-        target_weight[l] = skip ? A{0} : alpha;  // alpha·1, as below
-      }
-      return;
-    }
+  const A alpha = static_cast<A>(tr.alpha);
+  // kPlain: contiguous targets without class weights, the stride and the weight as constants, a loop GCC vectorises
+  // (AVX3: two loads and conversions of 8 int64 targets, where with a variable stride it loaded and converted them
+  // one by one). In cache, one thread, sparse forward G elements/s, two alternations: 32768x2 0.80 -> 0.91-0.92,
+  // 16384x4 1.18-1.19 -> 1.26, 8192x10 1.36-1.37 -> 1.41-1.42; 1Mx10 from DRAM (xent_bench) even, 12.0-12.1 GB/s.
+  const auto read = [&](const auto* targets, auto plain) XENT_LAMBDA_INLINE {
+    constexpr bool kPlain = decltype(plain)::value;
+    const int64_t stride = kPlain ? 1 : a.targets_lane_stride;
     for (size_t l = 0; l < count; ++l) {
-      const int64_t t = targets[static_cast<int64_t>(l) * a.targets_lane_stride];
+      const int64_t t = targets[static_cast<int64_t>(l) * stride];
       const bool skip = a.has_ignore && t == a.ignore_index;
       target[l] = skip ? A{-1} : static_cast<A>(t);
       ignored[l] = skip ? A{1} : A{0};
-      target_weight[l] = skip ? A{0} : static_cast<A>(tr.alpha) * (tr.weight ? ToCompute(tr.weight[t * tr.weight_stride]) : A{1});
+      target_weight[l] =
+          skip ? A{0} : alpha * (!kPlain && tr.weight ? ToCompute(tr.weight[t * tr.weight_stride]) : A{1});
     }
   };
-  if (a.target_dtype == XENT_INT32) read(static_cast<const int32_t*>(a.targets));
-  else read(static_cast<const int64_t*>(a.targets));
+  const auto read_any = [&](const auto* targets) XENT_LAMBDA_INLINE {
+    if (a.targets_lane_stride == 1 && !tr.weight) read(targets, std::true_type{});
+    else read(targets, std::false_type{});
+  };
+  if (a.target_dtype == XENT_INT32) read_any(static_cast<const int32_t*>(a.targets));
+  else read_any(static_cast<const int64_t*>(a.targets));
 }
 
 // Asks for a later group's elements (op.data at its first row, `count` rows) while this one computes: hardware
@@ -985,8 +982,9 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
 // one call runs many groups in one loop with everything in registers: per group of rows, LaneRows' setup and
 // tiles cost more than the arithmetic (16384x2 forward, one thread, Zen 3: 3.4 -> 1.7 ns per element; 149
 // instructions per group of 8 rows remain, by callgrind; class-index targets, Zen 4 AVX3, in cache: 32768x2
-// sparse forward 0.36 -> 0.81 G elements/s, 16384x4 0.63 -> 1.20). Splitting the loop into passes over 8 groups (sums, results,
-// gradients) to overlap more exp/log chains measured slower (1.8 forward, 2.7 fwd+grad vs 2.2).
+// sparse forward 0.36 -> 0.81 G elements/s, 16384x4 0.63 -> 1.20). Splitting the loop into passes over 8
+// groups (sums, results, gradients) to overlap more exp/log chains measured slower (1.8 forward, 2.7 fwd+grad vs
+// 2.2).
 template <bool kGeneral, size_t kC, class DA, typename T, typename G>
 void TinyRows(DA da, const LaneGroup<T, G>& shared, int64_t n) {
   using A = hn::TFromD<DA>;
