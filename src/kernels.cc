@@ -495,6 +495,8 @@ void RunTyped(const Layout& l, int threads) {
   // Every operand present has contiguous classes: the row kernel's constant-stride instances (see ForwardRange).
   const bool unit_strides = xs == 1 && (l.sparse || !l.data[kLabels] || ys == 1) &&
                             (!l.data[kGradLogits] || gxs == 1) && (!l.data[kGradLabels] || gys == 1);
+  // The row kernel's instance for these strides: run(std::true_type) with every stride the constant 1.
+  const auto with_strides = [&](auto run) { return unit_strides ? run(std::true_type{}) : run(std::false_type{}); };
   const bool parallel = threads > 1 && rows * C >= kMinParallelElements;
   // Gradients this large will not be read back from cache: write them around it.
   const bool stream = grads && rows * C * static_cast<int64_t>(sizeof(G)) >= kMinStreamBytes &&
@@ -564,8 +566,6 @@ void RunTyped(const Layout& l, int threads) {
         kept = {reinterpret_cast<A*>(mine), reinterpret_cast<double*>(mine + values_bytes)};
       }
       KeptExps<A>* kept_exps = keep ? &kept : nullptr;
-      // The row kernel's instance for these strides: run(std::true_type) with every stride the constant 1.
-      const auto with_strides = [&](auto run) { return unit_strides ? run(std::true_type{}) : run(std::false_type{}); };
       const RowState state = with_strides([&](auto unit) {
         return ForwardRange<kGeneral, decltype(unit)::value>(da, r.x, xs, r.y, ys, C, tr, next.x, next.y, kept_exps);
       });
@@ -588,7 +588,11 @@ void RunTyped(const Layout& l, int threads) {
     return;
   }
 
-  // Split rows: piece p of a row covers classes [p·len, min(C, (p+1)·len)), len a multiple of kBlock.
+  // Split rows: piece p of a row covers classes [p·len, min(C, (p+1)·len)), len a multiple of kBlock. Contiguous
+  // pieces run the unit-stride instances too: with the strides as variables the pieces ran at 0.75 of the rows'
+  // speed in cache (Zen 4, AVX3, two threads, Python, forward GB/s, two alternations: 1x1M 39.2-39.9 -> 53.5-53.6,
+  // 4x256K 41.6-42.6 -> 52.9-54.2, as 256 rows of 4096 classes, 52.6-52.7; xent_bench 1x16M from DRAM, three
+  // alternations: forward 24.3-29.4 -> 31.2-34.4, fwd_grad 21.0-27.2 -> 26.7-29.4).
   const int64_t len = (C / pieces + kBlock - 1) / kBlock * kBlock;
   pieces = (C + len - 1) / len;
   std::vector<RowState> states(static_cast<size_t>(rows * pieces));
@@ -599,8 +603,10 @@ void RunTyped(const Layout& l, int threads) {
     if (targets[w / pieces].ignored) continue;
     const Row<T, G> r = RowAt<T, G>(l, w / pieces);
     const int64_t begin = (w % pieces) * len, n = std::min(len, C - begin);
-    states[w] = ForwardRange<kGeneral>(da, r.x + begin * xs, xs, r.y ? r.y + begin * ys : nullptr, ys, n,
-                                       piece_transform(begin));
+    states[w] = with_strides([&](auto unit) {
+      return ForwardRange<kGeneral, decltype(unit)::value>(da, r.x + begin * xs, xs, r.y ? r.y + begin * ys : nullptr,
+                                                           ys, n, piece_transform(begin));
+    });
   }
   std::vector<RowResult> results(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) {
@@ -619,9 +625,12 @@ void RunTyped(const Layout& l, int threads) {
     if (targets[w / pieces].ignored) continue;
     const Row<T, G> r = RowAt<T, G>(l, w / pieces);
     const int64_t begin = (w % pieces) * len, n = std::min(len, C - begin);
-    GradientRange<kGeneral>(da, r.x + begin * xs, xs, r.y ? r.y + begin * ys : nullptr, ys, n, results[w / pieces],
-                            piece_transform(begin), r.gx ? r.gx + begin * gxs : nullptr, gxs,
-                            r.gy ? r.gy + begin * gys : nullptr, gys, stream);
+    with_strides([&](auto unit) {
+      GradientRange<kGeneral, decltype(unit)::value>(da, r.x + begin * xs, xs, r.y ? r.y + begin * ys : nullptr, ys, n,
+                                                     results[w / pieces], piece_transform(begin),
+                                                     r.gx ? r.gx + begin * gxs : nullptr, gxs,
+                                                     r.gy ? r.gy + begin * gys : nullptr, gys, stream);
+    });
   }
   if (stream) FlushStreams(threads);
   for (int64_t i = 0; i < rows; ++i)
