@@ -2,10 +2,10 @@
 // roofline arguments in docs/performance.md (which exps and shuffles a kernel can overlap, and how fast).
 // Not part of the build (x86-64 with AVX-512 only):
 //   gcc -O2 -mavx512f bench/pipe_throughput.c -o /tmp/pipes && /tmp/pipes
-// Each loop runs 12 independent operations per iteration on zmm0..zmm11 (enough to hide any latency below 8
-// cycles); the "mix" loops run 6 of one kind and 6 of another. The chains at the end each run one dependent
-// operation per iteration: their time is the operation's latency, which gives the core's clock against the TSC
-// (a 64-bit integer add takes one core cycle).
+// Each throughput loop runs 12 independent chains, one operation each per iteration, on zmm0..zmm11 (they hide a
+// latency of up to 12 cycles at one operation per cycle, 6 at two); the "a | b" loops run 6 of one kind and 6 of
+// the other. The latency loops run 12 dependent operations per iteration: their time per operation is its
+// latency, and the scalar add's (one core cycle) gives the core's clock against the TSC.
 #include <stdio.h>
 #include <x86intrin.h>
 
