@@ -6,21 +6,14 @@
 
 namespace xent::internal {
 
-BroadcastGradient::BroadcastGradient(Plan& plan, Operand op, const xent_tensor* output)
-    : plan_(plan), output_(output) {
+BroadcastGradient::BroadcastGradient(const Plan& plan, const xent_tensor* output) : plan_(plan), output_(output) {
   const size_t n = static_cast<size_t>(plan.elements);
-  if (plan.dtype == XENT_FLOAT64) {
-    double_temp_.reset(new double[n]);
-    plan.data[op] = double_temp_.get();
-  } else {
-    float_temp_.reset(new float[n]);
-    plan.data[op] = float_temp_.get();
-  }
-  int64_t stride = 1;  // row-major over the broadcast shape
-  for (int d = plan.rank - 1; d >= 0; --d) {
-    plan.strides[op][d] = stride;
-    stride *= plan.shape[d];
-  }
+  if (plan.dtype == XENT_FLOAT64) double_temp_.reset(new double[n]);
+  else float_temp_.reset(new float[n]);
+}
+
+void* BroadcastGradient::data() const {
+  return double_temp_ ? static_cast<void*>(double_temp_.get()) : static_cast<void*>(float_temp_.get());
 }
 
 void BroadcastGradient::reduce() const {

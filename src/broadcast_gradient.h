@@ -11,8 +11,10 @@ namespace xent::internal {
 
 class BroadcastGradient {
  public:
-  // Points plan operand `op` at a new full-shape temporary. Throws std::bad_alloc.
-  BroadcastGradient(Plan& plan, Operand op, const xent_tensor* output);
+  // A full-shape temporary (row-major over the plan's broadcast shape, as the plan's layout expects) for the
+  // gradient that ends up in `output`. Throws std::bad_alloc.
+  BroadcastGradient(const Plan& plan, const xent_tensor* output);
+  void* data() const;
   // Sums the temporary into the output.
   void reduce() const;
 

@@ -1,8 +1,10 @@
 // plan.h — a validated softmax cross-entropy call, described as rows × classes over strided operands.
 //
-// Validation (validate.cc) is the only place that checks user input. It resolves broadcasting and the class
-// axis into a Plan that the kernels trust: every operand's strides are given over the broadcast shape, with 0 on
-// the dimensions it is broadcast along, so a kernel never needs to know about broadcasting.
+// Validation (validate.cc) is the only place that checks user input. It resolves broadcasting and the class axis
+// into a Plan that the kernels trust, with the execution Layout already in it: every operand's strides are given
+// over the broadcast shape, with 0 on the dimensions it is broadcast along, so a kernel never needs to know about
+// broadcasting. Nothing changes a Plan after validation; the caller only supplies the memory of the temporaries
+// the plan asks for (gradients of broadcast inputs).
 #pragma once
 
 #include <array>
@@ -14,15 +16,13 @@
 namespace xent::internal {
 
 enum Operand { kLogits, kLabels, kLoss, kGradLoss, kGradLogits, kGradLabels, kNumOperands };
-const char* operand_name(Operand op);
 
 // The loss options (xent_loss_options), resolved: effective labels a_j = w_j · (alpha · y_j + beta), plus for
 // class-index targets (1 − eps) · w_t at the target, which the kernels add per row.
 struct Options {
   const void* weight = nullptr;  // [C] in the plan's dtype, or null (w = 1)
   int64_t weight_stride = 0;
-  double alpha = 1, beta = 0;    // 1 − label_smoothing, label_smoothing / C (probability targets); see kernels
-  double label_smoothing = 0;
+  double alpha = 1, beta = 0;    // 1 − label_smoothing, label_smoothing / vocab_size
   double z_loss = 0;
   double softcap = 0;            // 0: none
   bool has_ignore = false;
@@ -44,6 +44,9 @@ struct Layout {
   // Sparse: labels are class indices of label_dtype (int32/int64), one per row, at batch_strides[kLabels].
   bool sparse = false;
   xent_dtype label_dtype = XENT_FLOAT32;
+  // The classes as a shard of a vocabulary (stages.h): classes [vocab_start, vocab_start + classes) of
+  // vocab_size; class-index targets index the vocabulary. The single-process op: 0 and classes.
+  int64_t vocab_start = 0, vocab_size = 0;
   Options options;
   bool general = false;        // any option or sparse: the kernels take their general path
   double grad_scale = 1;       // multiplies every row's upstream gradient (reductions)
@@ -55,21 +58,18 @@ struct Plan {
   int rank = 0;                                          // rank of the broadcast shape
   std::array<int64_t, XENT_MAX_RANK> shape{};            // broadcast shape
   int axis = 0;                                          // class axis in the broadcast shape
-  // Strides of each operand over the broadcast shape (0 where broadcast; loss-shaped operands: 0 on the axis).
-  std::array<std::array<int64_t, XENT_MAX_RANK>, kNumOperands> strides{};
-  std::array<void*, kNumOperands> data{};
-  // The user's gradient outputs when the matching input is broadcast: the kernel then writes a full-shape
-  // temporary and the sum over broadcast dimensions lands here.
+  int64_t elements = 0;                                  // product of the broadcast shape
+  // Gradients written to a full-shape temporary in the compute type (float, double for float64) and then summed
+  // into the user's tensor: both gradients once either input is broadcast (the kernels write both in one type).
+  // The layout has their row-major strides over the broadcast shape and data null: the caller supplies it.
   const xent_tensor* reduced_grad_logits = nullptr;
   const xent_tensor* reduced_grad_labels = nullptr;
-  int64_t elements = 0;                                  // product of the broadcast shape
-  bool sparse = false;
-  xent_dtype label_dtype = XENT_FLOAT32;
-  Options options;
-  bool general = false;
-  // Reductions: the upstream gradient is a scalar (shape []), folded into Layout::grad_scale.
+  bool gradients_in_compute_type() const { return reduced_grad_logits || reduced_grad_labels; }
+  // Reductions: the loss and its upstream gradient are scalars (shape []), folded into Layout::row_loss and
+  // Layout::grad_scale by the caller.
   const xent_tensor* scalar_grad_loss = nullptr;
   const xent_tensor* scalar_loss = nullptr;
+  Layout layout;
 };
 
 struct Request {
@@ -88,11 +88,8 @@ struct Request {
 // the argument, the expected and the received value.
 xent_status make_plan(const Request& request, Plan* plan, std::string* error);
 
-// Rows × classes view of a plan (with data/strides possibly redirected to temporaries by the caller).
-Layout make_layout(const Plan& plan);
-
-// The broadcast shape without the class axis (rank − 1 entries): the unreduced loss's shape.
-std::array<int64_t, XENT_MAX_RANK> shape_without_axis(const Plan& plan);
+// The loss's shape for a plan: the broadcast shape without the class axis (rank − 1 entries), or [] when reduced.
+int loss_shape(const Plan& plan, int64_t shape[XENT_MAX_RANK]);
 
 // "[2,4]" for messages.
 std::string shape_string(const int64_t* shape, int rank);

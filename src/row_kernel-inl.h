@@ -1,5 +1,7 @@
-// row_kernel-inl.h — one row (or a range of one row) of softmax cross-entropy: the forward state and the
-// gradients, side by side. Written once over Highway ops; kernels.cc compiles it for every target.
+// row_kernel-inl.h — one row (or a range of one row's classes) of softmax cross-entropy, as the two halves of the
+// stages (stages.h): ForwardRange computes the range's statistics (a RowState), GradientRange writes the range's
+// gradients from the finished row (a RowResult). Side by side, as llm.c keeps forward and backward; written once
+// over Highway ops, compiled for every target by kernels.cc.
 //
 // Shapes: a range of n classes; x (logits) and y (labels) are read at x[j·x_stride], y[j·y_stride], j ∈ [0, n).
 // Stride 1 is read with vector loads; stride 0 (a broadcast label or logit) is splatted; any other stride is
@@ -18,149 +20,25 @@
 
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
+#include "src/loss_terms-inl.h"
 #include "src/row_state.h"
+#include "src/simd_io-inl.h"
 #include "src/simd_math-inl.h"
+#include "src/tuning.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace xent::internal::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Classes per block at most (and the granularity of row pieces split across threads). Each block is read twice
-// (max, then sums) and must stay in L1: 2048 floats = 8 KiB. Its partial sums are in the compute type; blocks are
-// merged in double.
+// Classes per block at most (and the granularity of a row's pieces, Tuning::piece_classes). Each block is read
+// twice (max, then sums) and must stay in L1: 2048 floats = 8 KiB. Its partial sums are in the compute type;
+// blocks are merged in double.
 inline constexpr int64_t kBlock = 2048;
 // Terms each lane of each of the four sum accumulators adds serially per block: 32, so a block holds 128 vectors
-// (2048 floats with 16 lanes, 512 doubles with 4). Measured: 128 terms per lane (double rows of 3000 classes on
-// AVX2) put 19 eps of drift into log(sum).
+// (2048 floats with 16 lanes, 512 doubles with 4). A serial sum of n terms drifts by up to n eps; four times as
+// many terms per lane put a visible drift into log(sum) (docs/performance.md).
 inline constexpr int64_t kTermsPerLane = 32;
-// With non-temporal stores, grad_logits and grad_labels are written this many classes of one, then of the other:
-// interleaving two streamed outputs vector by vector closes write-combining buffers before their lines are full.
-// Measured (Zen 3, fwd+grad 4096x32000, both gradients, 2 threads): interleaved 6.4 GB/s, chunks of 256 / 1024 /
-// 4096 classes 16.8 / 17.2-21.5 / 17.1 GB/s, regular stores 12-16 GB/s.
-inline constexpr int64_t kStreamChunk = 1024;
 
-template <typename G, typename A>
-HWY_INLINE G FromCompute(A v) {
-  if constexpr (std::is_same_v<G, hwy::float16_t>) {
-    G out;
-    out.bits = xent::to_float16(static_cast<float>(v)).bits;
-    return out;
-  } else if constexpr (std::is_same_v<G, hwy::bfloat16_t>) {
-    G out;
-    out.bits = xent::to_bfloat16(static_cast<float>(v)).bits;
-    return out;
-  } else {
-    return static_cast<G>(v);
-  }
-}
-
-// Elements p[0], p[stride], ... p[(count − 1)·stride] in the compute type, one by one; the other lanes hold
-// `fill`. Not inlined: inlined into the lane kernel's class loops, this rarely taken path made GCC keep less in
-// registers there (float16 [8,21,128,128] axis 1 forward, one thread, in cache: 1.0 -> 1.4–1.5 G elements/s).
-template <class DA, typename T>
-HWY_NOINLINE hn::Vec<DA> LoadEachLane(DA da, const T* HWY_RESTRICT p, int64_t stride, size_t count,
-                                      hn::TFromD<DA> fill) {
-  HWY_ALIGN hn::TFromD<DA> lanes[HWY_MAX_BYTES / sizeof(hn::TFromD<DA>)];
-  for (size_t i = 0; i < hn::Lanes(da); ++i)
-    lanes[i] = i < count ? ToCompute(p[static_cast<int64_t>(i) * stride]) : fill;
-  return hn::Load(da, lanes);
-}
-
-// Lanes(da) elements p[0], p[stride], ... in the compute type.
-template <class DA, typename T>
-HWY_INLINE hn::Vec<DA> LoadLanes(DA da, const T* HWY_RESTRICT p, int64_t stride) {
-  if (stride == 1) return LoadPromote(da, p);
-  if (stride == 0) return hn::Set(da, ToCompute(*p));
-  if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
-    // Hardware gather (AVX2/AVX-512) when the offsets fit the index type.
-    constexpr int64_t kMaxOffset = sizeof(T) == 4 ? INT32_MAX : INT64_MAX / 2;
-    if (stride > 0 && stride <= kMaxOffset / static_cast<int64_t>(hn::Lanes(da))) {
-      const hn::RebindToSigned<DA> di;
-      using TI = hn::TFromD<decltype(di)>;
-      return hn::GatherIndex(da, p, hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<TI>(stride))));
-    }
-  }
-  return LoadEachLane(da, p, stride, hn::Lanes(da), hn::TFromD<DA>{0});
-}
-
-// AVX2 and AVX-512 masked loads of 32/64-bit lanes never touch masked-off memory (the fault is suppressed);
-// other targets and types: LoadEachLane (16-bit lanes on AVX-512: below).
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-inline constexpr bool kSafeMaskedLoad = true;
-#else
-inline constexpr bool kSafeMaskedLoad = false;
-#endif
-// AVX-512 (BW) masked loads of 16-bit lanes likewise: float16/bfloat16 partial vectors are converted as one
-// vector, not lane by lane (LoadEachLane converts each with Highway's scalar code; [2,1000,49] axis 1, whose
-// 49th lane is a partial group of one row per class: float16 forward, one thread, 0.70 -> 1.6 G elements/s).
-inline constexpr bool kSafeMaskedLoad16 = HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3;
-
-// Whether the first lanes of contiguous T load as one masked vector of DA, converted to the compute type, never
-// touching memory past them (the two cases above).
-template <class DA, typename T>
-inline constexpr bool kMaskedLanes =
-    (kSafeMaskedLoad && std::is_same_v<T, hn::TFromD<DA>>) ||
-    (kSafeMaskedLoad16 && sizeof(T) == 2 && (!std::is_same_v<T, hwy::float16_t> || kNativeFloat16));
-
-// The first `count` contiguous elements at p as one masked load (kMaskedLanes), converted to the compute type;
-// lanes ≥ count are 0.
-template <class DA, typename T>
-HWY_INLINE hn::Vec<DA> LoadMaskedLanes(DA da, const T* HWY_RESTRICT p, size_t count) {
-  static_assert(kMaskedLanes<DA, T>);
-  if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
-    return hn::MaskedLoad(hn::FirstN(da, count), da, p);
-  } else {
-    const hn::Rebind<T, DA> dt;
-    return hn::PromoteTo(da, hn::MaskedLoad(hn::FirstN(dt, count), dt, p));
-  }
-}
-
-// The first `count` (< Lanes) elements as above; the other lanes hold `fill`. Never reads past element count-1.
-template <class DA, typename T>
-HWY_INLINE hn::Vec<DA> LoadPartial(DA da, const T* HWY_RESTRICT p, int64_t stride, size_t count,
-                                   hn::TFromD<DA> fill) {
-  if constexpr (kMaskedLanes<DA, T>) {
-    if (stride == 1) return hn::IfThenElse(hn::FirstN(da, count), LoadMaskedLanes(da, p, count), hn::Set(da, fill));
-  }
-  return LoadEachLane(da, p, stride, count, fill);
-}
-
-// Writes the first `count` lanes of v to p[0], p[stride], ... stream: gradients far larger than the caches go
-// around them (non-temporal stores: no read-for-ownership of each line, a third of forward+gradient traffic); the
-// caller ends its writes with hwy::FlushStream().
-template <class DA, typename G>
-HWY_INLINE void StoreLanes(DA da, hn::Vec<DA> v, G* HWY_RESTRICT p, int64_t stride, size_t count, bool stream = false) {
-  if constexpr (std::is_same_v<G, hn::TFromD<DA>>) {
-    if (stream && stride == 1 && count == hn::Lanes(da) && reinterpret_cast<uintptr_t>(p) % (hn::Lanes(da) * sizeof(G)) == 0)
-      return hn::Stream(v, da, p);
-  }
-  if (stride == 1 && count == hn::Lanes(da)) return DemoteStore(da, v, p);
-  HWY_ALIGN hn::TFromD<DA> lanes[HWY_MAX_BYTES / sizeof(hn::TFromD<DA>)];
-  hn::Store(v, da, lanes);
-  // count ≤ Lanes; the bound says so to GCC, which otherwise warned of lanes past the vector (scalar target).
-  const size_t n = std::min(count, hn::Lanes(da));
-  for (size_t i = 0; i < n; ++i) p[static_cast<int64_t>(i) * stride] = FromCompute<G>(lanes[i]);
-}
-
-// The loss options inside a kernel (the general path, Layout::general): logits are soft-capped,
-// x' = c·tanh(x/c), and labels become effective labels a = w·(alpha·y + beta), with y = 0 when there is no label
-// stream (class-index targets, whose target term the caller adds per row).
-template <typename T>
-struct Transform {
-  const T* weight = nullptr;  // class-strided, or null for w = 1
-  int64_t weight_stride = 0;
-  double alpha = 1, beta = 0;
-  double softcap = 0;  // 0: none
-};
-
-// c·tanh(x/c); ±inf → ±c, NaN stays NaN.
-template <class DA>
-HWY_INLINE hn::Vec<DA> Softcap(DA da, hn::Vec<DA> x, hn::Vec<DA> cap, hn::Vec<DA> inv_cap) {
-  const auto capped = hn::Mul(cap, TanhAny(da, hn::Mul(x, inv_cap)));
-  return hn::IfThenElse(hn::IsNaN(x), x, hn::IfThenElse(hn::IsInf(x), hn::CopySign(cap, x), capped));
-}
-
-// Loads of x (soft-capped) and of the effective labels for one range, full or partial vectors.
 template <bool kGeneral, class DA, typename T>
 struct RangeLoader {
   using A = hn::TFromD<DA>;
@@ -241,8 +119,7 @@ constexpr int64_t BlockLength(DA da) {
 // next (the next row), prefetched during the last block. kGeneral: apply `tr` (soft-cap, effective labels).
 // kept (optional): where the exps are kept for GradientRange.
 // kUnitStrides: the caller guarantees x_stride = 1 and y_stride = 1 (or no y), contiguous rows, the common case.
-// As constants they spare each call the set-up of every other stride's addressing: with them as variables, a
-// row of 256 classes ran 477 instructions once per call around 1008 in its loops (callgrind, Zen 3, AVX2).
+// As constants they spare each call the set-up of every other stride's addressing, which short rows pay per row.
 template <bool kGeneral, bool kUnitStrides = false, class DA, typename T>
 RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T* HWY_RESTRICT y,
                       int64_t y_stride, int64_t n, const Transform<T>& tr, const T* x_after = nullptr,
@@ -262,7 +139,7 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
     if (tr.weight) block_tr.weight = tr.weight + begin * tr.weight_stride;
     const RangeLoader<kGeneral, DA, T> load{da, xb, x_stride, yb, y_stride, block_tr};
 
-    // Pass 1: the block's max, four accumulators (one was latency-bound: 21% of the forward's time).
+    // Pass 1: the block's max, four accumulators (with one, the loop waits on the latency of each Max).
     // (x86 Max may drop a NaN; pass 2 still sees it through exp(NaN).) Soft-capping is monotonic: the max of
     // the raw logits is capped once.
     auto max0 = hn::Set(da, kNegInf), max1 = max0, max2 = max0, max3 = max0;
@@ -302,12 +179,11 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
     constexpr int64_t kLine = 64 / sizeof(T);
     // kLogitsOnly: no label terms and no soft-cap (class-index targets without options: their one label term
     // comes per row), so the loop is Σ exp alone. Chosen once per block: with the per-vector soft-cap and label
-    // checks of the general path, GCC kept the accumulators in memory and the sparse forward ran at about 0.7
-    // of the dense one's elements/s in cache (Zen 3, AVX2).
+    // checks of the general path, GCC kept the accumulators in memory.
     // kUniformLabels: every effective label is β (class-index targets with label smoothing, no class weights
     // or soft-cap): the loop sums x/2 − r/2 alone, and β and Σ y = β·len come in once per block. Through the
-    // general loop (a label vector, a compare and a select per vector, and the per-vector option checks) the
-    // sparse forward with label smoothing ran at 0.55 of the plain one's bytes/s (4096x32000, xent_bench).
+    // general loop it would pay a label vector, a compare and a select per vector, and the per-vector option
+    // checks.
     // kDirect: full vectors of contiguous operands, one load each (see GradientRange).
     // kKeep: store each exp at kept_values (a partial last vector stores its padding's 0s too).
     A* HWY_RESTRICT kept_values = kept ? kept->values + begin : nullptr;
@@ -376,38 +252,6 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
   return state;
 }
 
-// The gradients' formulas, one vector of elements at a time, shared by GradientRange and LaneRows (whose lanes
-// are rows, so there every argument but x, y and e varies per lane):
-//   gx = s·e − g·y, e = exp(x' − r), times d(c·tanh(x/c))/dx = 1 − tanh² = 1 − (x'/c)² where soft-capped;
-//   gy = 2g · (log_sum/2 − (x/2 − r/2)), halved so that x − r cannot overflow (see ForwardRange), and 0 where
-//        y = 0 and x = −inf (see xent.h), unless the row is NaN (a NaN or +inf logit: log_sum is NaN).
-template <class V>
-HWY_INLINE V GradLogits(V scale, V e, V g, V y) {
-  return hn::MulSub(scale, e, hn::Mul(g, y));
-}
-template <class V>
-HWY_INLINE V SoftcapSlope(V grad, V capped_x, V inv_cap) {
-  const V q = hn::Mul(capped_x, inv_cap);
-  return hn::Mul(grad, hn::NegMulAdd(q, q, hn::Set(hn::DFromV<V>(), hn::TFromV<V>{1})));
-}
-template <class V>
-HWY_INLINE V GradLabels(V x, V y, V half_ref, V half_log_sum, V twice_g) {
-  using A = hn::TFromV<V>;
-  const hn::DFromV<V> d;
-  const auto masked = hn::And(hn::Eq(y, hn::Zero(d)), hn::Eq(x, hn::Set(d, -std::numeric_limits<A>::infinity())));
-  const auto half_t = hn::MulSub(x, hn::Set(d, A{0.5}), half_ref);
-  // half_log_sum · 0: 0, or NaN in a NaN row (log_sum is never infinite).
-  return hn::IfThenElse(masked, hn::Mul(half_log_sum, hn::Zero(d)), hn::Mul(twice_g, hn::Sub(half_log_sum, half_t)));
-}
-
-// Gradients of n classes given the finished row: gx = (s·exp(x' − r) − g·a)·dx'/dx and gy = g·(log_sum − (x − r)),
-// with gy = 0 where y = 0 and x = −inf (see xent.h). gx or gy may be null; the general path writes gx only.
-// kept (optional, the whole row from its ForwardRange): exp(x' − r) = exp(r_b − r)·values[j], with the factor
-// folded into s per block.
-// In place: gx may be x itself and gy y itself (xent.h), so these four are not HWY_RESTRICT, and each vector's x
-// and y are read before its gx and gy are written. With restrict, GCC read x for gy after storing gx when gx came
-// from kept exps (gy over in-place logits was wrong from C = 129, where the row kernel starts).
-// kUnitStrides: every stride is 1 (or its operand absent), as for ForwardRange.
 template <bool kGeneral, bool kUnitStrides = false, class DA, typename T, typename G>
 void GradientRange(DA da, const T* x, int64_t x_stride, const T* y, int64_t y_stride, int64_t n, const RowResult& row,
                    const Transform<T>& tr, G* gx, int64_t gx_stride, G* gy, int64_t gy_stride, bool stream = false,
@@ -445,14 +289,12 @@ void GradientRange(DA da, const T* x, int64_t x_stride, const T* y, int64_t y_st
   const auto inv_cap = hn::Set(da, static_cast<A>(tr.softcap != 0 ? 1 / tr.softcap : 0));
   // Streamed outputs (non-temporal stores) are written by whole cache lines: the classes before the first line
   // boundary of the first contiguous output and those after its last one go through regular stores, so that no
-  // line is written partly around the cache (rows of 1000 floats start mid-line every other row). Measured on
-  // Zen 3, fwd+grad 65536x1000, interleaved A/B: one thread 1.73-1.75 -> 1.21-1.26 ns per element, two threads
-  // 0.94-1.20 -> 0.65-0.69 (streaming vector-aligned partial lines before). Full vectors in [head, stream_end)
-  // are streamed, by outputs that are line-aligned at head.
+  // line is written partly around the cache (rows of 1000 floats start mid-line every other row): a partly
+  // streamed line is read back from memory and merged. Full vectors in [head, stream_end) are streamed, by
+  // outputs that are line-aligned at head.
   // A gradient written over its own input (in place) is not streamed: its lines were just read and are in cache,
   // where a regular store dirties them without a read for ownership, while a non-temporal store to a cached line
-  // ran slower (sparse fwd+grad in place, two threads, interleaved A/B: 4096x32000 with rows 16 bytes past a line
-  // 0.52-0.69 -> 0.41-0.49 ns per element, 65536x1000 0.65-0.71 -> 0.45-0.58).
+  // must first evict it.
   constexpr int64_t kLineBytes = 64;
   constexpr int64_t kSize = static_cast<int64_t>(sizeof(G));
   const auto may_stream = [&](const G* p, int64_t stride) {
@@ -526,10 +368,10 @@ void GradientRange(DA da, const T* x, int64_t x_stride, const T* y, int64_t y_st
         }
       }
     };
-    // In chunks (kStreamChunk): gx, then gy of the same classes; not when gx is written over x, which gy reads.
+    // In chunks (kTuning.stream_chunk): gx, then gy of the same classes; not when gx is written over x, which gy reads.
     if (gx_streams && gy_streams && static_cast<const void*>(gx) != static_cast<const void*>(x)) {
-      for (; j < stream_end; j = std::min(stream_end, j + kStreamChunk)) {
-        const int64_t end = std::min(stream_end, j + kStreamChunk);
+      for (; j < stream_end; j = std::min(stream_end, j + kTuning.stream_chunk)) {
+        const int64_t end = std::min(stream_end, j + kTuning.stream_chunk);
         vectors(j, end, true, false, true);
         vectors(j, end, false, true, true);
       }

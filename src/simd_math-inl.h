@@ -1,6 +1,6 @@
-// simd_math-inl.h — per-target SIMD helpers: a fast exp for x ≤ 0, and loads/stores that convert between the
-// storage type (float16, bfloat16, float, double) and the compute type (float, or double for double).
-// Included once per Highway target by kernels.cc; hence the toggle guard instead of #pragma once.
+// simd_math-inl.h — the transcendental functions of the kernels, per target: exp of t ≤ 0 and tanh, with their
+// error bounds (asserted over their input ranges by tests/simd_math_test.cc on every compiled target).
+// Included once per Highway target; hence the toggle guard instead of #pragma once.
 #if defined(XENT_SIMD_MATH_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef XENT_SIMD_MATH_INL_H_
 #undef XENT_SIMD_MATH_INL_H_
@@ -8,31 +8,12 @@
 #define XENT_SIMD_MATH_INL_H_
 #endif
 
-#include <cstring>
-#include <type_traits>
-
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
-#include "xent/half.h"
-
-// For a lambda called from a hot loop: GCC keeps lambdas called from several places out of line, and each call
-// then reloads its captures and re-broadcasts its constants (measured: 1.4x on the gradient pass, Zen 3 AVX2).
-// Not under sanitizers: with it the ASan/UBSan build of kernels.cc ran past 16 minutes (stopped), without 11.
-#ifndef XENT_LAMBDA_INLINE
-#if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#define XENT_LAMBDA_INLINE __attribute__((always_inline))
-#else
-#define XENT_LAMBDA_INLINE
-#endif
-#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace xent::internal::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-// Compute type: float for every 16/32-bit storage type, double for double.
-template <typename T>
-using Compute = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 // Whether hn::Max(a, b) returns b when b is NaN (x86 SIMD: maxps returns its second operand if either is NaN).
 #if HWY_ARCH_X86 && HWY_TARGET != HWY_EMU128 && HWY_TARGET != HWY_SCALAR
@@ -45,11 +26,11 @@ inline constexpr bool kMaxKeepsNaN = false;
 // Valid range: t ≤ 0. Error: ≤ 0.89 float32 ulp relative for t ≥ −87.3 (0.882 at most over every float of
 // [−87.3, 0], against float64 exp); t ≤ −87.68 (results below 2^−126.5) gives 0, which is harmless here because
 // every sum it feeds also holds exp(0) = 1. −inf → 0, NaN → NaN.
-// Why not hn::Exp: it handles the full range and costs ~3x more; a dense forward on it tops out near 16 GB/s.
+// Why not hn::Exp: it handles the full range and takes about three times the operations, and the dense forward is
+// bound by the exp's operations wherever the bus is fast.
 // exp(t) = 2^k · p(f), k = round(t / ln2), f = t − k·ln2 ∈ [−ln2/2, ln2/2], p a degree-6 polynomial
 // (1 + f + f²·q(f), q fitted by iteratively reweighted least squares on the relative error of exp), evaluated as
-// 1 + f·(1 + f·q(f)): 13 vector operations. (As f + f²·q, then + 1, it took one more, and its error was 1.01 ulp
-// over every float of [−1, 0] and every 7th float of [−87.3, −1].)
+// 1 + f·(1 + f·q(f)): 13 vector operations.
 template <class D, HWY_IF_FLOAT(hn::TFromD<D>), hwy::EnableIf<sizeof(hn::TFromD<D>) == 4>* = nullptr>
 HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
   const hn::RebindToSigned<D> di;
@@ -86,8 +67,8 @@ HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
 // tanh(y), float. Error: ≤ 1.4 float32 ulp (measured on 2·10^5 points of [0, 0.625] and through the exp bound
 // above). |y| < 0.625: y + y³·q(y²), q of degree 4 fitted like the exp polynomial; else (1 − e)/(1 + e) with
 // e = exp(−2|y|) ≤ 0.29, so 1 − e cannot cancel. ±inf → ±1, NaN → NaN.
-// Why not hn::Tanh: sparse forward with soft-capping at 4096x32000 took 86 ms with it, 77-80 ms with this
-// (plain: 37 ms); the rest of the cost is the tanh itself, as dear as the exp.
+// Why not hn::Tanh: it takes more operations for the same accuracy here, and soft-capping costs a tanh per logit
+// in every pass.
 template <class D, HWY_IF_FLOAT(hn::TFromD<D>), hwy::EnableIf<sizeof(hn::TFromD<D>) == 4>* = nullptr>
 HWY_INLINE hn::Vec<D> TanhAny(D d, hn::Vec<D> y) {
   const auto a = hn::Abs(y);
@@ -108,77 +89,6 @@ HWY_INLINE hn::Vec<D> TanhAny(D d, hn::Vec<D> y) {
 template <class D, HWY_IF_FLOAT(hn::TFromD<D>), hwy::EnableIf<sizeof(hn::TFromD<D>) == 8>* = nullptr>
 HWY_INLINE hn::Vec<D> TanhAny(D d, hn::Vec<D> y) {
   return hn::Tanh(d, y);
-}
-
-// ---- Scalar conversions between storage and compute types.
-template <typename T>
-HWY_INLINE Compute<T> ToCompute(T v) {
-  if constexpr (std::is_same_v<T, hwy::float16_t>) {
-    return xent::to_float(xent::float16{v.bits});
-  } else if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
-    return xent::to_float(xent::bfloat16{v.bits});
-  } else {
-    return v;
-  }
-}
-
-// Rounds a double result once to T (see xent::round_to_odd_float for the 16-bit types).
-template <typename T>
-HWY_INLINE T FromDouble(double v) {
-  if constexpr (std::is_same_v<T, hwy::float16_t>) {
-    return T{xent::to_float16(v).bits};
-  } else if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
-    return T{xent::to_bfloat16(v).bits};
-  } else {
-    return static_cast<T>(v);
-  }
-}
-
-// Highway 1.0.3 converts float16 natively (F16C, round to nearest even) only on AVX2 and AVX-512; its emulation
-// elsewhere truncates and ignores inf/NaN, so those targets convert float16 lane by lane with xent/half.h.
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-inline constexpr bool kNativeFloat16 = true;
-#else
-inline constexpr bool kNativeFloat16 = false;
-#endif
-
-// ---- Vector loads and stores of one vector's worth of lanes at p (contiguous).
-template <class DA, typename T>
-HWY_INLINE hn::Vec<DA> LoadPromote(DA da, const T* HWY_RESTRICT p) {
-  if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
-    return hn::LoadU(da, p);
-  } else if constexpr (std::is_same_v<T, hwy::float16_t> && !kNativeFloat16) {
-    HWY_ALIGN float lanes[HWY_MAX_BYTES / sizeof(float)];
-    for (size_t i = 0; i < hn::Lanes(da); ++i) lanes[i] = ToCompute(p[i]);
-    return hn::Load(da, lanes);
-  } else {
-    return hn::PromoteTo(da, hn::LoadU(hn::Rebind<T, DA>(), p));
-  }
-}
-
-template <class DA, typename T>
-HWY_INLINE void DemoteStore(DA da, hn::Vec<DA> v, T* HWY_RESTRICT p) {
-  if constexpr (std::is_same_v<T, hn::TFromD<DA>>) {
-    hn::StoreU(v, da, p);
-  } else if constexpr (std::is_same_v<T, hwy::float16_t> && !kNativeFloat16) {
-    HWY_ALIGN float lanes[HWY_MAX_BYTES / sizeof(float)];
-    hn::Store(v, da, lanes);
-    for (size_t i = 0; i < hn::Lanes(da); ++i) p[i].bits = xent::to_float16(lanes[i]).bits;
-  } else if constexpr (std::is_same_v<T, hwy::float16_t>) {
-    hn::StoreU(hn::DemoteTo(hn::Rebind<T, DA>(), v), hn::Rebind<T, DA>(), p);  // cvtps_ph: nearest even
-  } else {
-    // bfloat16, round to nearest even (Highway 1.0.3's DemoteTo truncates): add 0x7FFF + lsb, keep high half;
-    // NaN is kept quiet instead of being rounded into infinity.
-    const hn::RebindToUnsigned<DA> du;
-    const hn::RebindToSigned<DA> di;
-    const hn::Rebind<uint16_t, DA> du16;
-    const auto bits = hn::BitCast(du, v);
-    const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
-    auto rounded = hn::Add(bits, hn::Add(hn::Set(du, 0x7FFFu), lsb));
-    rounded = hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)), hn::Or(bits, hn::Set(du, 0x00400000u)), rounded);
-    const auto high = hn::BitCast(di, hn::ShiftRight<16>(rounded));
-    hn::StoreU(hn::DemoteTo(du16, high), du16, reinterpret_cast<uint16_t*>(p));
-  }
 }
 
 }  // namespace xent::internal::HWY_NAMESPACE

@@ -4,14 +4,10 @@
 #include <vector>
 
 #include "src/scalar.h"
+#include "src/tuning.h"
 
 namespace xent::internal {
 namespace {
-
-// Runs of at least this many contiguous targets (without class weights) are checked by every thread, each a
-// slice: checked by one thread, 4M int64 targets (4Mx2 sparse forward, two threads) took a quarter of the call,
-// the other thread waiting.
-constexpr int64_t kParallelTargets = int64_t{1} << 16;
 
 template <typename I>
 xent_status scan(const Layout& l, xent_dtype dtype, int threads, double* denominator, std::string* error) {
@@ -21,7 +17,7 @@ xent_status scan(const Layout& l, xent_dtype dtype, int threads, double* denomin
   const int inner = l.batch_rank - 1;
   const int64_t run = inner >= 0 ? l.batch_shape[inner] : 1;
   const int64_t step = inner >= 0 ? l.batch_strides[kLabels][inner] : 0;
-  const int64_t C = l.classes, ignore = o.ignore_index;
+  const int64_t C = l.vocab_size, ignore = o.ignore_index;
   const bool has_ignore = o.has_ignore;
   // Branch-free predicates, so the unweighted loop vectorises; the unsigned compare also rejects negatives.
   const auto skipped = [&](int64_t t) { return has_ignore && t == ignore; };

@@ -4,8 +4,8 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "plan.h"
-#include "scalar.h"
+#include "src/plan.h"
+#include "src/scalar.h"
 
 namespace xent::internal {
 namespace {
@@ -141,6 +141,14 @@ std::array<int64_t, XENT_MAX_RANK> broadcast_strides(const xent_tensor& t, int r
   return s;
 }
 
+// The broadcast shape without the class axis (rank − 1 entries): the unreduced loss's shape.
+std::array<int64_t, XENT_MAX_RANK> shape_without_axis(const Plan& p) {
+  std::array<int64_t, XENT_MAX_RANK> shape{};
+  for (int d = 0, k = 0; d < p.rank; ++d)
+    if (d != p.axis) shape[k++] = p.shape[d];
+  return shape;
+}
+
 // Strides over the broadcast shape of a tensor that has it without the class axis (loss-shaped operands, class
 // indices): 0 on the axis and on size-1 dimensions.
 std::array<int64_t, XENT_MAX_RANK> strides_without_axis(const xent_tensor& t, const Plan& p) {
@@ -162,7 +170,7 @@ void require_shape(const xent_tensor& t, const char* name, const int64_t* shape,
 
 void resolve_options(const xent_loss_options& o, Plan& p) {
   const int64_t C = p.shape[p.axis];
-  Options& out = p.options;
+  Options& out = p.layout.options;
   if (o.reduction != XENT_REDUCTION_NONE && o.reduction != XENT_REDUCTION_SUM && o.reduction != XENT_REDUCTION_MEAN)
     throw fail(XENT_INVALID_ARGUMENT, "reduction must be XENT_REDUCTION_NONE (0), SUM (1) or MEAN (2), received ",
                o.reduction);
@@ -181,13 +189,51 @@ void resolve_options(const xent_loss_options& o, Plan& p) {
     out.weight_stride = w.strides[0];
   }
   out.reduction = static_cast<xent_reduction>(o.reduction);
-  out.label_smoothing = o.label_smoothing;
   out.alpha = 1 - o.label_smoothing;
   out.beta = C > 0 ? o.label_smoothing / static_cast<double>(C) : 0;
   out.z_loss = o.z_loss;
   out.softcap = o.softcap;
-  out.has_ignore = p.sparse;
+  out.has_ignore = p.layout.sparse;
   out.ignore_index = o.ignore_index;
+}
+
+// Where each operand is: its data and its strides over the broadcast shape.
+struct Operands {
+  std::array<void*, kNumOperands> data{};
+  std::array<bool, kNumOperands> present{};  // data, or a temporary the caller supplies
+  std::array<std::array<int64_t, XENT_MAX_RANK>, kNumOperands> strides{};
+  void set(Operand k, void* at, const std::array<int64_t, XENT_MAX_RANK>& over_shape) {
+    data[k] = at, present[k] = true, strides[k] = over_shape;
+  }
+};
+
+// The rows × classes view: batch dimensions in order, size-1 dimensions dropped, neighbours merged when every
+// operand present is linear across them.
+Layout make_layout(const Plan& p, const Operands& ops, Layout l) {
+  l.classes = p.shape[p.axis];
+  l.vocab_start = 0;
+  l.vocab_size = l.classes;
+  l.data = ops.data;
+  for (int k = 0; k < kNumOperands; ++k) l.class_stride[k] = ops.strides[k][p.axis];
+  l.rows = 1;
+  for (int d = 0; d < p.rank; ++d) {
+    if (d == p.axis) continue;
+    l.rows *= p.shape[d];
+    if (p.shape[d] == 1) continue;
+    const int n = l.batch_rank;
+    bool merge = n > 0;
+    for (int k = 0; merge && k < kNumOperands; ++k)
+      if (ops.present[k] && l.batch_strides[k][n - 1] != ops.strides[k][d] * p.shape[d]) merge = false;
+    if (merge) {
+      l.batch_shape[n - 1] *= p.shape[d];
+      for (int k = 0; k < kNumOperands; ++k) l.batch_strides[k][n - 1] = ops.strides[k][d];
+    } else {
+      l.batch_shape[n] = p.shape[d];
+      for (int k = 0; k < kNumOperands; ++k) l.batch_strides[k][n] = ops.strides[k][d];
+      ++l.batch_rank;
+    }
+  }
+  return l;
 }
 
 void plan_or_throw(const Request& r, Plan* plan) {
@@ -207,8 +253,7 @@ void plan_or_throw(const Request& r, Plan* plan) {
   Plan& p = *plan;
   p = Plan{};
   p.dtype = dtype;
-  p.sparse = r.sparse;
-  p.label_dtype = static_cast<xent_dtype>(labels.dtype);
+  p.layout.sparse = r.sparse;  // resolve_options reads it
   p.rank = r.sparse ? logits.rank : std::max(logits.rank, labels.rank);
   for (int d = 0; d < p.rank && !r.sparse; ++d) {
     const int li = d - (p.rank - logits.rank), bi = d - (p.rank - labels.rank);
@@ -245,7 +290,7 @@ void plan_or_throw(const Request& r, Plan* plan) {
 
   // Output shapes.
   const std::array<int64_t, XENT_MAX_RANK> loss_shape = shape_without_axis(p);
-  const bool reduced = p.options.reduction != XENT_REDUCTION_NONE;
+  const bool reduced = p.layout.options.reduction != XENT_REDUCTION_NONE;
   const int loss_rank = reduced ? 0 : p.rank - 1;
   const char* loss_what = reduced ? "a scalar: the loss is reduced"
                                   : "the broadcast shape of labels and logits without the class axis";
@@ -280,60 +325,44 @@ void plan_or_throw(const Request& r, Plan* plan) {
       check_disjoint(outputs[i].first, outputs[i].second, outputs[j].first, outputs[j].second);
   }
 
-  // Strides over the broadcast shape.
-  p.data[kLogits] = logits.data;
-  p.strides[kLogits] = broadcast_strides(logits, p.rank);
-  p.data[kLabels] = labels.data;
-  if (r.sparse) {
-    p.strides[kLabels] = strides_without_axis(labels, p);
-  } else {
-    p.strides[kLabels] = broadcast_strides(labels, p.rank);
-  }
+  // Where every operand is, with its strides over the broadcast shape.
+  Operands ops;
+  ops.set(kLogits, logits.data, broadcast_strides(logits, p.rank));
+  ops.set(kLabels, labels.data, r.sparse ? strides_without_axis(labels, p) : broadcast_strides(labels, p.rank));
   if (reduced) {  // scalars: the C API folds them in (Layout::row_loss, Layout::grad_scale)
     p.scalar_loss = r.loss;
     p.scalar_grad_loss = r.grad_loss;
+  } else {
+    if (r.loss) ops.set(kLoss, r.loss->data, strides_without_axis(*r.loss, p));
+    if (r.grad_loss) ops.set(kGradLoss, r.grad_loss->data, strides_without_axis(*r.grad_loss, p));
   }
-  for (Operand op : {kLoss, kGradLoss}) {
-    const xent_tensor* t = op == kLoss ? r.loss : r.grad_loss;
-    if (t == nullptr || reduced) continue;
-    p.data[op] = t->data;
-    p.strides[op] = strides_without_axis(*t, p);
-  }
-  const bool logits_broadcast = logits.rank != p.rank || !std::equal(logits.shape, logits.shape + logits.rank,
-                                                                     p.shape.begin());
-  const bool labels_broadcast = !r.sparse && (labels.rank != p.rank || !std::equal(labels.shape, labels.shape + labels.rank,
-                                                                                  p.shape.begin()));
-  if (r.grad_logits) {
-    if (logits_broadcast) p.reduced_grad_logits = r.grad_logits;
-    else {
-      p.data[kGradLogits] = r.grad_logits->data;
-      p.strides[kGradLogits] = broadcast_strides(*r.grad_logits, p.rank);
-    }
-  }
-  const Options& o = p.options;
-  p.general = p.sparse || o.weight || o.label_smoothing != 0 || o.z_loss != 0 || o.softcap != 0;
-  if (r.grad_labels) {
-    if (labels_broadcast) p.reduced_grad_labels = r.grad_labels;
-    else {
-      p.data[kGradLabels] = r.grad_labels->data;
-      p.strides[kGradLabels] = broadcast_strides(*r.grad_labels, p.rank);
-    }
-  }
+  // Gradients of broadcast inputs go through full-shape temporaries (row-major over the broadcast shape), and then
+  // both do: the kernels write both gradients in one type.
+  const auto broadcast = [&](const xent_tensor& t) {
+    return t.rank != p.rank || !std::equal(t.shape, t.shape + t.rank, p.shape.begin());
+  };
+  const bool temporaries = (r.grad_logits && broadcast(logits)) || (r.grad_labels && !r.sparse && broadcast(labels));
+  std::array<int64_t, XENT_MAX_RANK> row_major{};
+  int64_t stride = 1;
+  for (int d = p.rank - 1; d >= 0; --d) row_major[d] = stride, stride *= p.shape[d];
+  const auto gradient = [&](Operand k, const xent_tensor* t, const xent_tensor** reduced_into) {
+    if (t == nullptr) return;
+    if (!temporaries) return ops.set(k, t->data, broadcast_strides(*t, p.rank));
+    ops.set(k, nullptr, row_major);
+    *reduced_into = t;
+  };
+  gradient(kGradLogits, r.grad_logits, &p.reduced_grad_logits);
+  gradient(kGradLabels, r.grad_labels, &p.reduced_grad_labels);
+
+  Layout l;
+  l.sparse = r.sparse;
+  l.label_dtype = static_cast<xent_dtype>(labels.dtype);
+  const Options& o = l.options = p.layout.options;
+  l.general = r.sparse || o.weight || o.alpha != 1 || o.z_loss != 0 || o.softcap != 0;
+  p.layout = make_layout(p, ops, l);
 }
 
 }  // namespace
-
-const char* operand_name(Operand op) {
-  static const char* const names[] = {"logits", "labels", "loss", "grad_loss", "grad_logits", "grad_labels"};
-  return names[op];
-}
-
-std::array<int64_t, XENT_MAX_RANK> shape_without_axis(const Plan& p) {
-  std::array<int64_t, XENT_MAX_RANK> shape{};
-  for (int d = 0, k = 0; d < p.rank; ++d)
-    if (d != p.axis) shape[k++] = p.shape[d];
-  return shape;
-}
 
 std::string shape_string(const int64_t* shape, int rank) {
   std::string s = "[";
@@ -354,35 +383,11 @@ xent_status make_plan(const Request& request, Plan* plan, std::string* error) {
   }
 }
 
-Layout make_layout(const Plan& p) {
-  Layout l;
-  l.classes = p.shape[p.axis];
-  l.data = p.data;
-  l.sparse = p.sparse;
-  l.label_dtype = p.label_dtype;
-  l.options = p.options;
-  l.general = p.general;
-  for (int k = 0; k < kNumOperands; ++k) l.class_stride[k] = p.strides[k][p.axis];
-  // Batch dimensions in order, size-1 dimensions dropped, neighbours merged when every operand is linear across.
-  l.rows = 1;
-  for (int d = 0; d < p.rank; ++d) {
-    if (d == p.axis) continue;
-    l.rows *= p.shape[d];
-    if (p.shape[d] == 1) continue;
-    const int n = l.batch_rank;
-    bool merge = n > 0;
-    for (int k = 0; merge && k < kNumOperands; ++k)
-      if (p.data[k] != nullptr && l.batch_strides[k][n - 1] != p.strides[k][d] * p.shape[d]) merge = false;
-    if (merge) {
-      l.batch_shape[n - 1] *= p.shape[d];
-      for (int k = 0; k < kNumOperands; ++k) l.batch_strides[k][n - 1] = p.strides[k][d];
-    } else {
-      l.batch_shape[n] = p.shape[d];
-      for (int k = 0; k < kNumOperands; ++k) l.batch_strides[k][n] = p.strides[k][d];
-      ++l.batch_rank;
-    }
-  }
-  return l;
+int loss_shape(const Plan& p, int64_t shape[XENT_MAX_RANK]) {
+  if (p.layout.options.reduction != XENT_REDUCTION_NONE) return 0;
+  const std::array<int64_t, XENT_MAX_RANK> without_axis = shape_without_axis(p);
+  std::copy(without_axis.begin(), without_axis.begin() + p.rank - 1, shape);
+  return p.rank - 1;
 }
 
 }  // namespace xent::internal

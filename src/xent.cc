@@ -1,4 +1,5 @@
-// xent.cc — the C API: validate (validate.cc), run the kernels (kernels.cc), sum broadcast gradients.
+// xent.cc — the C API: validate (validate.cc), run the kernels (kernels.cc), sum broadcast gradients. Every entry
+// point is noexcept: an exception that escapes the work becomes a status and a message (guarded).
 #include "xent/xent.h"
 
 #include <omp.h>
@@ -7,11 +8,14 @@
 #include <atomic>
 #include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "src/broadcast_gradient.h"
+#include "src/faults.h"
 #include "src/kernels.h"
+#include "src/paths.h"
 #include "src/plan.h"
 #include "src/scalar.h"
 #include "src/targets.h"
@@ -19,11 +23,44 @@
 namespace {
 
 thread_local std::string g_last_error;
+// Set instead of g_last_error when even the message could not be stored (out of memory).
+thread_local const char* g_fixed_error = nullptr;
 std::atomic<int32_t> g_num_threads{0};
+std::atomic<xent::internal::FaultHook> g_fault_hook{nullptr};
 
-xent_status finish(xent_status status, std::string message) {
-  g_last_error = status == XENT_OK ? std::string() : std::move(message);
+// Records this thread's outcome: the message is `message` followed by `detail` (both may be empty or null).
+xent_status finish(xent_status status, const char* message = nullptr, const char* detail = nullptr) noexcept {
+  g_fixed_error = nullptr;
+  try {
+    g_last_error.clear();
+    if (status != XENT_OK) {
+      if (message) g_last_error += message;
+      if (detail) g_last_error += detail;
+    }
+  } catch (...) {
+    g_fixed_error = "out of memory (the error message could not be stored)";
+  }
   return status;
+}
+xent_status finish(xent_status status, const std::string& message) noexcept {
+  return finish(status, message.c_str());
+}
+
+// Runs an entry point's body and turns any exception that escapes it into a status: nothing crosses the C ABI.
+// Allocations that fail are XENT_OUT_OF_MEMORY; anything else is a bug in xent, XENT_INTERNAL.
+template <typename Body>
+xent_status guarded(const Body& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return finish(XENT_OUT_OF_MEMORY, "out of memory: a temporary buffer could not be allocated");
+  } catch (const std::length_error&) {
+    return finish(XENT_OUT_OF_MEMORY, "out of memory: a temporary buffer would be larger than any allocation");
+  } catch (const std::exception& e) {
+    return finish(XENT_INTERNAL, "internal error in xent (please report it): ", e.what());
+  } catch (...) {
+    return finish(XENT_INTERNAL, "internal error in xent (please report it): an exception of unknown type");
+  }
 }
 
 // Per-row losses of a reduced call, in double. The calling thread keeps its buffer for calls of up to 2M rows
@@ -63,60 +100,80 @@ xent_status run(const xent::internal::Request& request) {
   std::string error;
   xent_status status = make_plan(request, &plan, &error);
   if (status != XENT_OK) return finish(status, error);
-  try {
-    std::optional<BroadcastGradient> grad_logits, grad_labels;
-    if (plan.reduced_grad_logits) grad_logits.emplace(plan, kGradLogits, plan.reduced_grad_logits);
-    if (plan.reduced_grad_labels) grad_labels.emplace(plan, kGradLabels, plan.reduced_grad_labels);
-    // The kernel writes both gradients in one type: once one goes through a compute-type temporary, so does the
-    // other (its "reduction" is then a plain copy).
-    const bool compute_type_gradients = grad_logits.has_value() || grad_labels.has_value();
-    if (compute_type_gradients && request.grad_logits && !grad_logits)
-      grad_logits.emplace(plan, kGradLogits, request.grad_logits);
-    if (compute_type_gradients && request.grad_labels && !grad_labels)
-      grad_labels.emplace(plan, kGradLabels, request.grad_labels);
-
-    Layout layout = make_layout(plan);
-    // Class-index targets are checked before anything is written; MEAN takes its denominator from them.
-    double denominator = 0;
-    const int threads = xent_get_num_threads();
-    status = scan_targets(layout, plan.dtype, threads, &denominator, &error);
-    if (status != XENT_OK) return finish(status, error);
-    const xent_reduction reduction = plan.options.reduction;
-    std::vector<double> own_row_loss;
-    if (reduction != XENT_REDUCTION_NONE) {
-      layout.row_loss = row_loss_buffer(layout.rows, own_row_loss);
-      const double upstream = plan.scalar_grad_loss ? load_as_double(plan.scalar_grad_loss->data, plan.dtype, 0) : 1.0;
-      // MEAN over nothing (every row ignored) is 0 with gradient 0, not PyTorch's NaN (see xent.h).
-      layout.grad_scale = reduction == XENT_REDUCTION_SUM ? upstream
-                          : denominator == 0             ? 0.0
-                                                         : upstream / denominator;
-    }
-    run_kernels(layout, plan.dtype, compute_type_gradients, threads);
-    if (grad_logits) grad_logits->reduce();
-    if (grad_labels) grad_labels->reduce();
-    if (reduction != XENT_REDUCTION_NONE && plan.scalar_loss) {
-      double total = deterministic_sum(layout.row_loss, layout.rows, threads);
-      if (reduction == XENT_REDUCTION_MEAN) total = denominator == 0 ? 0.0 : total / denominator;
-      store_from_double(plan.scalar_loss->data, plan.dtype, 0, total);
-    }
-  } catch (const std::bad_alloc&) {
-    return finish(XENT_OUT_OF_MEMORY, "out of memory allocating a temporary (" + std::to_string(plan.elements) +
-                                          " elements)");
+  fault_point("run");
+  // The plan's temporaries: gradients of broadcast inputs, summed into the caller's tensors afterwards.
+  Layout layout = plan.layout;
+  std::optional<BroadcastGradient> grad_logits, grad_labels;
+  if (plan.reduced_grad_logits) layout.data[kGradLogits] = grad_logits.emplace(plan, plan.reduced_grad_logits).data();
+  if (plan.reduced_grad_labels) layout.data[kGradLabels] = grad_labels.emplace(plan, plan.reduced_grad_labels).data();
+  // Class-index targets are checked before anything is written; MEAN takes its denominator from them.
+  double denominator = 0;
+  const int threads = xent_get_num_threads();
+  status = scan_targets(layout, plan.dtype, threads, &denominator, &error);
+  if (status != XENT_OK) return finish(status, error);
+  const xent_reduction reduction = layout.options.reduction;
+  std::vector<double> own_row_loss;
+  if (reduction != XENT_REDUCTION_NONE) {
+    layout.row_loss = row_loss_buffer(layout.rows, own_row_loss);
+    const double upstream = plan.scalar_grad_loss ? load_as_double(plan.scalar_grad_loss->data, plan.dtype, 0) : 1.0;
+    // MEAN over nothing (every row ignored) is 0 with gradient 0, not PyTorch's NaN (see xent.h).
+    layout.grad_scale = reduction == XENT_REDUCTION_SUM ? upstream
+                        : denominator == 0             ? 0.0
+                                                       : upstream / denominator;
   }
-  return finish(XENT_OK, {});
+  run_kernels(layout, plan.dtype, plan.gradients_in_compute_type(), threads);
+  if (grad_logits) grad_logits->reduce();
+  if (grad_labels) grad_labels->reduce();
+  if (reduction != XENT_REDUCTION_NONE && plan.scalar_loss) {
+    double total = deterministic_sum(layout.row_loss, layout.rows, threads);
+    if (reduction == XENT_REDUCTION_MEAN) total = denominator == 0 ? 0.0 : total / denominator;
+    store_from_double(plan.scalar_loss->data, plan.dtype, 0, total);
+  }
+  return finish(XENT_OK);
 }
 
+// The loss's shape for a request, as make_plan sees it.
+xent_status loss_shape_of(const xent::internal::Request& request, int32_t* rank, int64_t shape[XENT_MAX_RANK]) {
+  if (rank == nullptr || shape == nullptr) return finish(XENT_INVALID_ARGUMENT, "rank and shape must not be NULL");
+  xent::internal::Plan plan;
+  std::string error;
+  const xent_status status = make_plan(request, &plan, &error);
+  if (status != XENT_OK) return finish(status, error);
+  *rank = xent::internal::loss_shape(plan, shape);
+  return finish(XENT_OK);
+}
+
+bool class_indices(const xent_tensor* t) { return t && (t->dtype == XENT_INT32 || t->dtype == XENT_INT64); }
+
 }  // namespace
+
+namespace xent::internal {
+
+void set_fault_hook(FaultHook hook) { g_fault_hook.store(hook); }
+
+void fault_point(const char* where) {
+  if (const FaultHook hook = g_fault_hook.load(std::memory_order_relaxed)) hook(where);
+}
+
+xent_status chosen_path(const Request& request, int threads, KernelPath* path) {
+  Plan plan;
+  std::string error;
+  const xent_status status = make_plan(request, &plan, &error);
+  if (status == XENT_OK) *path = choose_path(plan.layout, target_traits(plan.dtype), threads).path;
+  return status;
+}
+
+}  // namespace xent::internal
 
 extern "C" {
 
 xent_tensor xent_make_tensor(void* data, xent_dtype dtype, int32_t rank, const int64_t* shape,
-                             const int64_t* strides) {
+                             const int64_t* strides) XENT_NOEXCEPT {
   xent_tensor t{};
   t.data = data;
   t.dtype = dtype;
   t.rank = rank;
-  const int32_t n = rank < 0 ? 0 : rank > XENT_MAX_RANK ? XENT_MAX_RANK : rank;
+  const int32_t n = shape == nullptr ? 0 : rank < 0 ? 0 : rank > XENT_MAX_RANK ? XENT_MAX_RANK : rank;
   int64_t stride = 1;
   for (int32_t d = n - 1; d >= 0; --d) {
     t.shape[d] = shape[d];
@@ -127,32 +184,36 @@ xent_tensor xent_make_tensor(void* data, xent_dtype dtype, int32_t rank, const i
 }
 
 xent_status xent_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
-                                       const xent_tensor* loss) {
+                                       const xent_tensor* loss) XENT_NOEXCEPT {
   if (loss == nullptr) return finish(XENT_INVALID_ARGUMENT, "loss must not be NULL");
   return xent_softmax_cross_entropy_grad(labels, logits, axis, nullptr, loss, nullptr, nullptr);
 }
 
 xent_status xent_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
                                             const xent_tensor* grad_loss, const xent_tensor* loss,
-                                            const xent_tensor* grad_logits, const xent_tensor* grad_labels) {
-  return run({.labels = labels, .logits = logits, .axis = axis, .grad_loss = grad_loss, .loss = loss,
-              .grad_logits = grad_logits, .grad_labels = grad_labels});
+                                            const xent_tensor* grad_logits, const xent_tensor* grad_labels) XENT_NOEXCEPT {
+  return guarded([&] {
+    return run({.labels = labels, .logits = logits, .axis = axis, .grad_loss = grad_loss, .loss = loss,
+                .grad_logits = grad_logits, .grad_labels = grad_labels});
+  });
 }
 
 xent_status xent_sparse_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
-                                              const xent_tensor* loss) {
+                                              const xent_tensor* loss) XENT_NOEXCEPT {
   if (loss == nullptr) return finish(XENT_INVALID_ARGUMENT, "loss must not be NULL");
   return xent_sparse_softmax_cross_entropy_grad(labels, logits, axis, nullptr, loss, nullptr);
 }
 
 xent_status xent_sparse_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits,
                                                    int64_t axis, const xent_tensor* grad_loss,
-                                                   const xent_tensor* loss, const xent_tensor* grad_logits) {
-  return run({.labels = labels, .logits = logits, .axis = axis, .grad_loss = grad_loss, .loss = loss,
-              .grad_logits = grad_logits, .sparse = true});
+                                                   const xent_tensor* loss, const xent_tensor* grad_logits) XENT_NOEXCEPT {
+  return guarded([&] {
+    return run({.labels = labels, .logits = logits, .axis = axis, .grad_loss = grad_loss, .loss = loss,
+                .grad_logits = grad_logits, .sparse = true});
+  });
 }
 
-xent_loss_options xent_default_loss_options(void) {
+xent_loss_options xent_default_loss_options(void) XENT_NOEXCEPT {
   xent_loss_options o{};
   o.weight = nullptr;
   o.ignore_index = -100;
@@ -164,44 +225,54 @@ xent_loss_options xent_default_loss_options(void) {
 }
 
 xent_status xent_cross_entropy(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
-                               const xent_loss_options* options, const xent_tensor* loss) {
+                               const xent_loss_options* options, const xent_tensor* loss) XENT_NOEXCEPT {
   if (loss == nullptr) return finish(XENT_INVALID_ARGUMENT, "loss must not be NULL");
   return xent_cross_entropy_grad(logits, target, axis, options, nullptr, loss, nullptr);
 }
 
 xent_status xent_cross_entropy_grad(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
                                     const xent_loss_options* options, const xent_tensor* grad_loss,
-                                    const xent_tensor* loss, const xent_tensor* grad_logits) {
+                                    const xent_tensor* loss, const xent_tensor* grad_logits) XENT_NOEXCEPT {
   if (options == nullptr) return finish(XENT_INVALID_ARGUMENT, "options must not be NULL (see xent_default_loss_options)");
   if (target == nullptr) return finish(XENT_INVALID_ARGUMENT, "target must not be NULL");
-  return run({.labels = target, .logits = logits, .axis = axis, .grad_loss = grad_loss, .loss = loss,
-              .grad_logits = grad_logits, .sparse = target->dtype == XENT_INT32 || target->dtype == XENT_INT64,
-              .options = options});
+  return guarded([&] {
+    return run({.labels = target, .logits = logits, .axis = axis, .grad_loss = grad_loss, .loss = loss,
+                .grad_logits = grad_logits, .sparse = class_indices(target), .options = options});
+  });
 }
 
 xent_status xent_loss_shape(const xent_tensor* labels, const xent_tensor* logits, int64_t axis, int32_t* rank,
-                            int64_t shape[XENT_MAX_RANK]) {
-  if (rank == nullptr || shape == nullptr) return finish(XENT_INVALID_ARGUMENT, "rank and shape must not be NULL");
-  xent::internal::Plan plan;
-  std::string error;
-  const xent_status status = make_plan({.labels = labels, .logits = logits, .axis = axis}, &plan, &error);
-  if (status != XENT_OK) return finish(status, error);
-  *rank = plan.rank - 1;
-  const auto loss_shape = xent::internal::shape_without_axis(plan);
-  std::copy(loss_shape.begin(), loss_shape.begin() + *rank, shape);
-  return finish(XENT_OK, {});
+                            int64_t shape[XENT_MAX_RANK]) XENT_NOEXCEPT {
+  return guarded([&] {
+    return loss_shape_of({.labels = labels, .logits = logits, .axis = axis, .sparse = class_indices(labels)}, rank,
+                         shape);
+  });
 }
 
-const char* xent_last_error_message(void) { return g_last_error.c_str(); }
+xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
+                                          const xent_loss_options* options, int32_t* rank,
+                                          int64_t shape[XENT_MAX_RANK]) XENT_NOEXCEPT {
+  if (options == nullptr) return finish(XENT_INVALID_ARGUMENT, "options must not be NULL (see xent_default_loss_options)");
+  if (target == nullptr) return finish(XENT_INVALID_ARGUMENT, "target must not be NULL");
+  return guarded([&] {
+    return loss_shape_of({.labels = target, .logits = logits, .axis = axis, .sparse = class_indices(target),
+                          .options = options},
+                         rank, shape);
+  });
+}
 
-void xent_set_num_threads(int32_t n) { g_num_threads.store(n > 0 ? n : 0); }
+const char* xent_last_error_message(void) XENT_NOEXCEPT {
+  return g_fixed_error ? g_fixed_error : g_last_error.c_str();
+}
 
-int32_t xent_get_num_threads(void) {
+void xent_set_num_threads(int32_t n) XENT_NOEXCEPT { g_num_threads.store(n > 0 ? n : 0); }
+
+int32_t xent_get_num_threads(void) XENT_NOEXCEPT {
   const int32_t n = g_num_threads.load();
   return n > 0 ? n : omp_get_max_threads();
 }
 
-const char* xent_dtype_name(xent_dtype dtype) {
+const char* xent_dtype_name(xent_dtype dtype) XENT_NOEXCEPT {
   switch (dtype) {
     case XENT_FLOAT16: return "float16";
     case XENT_BFLOAT16: return "bfloat16";
@@ -213,7 +284,7 @@ const char* xent_dtype_name(xent_dtype dtype) {
   return "an unknown dtype";
 }
 
-const char* xent_status_name(xent_status status) {
+const char* xent_status_name(xent_status status) XENT_NOEXCEPT {
   switch (status) {
     case XENT_OK: return "ok";
     case XENT_INVALID_ARGUMENT: return "invalid argument";

@@ -32,8 +32,12 @@
  *   - A NaN in a row's logits or labels makes that row's loss and gradients NaN, and no other row's.
  *   - A +inf logit makes its row NaN (inf - inf), as in TensorFlow.
  *
- * Errors: every function returns a status; on failure nothing is written to outputs that were validated out and
- * xent_last_error_message() names the argument, what was expected and what was received. Inputs are never
+ * Determinism: the same inputs give the same bits on every call and whatever the thread count (a row is split into
+ * pieces by its length, never by the threads, and every sum has a fixed order).
+ *
+ * Errors: every function returns a status and never throws or aborts (in C++ they are noexcept: an internal
+ * exception becomes XENT_OUT_OF_MEMORY or XENT_INTERNAL); on failure nothing is written to outputs that were
+ * validated out and xent_last_error_message() names the argument, what was expected and what was received. Inputs are never
  * modified, except in place on request: grad_logits may be the logits tensor itself (the very same view: data,
  * dtype, shape, strides), and then the gradient overwrites the logits, so the backward needs no second
  * logits-sized buffer (llm.c's fused classifier does the same); likewise grad_labels over labels (dense op).
@@ -45,7 +49,10 @@
 #include <stdint.h>
 
 #ifdef __cplusplus
+#define XENT_NOEXCEPT noexcept
 extern "C" {
+#else
+#define XENT_NOEXCEPT
 #endif
 
 #define XENT_MAX_RANK 16
@@ -78,20 +85,21 @@ typedef struct xent_tensor {
   int64_t strides[XENT_MAX_RANK]; /* in elements, not bytes */
 } xent_tensor;
 
-/* A view with the given shape; strides == NULL means row-major contiguous. rank is clamped to
- * [0, XENT_MAX_RANK]; the functions below reject a rank outside it with a clear message. */
+/* A view with the given shape (rank entries); strides == NULL means row-major contiguous. The rank is kept as
+ * given and the functions below reject one outside [0, XENT_MAX_RANK] with a clear message; only the first
+ * min(rank, XENT_MAX_RANK) entries of shape and strides are read (none when shape is NULL). */
 xent_tensor xent_make_tensor(void* data, xent_dtype dtype, int32_t rank, const int64_t* shape,
-                             const int64_t* strides);
+                             const int64_t* strides) XENT_NOEXCEPT;
 
 /* Forward: writes the loss (broadcast shape without the class axis) into *loss. */
 xent_status xent_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
-                                       const xent_tensor* loss);
+                                       const xent_tensor* loss) XENT_NOEXCEPT;
 
 /* Forward and gradients in one pass over the inputs. grad_loss (loss's shape) may be NULL for g = 1.
  * Each of loss, grad_logits, grad_labels may be NULL when not wanted. */
 xent_status xent_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
                                             const xent_tensor* grad_loss, const xent_tensor* loss,
-                                            const xent_tensor* grad_logits, const xent_tensor* grad_labels);
+                                            const xent_tensor* grad_logits, const xent_tensor* grad_labels) XENT_NOEXCEPT;
 
 /* ---- Sparse (integer-label) softmax cross-entropy: tf.nn.sparse_softmax_cross_entropy_with_logits.
  *   loss        = logsumexp(x) - x[t]             per row, t = labels[row]
@@ -101,10 +109,10 @@ xent_status xent_softmax_cross_entropy_grad(const xent_tensor* labels, const xen
  * is ever read outside the row. -inf logits other than the label's stay finite (logits [[0,-inf]], label 0 -> 0);
  * a -inf logit at the label gives +inf. Dtypes, accuracy, huge logits and NaN as for the dense op. */
 xent_status xent_sparse_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
-                                              const xent_tensor* loss);
+                                              const xent_tensor* loss) XENT_NOEXCEPT;
 xent_status xent_sparse_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits,
                                                    int64_t axis, const xent_tensor* grad_loss,
-                                                   const xent_tensor* loss, const xent_tensor* grad_logits);
+                                                   const xent_tensor* loss, const xent_tensor* grad_logits) XENT_NOEXCEPT;
 
 /* ---- Cross-entropy with the options of torch.nn.functional.cross_entropy, z-loss and logit soft-capping, all
  * fused into the same pass. target: class indices (int32/int64, logits' shape without the class axis) or
@@ -138,28 +146,36 @@ typedef struct xent_loss_options {
 } xent_loss_options;
 
 /* PyTorch's defaults: no weight, ignore_index -100, MEAN, no smoothing, no z-loss, no soft-cap. */
-xent_loss_options xent_default_loss_options(void);
+xent_loss_options xent_default_loss_options(void) XENT_NOEXCEPT;
 
 xent_status xent_cross_entropy(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
-                               const xent_loss_options* options, const xent_tensor* loss);
+                               const xent_loss_options* options, const xent_tensor* loss) XENT_NOEXCEPT;
 xent_status xent_cross_entropy_grad(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
                                     const xent_loss_options* options, const xent_tensor* grad_loss,
-                                    const xent_tensor* loss, const xent_tensor* grad_logits);
+                                    const xent_tensor* loss, const xent_tensor* grad_logits) XENT_NOEXCEPT;
 
-/* The loss's shape for these inputs, without computing anything: writes *rank and shape[0..rank). */
+/* The loss's shape for these inputs, without computing anything: writes *rank and shape[0..rank). labels are
+ * probabilities (xent_softmax_cross_entropy) or class indices of dtype int32/int64
+ * (xent_sparse_softmax_cross_entropy); the same checks as those functions, so a bad input is reported here. */
 xent_status xent_loss_shape(const xent_tensor* labels, const xent_tensor* logits, int64_t axis, int32_t* rank,
-                            int64_t shape[XENT_MAX_RANK]);
+                            int64_t shape[XENT_MAX_RANK]) XENT_NOEXCEPT;
+
+/* The same for xent_cross_entropy: target holds probabilities or class indices; rank 0 (a scalar) when
+ * options->reduction is SUM or MEAN. */
+xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
+                                          const xent_loss_options* options, int32_t* rank,
+                                          int64_t shape[XENT_MAX_RANK]) XENT_NOEXCEPT;
 
 /* The message of this thread's last failed call ("" if none). Valid until this thread's next xent call. */
-const char* xent_last_error_message(void);
+const char* xent_last_error_message(void) XENT_NOEXCEPT;
 
 /* Caps the threads xent uses (OpenMP); n <= 0 restores the default (all available). Process-wide. */
-void xent_set_num_threads(int32_t n);
-int32_t xent_get_num_threads(void);
+void xent_set_num_threads(int32_t n) XENT_NOEXCEPT;
+int32_t xent_get_num_threads(void) XENT_NOEXCEPT;
 
 /* Human-readable names, for messages. */
-const char* xent_dtype_name(xent_dtype dtype);
-const char* xent_status_name(xent_status status);
+const char* xent_dtype_name(xent_dtype dtype) XENT_NOEXCEPT;
+const char* xent_status_name(xent_status status) XENT_NOEXCEPT;
 
 #ifdef __cplusplus
 }
