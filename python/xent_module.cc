@@ -81,12 +81,20 @@ py::array given_or_new(const std::optional<py::array>& given, const py::dtype& d
   return given ? *given : py::array(dtype, shape);
 }
 
-py::array loss_array(const xent_tensor& labels, const xent_tensor& logits, int64_t axis, const py::array& like) {
+// The loss's shape, as the library computes it (xent_loss_shape, xent_cross_entropy_loss_shape): the library
+// reports a bad input here with the same message the op would give.
+std::vector<py::ssize_t> loss_shape(const xent_tensor& labels, const xent_tensor& logits, int64_t axis,
+                                    const xent_loss_options* options = nullptr) {
   int32_t rank = 0;
   int64_t shape[XENT_MAX_RANK];
-  const xent_status status = xent_loss_shape(&labels, &logits, axis, &rank, shape);
+  const xent_status status = options ? xent_cross_entropy_loss_shape(&logits, &labels, axis, options, &rank, shape)
+                                     : xent_loss_shape(&labels, &logits, axis, &rank, shape);
   if (status != XENT_OK) raise(status);
-  return py::array(like.dtype(), std::vector<py::ssize_t>(shape, shape + rank));
+  return std::vector<py::ssize_t>(shape, shape + rank);
+}
+
+py::array loss_array(const xent_tensor& labels, const xent_tensor& logits, int64_t axis, const py::array& like) {
+  return py::array(like.dtype(), loss_shape(labels, logits, axis));
 }
 
 std::vector<py::ssize_t> shape_of(const xent_tensor& t) { return {t.shape, t.shape + t.rank}; }
@@ -112,15 +120,6 @@ py::tuple grad(py::array labels, py::array logits, int64_t axis, std::optional<p
   if (grad_loss) g = view(*grad_loss, "grad_loss");
   call_released([&] { return xent_softmax_cross_entropy_grad(&y, &x, axis, g ? &*g : nullptr, &l, &gx, &gy); });
   return py::make_tuple(loss, grad_logits, grad_labels);
-}
-
-// Loss shape of class-index targets: logits' shape without the class axis (all of it for an invalid axis).
-std::vector<py::ssize_t> without_axis(const py::array& logits, int64_t axis) {
-  std::vector<py::ssize_t> shape;
-  const int64_t rank = logits.ndim(), a = axis < 0 ? axis + rank : axis;
-  for (int64_t d = 0; d < rank; ++d)
-    if (d != a) shape.push_back(logits.shape(d));
-  return shape;
 }
 
 // The outputs of the sparse and options entry points: the loss array of the given shape and, when asked for,
@@ -164,7 +163,7 @@ xent_loss_options loss_options(const xent_tensor* weight, int64_t ignore_index, 
 py::tuple sparse(py::array labels, py::array logits, int64_t axis, std::optional<py::array> grad_loss, bool gradients,
                  std::optional<py::array> out_loss, std::optional<py::array> out_grad_logits) {
   xent_tensor y = view(labels, "labels"), x = view(logits, "logits");
-  const LogitOutputs out(logits, x, without_axis(logits, axis), gradients, grad_loss, out_loss, out_grad_logits);
+  const LogitOutputs out(logits, x, loss_shape(y, x, axis), gradients, grad_loss, out_loss, out_grad_logits);
   call_released([&] {
     return xent_sparse_softmax_cross_entropy_grad(&y, &x, axis, out.grad_loss_view(), &out.l, out.grad_logits_view());
   });
@@ -179,19 +178,7 @@ py::tuple cross_entropy(py::array logits, py::array target, int64_t axis, std::o
   std::optional<xent_tensor> w;
   if (weight) w = view(*weight, "weight");
   const xent_loss_options o = loss_options(w ? &*w : nullptr, ignore_index, reduction, label_smoothing, z_loss, softcap);
-  std::vector<py::ssize_t> shape;
-  if (reduction == XENT_REDUCTION_NONE) {
-    if (t.dtype == XENT_INT32 || t.dtype == XENT_INT64) {
-      shape = without_axis(logits, axis);  // a bad rank or axis is reported by the library, which checks it first
-    } else {
-      int32_t rank = 0;
-      int64_t dims[XENT_MAX_RANK];
-      const xent_status status = xent_loss_shape(&t, &x, axis, &rank, dims);
-      if (status != XENT_OK) raise(status);
-      shape.assign(dims, dims + rank);
-    }
-  }
-  const LogitOutputs out(logits, x, shape, gradients, grad_loss, out_loss, out_grad_logits);
+  const LogitOutputs out(logits, x, loss_shape(t, x, axis, &o), gradients, grad_loss, out_loss, out_grad_logits);
   call_released([&] {
     return xent_cross_entropy_grad(&x, &t, axis, &o, out.grad_loss_view(), &out.l, out.grad_logits_view());
   });
@@ -207,6 +194,14 @@ xent_tensor from_descriptor(const py::tuple& d, const char* name) {
     throw py::value_error(std::string(name) + " has too many dimensions (xent supports " + std::to_string(XENT_MAX_RANK) + ")");
   return xent_make_tensor(reinterpret_cast<void*>(d[0].cast<uintptr_t>()), static_cast<xent_dtype>(d[1].cast<int>()),
                           static_cast<int32_t>(shape.size()), shape.data(), strides.data());
+}
+
+// The loss's shape of cross_entropy_raw's arguments (reduction: an xent_reduction).
+py::tuple loss_shape_raw(const py::tuple& logits, const py::tuple& target, int64_t axis, int reduction) {
+  const xent_tensor x = from_descriptor(logits, "logits"), t = from_descriptor(target, "target");
+  xent_loss_options o = xent_default_loss_options();
+  o.reduction = reduction;
+  return py::tuple(py::cast(loss_shape(t, x, axis, &o)));
 }
 
 void cross_entropy_raw(const py::tuple& logits, const py::tuple& target, int64_t axis, std::optional<py::tuple> weight,
@@ -226,6 +221,18 @@ void cross_entropy_raw(const py::tuple& logits, const py::tuple& target, int64_t
 
 PYBIND11_MODULE(_xent, m) {
   m.doc() = "xent: softmax cross-entropy (binding of the C API; use the functions of the xent package)";
+  // The C API's enums, so that the Python layers do not write their numbers again.
+  py::enum_<xent_dtype>(m, "dtype")
+      .value("float16", XENT_FLOAT16)
+      .value("bfloat16", XENT_BFLOAT16)
+      .value("float32", XENT_FLOAT32)
+      .value("float64", XENT_FLOAT64)
+      .value("int32", XENT_INT32)
+      .value("int64", XENT_INT64);
+  py::enum_<xent_reduction>(m, "reduction")
+      .value("none", XENT_REDUCTION_NONE)
+      .value("sum", XENT_REDUCTION_SUM)
+      .value("mean", XENT_REDUCTION_MEAN);
   m.def("forward", &forward, py::arg("labels"), py::arg("logits"), py::arg("axis"));
   m.def("grad", &grad, py::arg("labels"), py::arg("logits"), py::arg("axis"), py::arg("grad_loss"),
         py::arg("out_loss") = py::none(), py::arg("out_grad_logits") = py::none(), py::arg("out_grad_labels") = py::none());
@@ -238,6 +245,7 @@ PYBIND11_MODULE(_xent, m) {
   m.def("cross_entropy_raw", &cross_entropy_raw, py::arg("logits"), py::arg("target"), py::arg("axis"),
         py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"),
         py::arg("z_loss"), py::arg("softcap"), py::arg("grad_loss"), py::arg("loss"), py::arg("grad_logits"));
+  m.def("loss_shape_raw", &loss_shape_raw, py::arg("logits"), py::arg("target"), py::arg("axis"), py::arg("reduction"));
   m.def("set_num_threads", &xent_set_num_threads, py::arg("n"));
   m.def("get_num_threads", &xent_get_num_threads);
 }

@@ -22,10 +22,18 @@ inline constexpr bool kMaxKeepsNaN = true;
 inline constexpr bool kMaxKeepsNaN = false;
 #endif
 
+// Whether MulAdd is one fused operation (x86: AVX2 and later; Highway emulates it with a multiply and an add on
+// SSE4, SSSE3 and the emulated targets).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+inline constexpr bool kFusedMulAdd = true;
+#else
+inline constexpr bool kFusedMulAdd = false;
+#endif
+
 // exp(t) for t ≤ 0 (and NaN), float.
-// Valid range: t ≤ 0. Error: ≤ 0.89 float32 ulp relative for t ≥ −87.3 (0.882 at most over every float of
-// [−87.3, 0], against float64 exp); t ≤ −87.68 (results below 2^−126.5) gives 0, which is harmless here because
-// every sum it feeds also holds exp(0) = 1. −inf → 0, NaN → NaN.
+// Valid range: t ≤ 0. Error: ≤ 0.89 float32 ulp relative for t ≥ −87.3 with a fused multiply-add (AVX2, AVX-512),
+// ≤ 1.2 ulp without (each polynomial step rounds twice); t ≤ −87.68 (results below 2^−126.5) gives 0, which is
+// harmless here because every sum it feeds also holds exp(0) = 1. −inf → 0, NaN → NaN.
 // Why not hn::Exp: it handles the full range and takes about three times the operations, and the dense forward is
 // bound by the exp's operations wherever the bus is fast.
 // exp(t) = 2^k · p(f), k = round(t / ln2), f = t − k·ln2 ∈ [−ln2/2, ln2/2], p a degree-6 polynomial
@@ -43,8 +51,13 @@ HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
   if constexpr (kMaxKeepsNaN) t = hn::Max(hn::Set(d, -88.0f), t);
   const auto n = hn::MulAdd(t, hn::Set(d, 1.44269504088896341f), shifter);
   const auto k = hn::Sub(n, shifter);
-  auto f = hn::NegMulAdd(k, hn::Set(d, 0x1.62e430p-1f), t);  // t − k·ln2_hi (FMA: no rounding of k·ln2_hi)
-  f = hn::NegMulAdd(k, hn::Set(d, -0x1.05c610p-29f), f);       // − k·ln2_lo
+  // f = t − k·ln2 in two steps (Cody and Waite), t − k·ln2_hi exact: with a fused multiply-add the product is not
+  // rounded; without one (SSE4, SSSE3, the emulated targets) ln2_hi keeps 9 significant bits, so that k·ln2_hi is
+  // exact for |k| ≤ 127 and so is the subtraction (Sterbenz).
+  constexpr float kLn2Hi = kFusedMulAdd ? 0x1.62e430p-1f : 0x1.63p-1f;
+  constexpr float kLn2Lo = kFusedMulAdd ? -0x1.05c610p-29f : -0x1.bd0106p-13f;  // ln2 − ln2_hi
+  auto f = hn::NegMulAdd(k, hn::Set(d, kLn2Hi), t);
+  f = hn::NegMulAdd(k, hn::Set(d, kLn2Lo), f);
   auto q = hn::MulAdd(hn::Set(d, 0x1.6a2450p-10f), f, hn::Set(d, 0x1.1239d4p-7f));
   q = hn::MulAdd(q, f, hn::Set(d, 0x1.5558f2p-5f));
   q = hn::MulAdd(q, f, hn::Set(d, 0x1.555492p-3f));
@@ -64,8 +77,7 @@ HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
   return hn::IfThenElse(hn::IsNaN(t), t, e);
 }
 
-// tanh(y), float. Error: ≤ 1.4 float32 ulp (measured on 2·10^5 points of [0, 0.625] and through the exp bound
-// above). |y| < 0.625: y + y³·q(y²), q of degree 4 fitted like the exp polynomial; else (1 − e)/(1 + e) with
+// tanh(y), float. Error: ≤ 1.6 float32 ulp. |y| < 0.625: y + y³·q(y²), q of degree 4 fitted like the exp polynomial; else (1 − e)/(1 + e) with
 // e = exp(−2|y|) ≤ 0.29, so 1 − e cannot cancel. ±inf → ±1, NaN → NaN.
 // Why not hn::Tanh: it takes more operations for the same accuracy here, and soft-capping costs a tanh per logit
 // in every pass.

@@ -2,6 +2,10 @@
 // and no write to any output.
 #include <gtest/gtest.h>
 
+#include <new>
+#include <stdexcept>
+
+#include "src/faults.h"
 #include "tests/test_util.h"
 #include "xent/xent.hpp"
 
@@ -167,6 +171,86 @@ TEST(Errors, LossShapeQuery) {
   ASSERT_EQ(rank, 2);
   EXPECT_EQ(shape[0], 5);
   EXPECT_EQ(shape[1], 9);
+}
+
+// Class-index labels: the loss has logits' shape without the class axis; a reduction makes it a scalar.
+TEST(Errors, LossShapeOfClassIndicesAndReductions) {
+  Tensor x = f32({4, 6, 5});
+  std::vector<int64_t> targets(20, 0);
+  const int64_t target_shape[] = {4, 5}, bad_shape[] = {4, 6};
+  xent_tensor xv = x.view(), tv = xent_make_tensor(targets.data(), XENT_INT64, 2, target_shape, nullptr);
+  int32_t rank = -1;
+  int64_t shape[XENT_MAX_RANK];
+  expect_ok(xent_loss_shape(&tv, &xv, 1, &rank, shape));
+  ASSERT_EQ(rank, 2);
+  EXPECT_EQ(shape[0], 4);
+  EXPECT_EQ(shape[1], 5);
+  xent_loss_options o = xent_default_loss_options();
+  for (int32_t reduction : {XENT_REDUCTION_NONE, XENT_REDUCTION_SUM, XENT_REDUCTION_MEAN}) {
+    o.reduction = reduction;
+    expect_ok(xent_cross_entropy_loss_shape(&xv, &tv, 1, &o, &rank, shape));
+    EXPECT_EQ(rank, reduction == XENT_REDUCTION_NONE ? 2 : 0);
+  }
+  Tensor probabilities = f32({4, 6, 1});
+  xent_tensor pv = probabilities.view();
+  o.reduction = XENT_REDUCTION_NONE;
+  expect_ok(xent_cross_entropy_loss_shape(&xv, &pv, 1, &o, &rank, shape));
+  ASSERT_EQ(rank, 2);
+  EXPECT_EQ(shape[1], 5);
+  // The same checks as the ops: labels of the wrong shape, a bad reduction.
+  std::vector<int32_t> bad(24, 0);
+  xent_tensor bv = xent_make_tensor(bad.data(), XENT_INT32, 2, bad_shape, nullptr);
+  EXPECT_EQ(xent_loss_shape(&bv, &xv, 1, &rank, shape), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("labels must have shape [4,5]"), std::string::npos)
+      << xent_last_error_message();
+  o.reduction = 7;
+  EXPECT_EQ(xent_cross_entropy_loss_shape(&xv, &tv, 1, &o, &rank, shape), XENT_INVALID_ARGUMENT);
+  EXPECT_EQ(xent_cross_entropy_loss_shape(&xv, &tv, 1, nullptr, &rank, shape), XENT_INVALID_ARGUMENT);
+}
+
+// Whatever is thrown inside a call after validation becomes a status and a message, never an exception through
+// the C ABI, and no output is written: allocation failures XENT_OUT_OF_MEMORY, anything else XENT_INTERNAL.
+void throw_runtime_error(const char*) { throw std::runtime_error("injected failure"); }
+void throw_bad_alloc(const char*) { throw std::bad_alloc(); }
+void throw_length_error(const char*) { throw std::length_error("vector::reserve"); }
+void throw_int(const char*) { throw 42; }
+
+TEST(Errors, ExceptionsBecomeStatusesAndWriteNothing) {
+  const struct {
+    internal::FaultHook hook;
+    xent_status status;
+    const char* needle;
+  } cases[] = {{throw_runtime_error, XENT_INTERNAL, "internal error in xent (please report it): injected failure"},
+               {throw_bad_alloc, XENT_OUT_OF_MEMORY, "out of memory"},
+               {throw_length_error, XENT_OUT_OF_MEMORY, "out of memory"},
+               {throw_int, XENT_INTERNAL, "unknown type"}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.needle);
+    Call call{f32({3, 5}), f32({3, 5})};
+    call.loss = f32({3});
+    call.grad_logits = f32({3, 5});
+    call.grad_labels = f32({3, 5});
+    for (auto* t : {&*call.loss, &*call.grad_logits, &*call.grad_labels})
+      for (int64_t i = 0; i < t->size(); ++i) t->set(i, 7);
+    internal::set_fault_hook(c.hook);
+    expect_error(call, c.status, {c.needle});
+    // The other entry points too (sparse, options).
+    std::vector<int64_t> targets(3, 0);
+    const int64_t target_shape[] = {3};
+    xent_tensor tv = xent_make_tensor(targets.data(), XENT_INT64, 1, target_shape, nullptr),
+                xv = call.logits.view(), lv = call.loss->view();
+    EXPECT_EQ(xent_sparse_softmax_cross_entropy(&tv, &xv, -1, &lv), c.status);
+    const xent_loss_options o = xent_default_loss_options();
+    Tensor scalar = f32({});
+    xent_tensor sv = scalar.view();
+    EXPECT_EQ(xent_cross_entropy(&xv, &tv, -1, &o, &sv), c.status);
+    internal::set_fault_hook(nullptr);
+    for (int64_t i = 0; i < call.loss->size(); ++i) EXPECT_EQ(call.loss->get(i), 7);
+  }
+  // And the next call works.
+  Tensor x = f32({2, 3}), y = f32({2, 3}), l = f32({2});
+  xent_tensor xv = x.view(), yv = y.view(), lv = l.view();
+  expect_ok(xent_softmax_cross_entropy(&yv, &xv, -1, &lv));
 }
 
 }  // namespace

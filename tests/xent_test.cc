@@ -7,6 +7,8 @@
 #include <iostream>
 
 #include "hwy/targets.h"
+#include "src/kernels.h"
+#include "src/paths.h"
 #include "tests/test_util.h"
 #include "xent/xent.hpp"
 
@@ -498,6 +500,106 @@ void for_each_compiled_target(const std::function<void()>& body) {
     body();
   }
   hwy::SetSupportedTargetsForTest(0);
+}
+
+// Each kernel path (src/paths.h) is chosen for a shape made for it, on every SIMD target compiled in where the path
+// can serve the dtype, and gives the reference's results there: a moved threshold fails here instead of silently
+// leaving a path untested.
+TEST(Xent, EachKernelPathIsChosenAndMatchesTheReference) {
+  using internal::KernelPath;
+  struct PathCase {
+    KernelPath path;
+    Case c;
+    int threads;
+  };
+  const PathCase cases[] = {
+      {KernelPath::kStagedLanes, {.labels_shape = {2, 21, 300}, .logits_shape = {2, 21, 300}, .axis = 1}, 1},
+      {KernelPath::kTinyRows, {.labels_shape = {64, 3}, .logits_shape = {64, 3}}, 1},
+      {KernelPath::kShortRows, {.labels_shape = {64, 10}, .logits_shape = {64, 10}}, 1},
+      {KernelPath::kCopiedLanes, {.dtype = XENT_FLOAT64, .labels_shape = {26300, 10}, .logits_shape = {26300, 10}}, 1},
+      {KernelPath::kSweptLanes, {.labels_shape = {2, 1000, 49}, .logits_shape = {2, 1000, 49}, .axis = 1}, 1},
+      {KernelPath::kLaneRows, {.labels_shape = {40, 10}, .logits_shape = {40, 10}, .logits_layout = Layout::kPadded}, 1},
+      {KernelPath::kSplitRows, {.labels_shape = {1, 300000}, .logits_shape = {1, 300000}}, 2},
+      {KernelPath::kRows, {.labels_shape = {8, 1000}, .logits_shape = {8, 1000}}, 1},
+  };
+  int checked[std::size(internal::kAllPaths)] = {};
+  for_each_compiled_target([&] {
+    for (xent_dtype dtype : kAllDtypes) {
+      const internal::TargetTraits traits = internal::target_traits(dtype);
+      for (PathCase pc : cases) {
+        if (pc.c.dtype == XENT_FLOAT64 && dtype != XENT_FLOAT64) continue;  // cases made for one dtype
+        pc.c.dtype = dtype;
+        // Paths that serve only some dtypes on some targets: ShortRows needs vectors that transpose, the copied
+        // lanes a dtype that would otherwise be gathered.
+        if (pc.path == KernelPath::kShortRows && !traits.transposable) continue;
+        if (pc.path == KernelPath::kCopiedLanes && (traits.narrow || traits.transposable)) continue;
+        SCOPED_TRACE(std::string(internal::path_name(pc.path)) + ", " + describe(pc.c));
+        Tensor logits(dtype, pc.c.logits_shape, pc.c.logits_layout), labels(dtype, pc.c.labels_shape);
+        Tensor gx(dtype, pc.c.logits_shape), gy(dtype, pc.c.labels_shape);
+        xent_tensor xv = logits.view(), yv = labels.view(), gxv = gx.view(), gyv = gy.view();
+        internal::KernelPath chosen{};
+        ASSERT_EQ(internal::chosen_path({.labels = &yv, .logits = &xv, .axis = pc.c.axis, .grad_logits = &gxv,
+                                         .grad_labels = &gyv},
+                                        pc.threads, &chosen),
+                  XENT_OK);
+        EXPECT_STREQ(internal::path_name(chosen), internal::path_name(pc.path));
+        set_num_threads(pc.threads);
+        run_case(pc.c);
+        set_num_threads(0);
+        ++checked[static_cast<int>(pc.path)];
+      }
+    }
+  });
+  for (KernelPath path : internal::kAllPaths)
+    EXPECT_GT(checked[static_cast<int>(path)], 0) << internal::path_name(path) << " was not checked on any target";
+}
+
+// The same inputs give the same bits with 1, 2, 3 and 4 threads, for every dtype and every path: a row's split
+// into pieces and every sum's order are fixed by the shapes, never by the thread count.
+TEST(Xent, SameBitsOnOneToFourThreads) {
+  const std::vector<std::pair<std::vector<int64_t>, int>> shapes = {
+      {{1, 1 << 20}, -1}, {{3, 70000}, -1}, {{257, 301}, -1}, {{4099, 10}, -1},  {{2050, 3}, -1},
+      {{3, 7, 40, 41}, 1}, {{2, 21, 300}, 1}, {{2, 1000, 49}, 1}};
+  for (xent_dtype dtype : kAllDtypes) {
+    for (const auto& [shape, axis] : shapes) {
+      SCOPED_TRACE(std::string(xent_dtype_name(dtype)) + " " + shape_of(shape));
+      std::mt19937 rng(7);
+      std::normal_distribution<double> normal;
+      Tensor logits(dtype, shape), labels(dtype, shape);
+      for (int64_t i = 0; i < logits.size(); ++i) logits.set(i, 4 * normal(rng)), labels.set(i, std::fabs(normal(rng)));
+      std::vector<int64_t> loss_shape = shape, targets;
+      loss_shape.erase(loss_shape.begin() + (axis < 0 ? static_cast<int>(shape.size()) + axis : axis));
+      const int64_t rows = count(loss_shape), C = shape[axis < 0 ? shape.size() + axis : axis];
+      for (int64_t i = 0; i < rows; ++i) targets.push_back(i % 11 == 0 ? -100 : (i * 7919) % C);
+      Tensor weight(dtype, {C});
+      for (int64_t j = 0; j < C; ++j) weight.set(j, 0.5 + (j % 3) * 0.25);
+      // Dense op with both gradients; class indices with options and a MEAN reduction.
+      const auto results = [&] {
+        Tensor loss(dtype, loss_shape), gx(dtype, shape), gy(dtype, shape), mean(dtype, {}), gs(dtype, shape);
+        xent_tensor xv = logits.view(), yv = labels.view(), lv = loss.view(), gxv = gx.view(), gyv = gy.view(),
+                    mv = mean.view(), gsv = gs.view(), wv = weight.view();
+        expect_ok(xent_softmax_cross_entropy_grad(&yv, &xv, axis, nullptr, &lv, &gxv, &gyv));
+        xent_tensor tv = xent_make_tensor(targets.data(), XENT_INT64, static_cast<int32_t>(loss_shape.size()),
+                                          loss_shape.data(), nullptr);
+        xent_loss_options o = xent_default_loss_options();
+        o.weight = &wv, o.label_smoothing = 0.1, o.z_loss = 1e-3;
+        expect_ok(xent_cross_entropy_grad(&xv, &tv, axis, &o, nullptr, &mv, &gsv));
+        std::vector<unsigned char> bytes;
+        for (const Tensor* t : {&loss, &gx, &gy, &mean, &gs}) {
+          const std::vector<unsigned char> b = t->bytes();
+          bytes.insert(bytes.end(), b.begin(), b.end());
+        }
+        return bytes;
+      };
+      set_num_threads(1);
+      const std::vector<unsigned char> one = results();
+      for (int threads : {2, 3, 4}) {
+        set_num_threads(threads);
+        EXPECT_TRUE(results() == one) << threads << " threads gave other bits than one";
+      }
+      set_num_threads(0);
+    }
+  }
 }
 
 // A row's results do not depend on its place: the full groups of short rows (TinyRows, ShortRows) and the rows of

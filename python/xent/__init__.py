@@ -129,7 +129,7 @@ def get_num_threads():
 
 # ---- Class-index targets and the loss options
 
-_REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
+_REDUCTIONS = {name: int(value) for name, value in _xent.reduction.__members__.items()}
 
 
 def _int_array(x, name):

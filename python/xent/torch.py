@@ -21,8 +21,8 @@ from . import _xent
 
 __all__ = ["cross_entropy", "CrossEntropyLoss"]
 
-_DTYPES = {torch.float16: 1, torch.bfloat16: 2, torch.float32: 3, torch.float64: 4, torch.int32: 5, torch.int64: 6}
-_REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
+_DTYPES = {getattr(torch, name): int(value) for name, value in _xent.dtype.__members__.items()}
+_REDUCTIONS = {name: int(value) for name, value in _xent.reduction.__members__.items()}
 
 
 def _descriptor(t, name):
@@ -34,24 +34,13 @@ def _descriptor(t, name):
     return (t.data_ptr(), _DTYPES[t.dtype], tuple(t.shape), tuple(t.stride()))
 
 
-def _loss_shape(logits, target, axis, reduction):
-    """Broadcast shape without the class axis (axis counted in logits' rank, right-aligned); () when reduced."""
-    if reduction != "none":
-        return ()
-    shape = tuple(logits.shape) if not target.is_floating_point() else \
-        tuple(torch.broadcast_shapes(logits.shape, target.shape))
-    if not -logits.dim() <= axis < logits.dim():
-        return shape  # xent reports the bad axis
-    a = axis + len(shape) if axis < 0 else axis + len(shape) - logits.dim()
-    return shape[:a] + shape[a + 1:]
-
-
 def _run(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, grad_loss,
          gradients):
-    loss = torch.empty(_loss_shape(logits, target, axis, reduction), dtype=logits.dtype)
+    logits_d, target_d = _descriptor(logits, "logits"), _descriptor(target, "target")
+    loss = torch.empty(_xent.loss_shape_raw(logits_d, target_d, axis, _REDUCTIONS[reduction]), dtype=logits.dtype)
     grad_logits = torch.empty_like(logits, memory_format=torch.contiguous_format) if gradients else None
     _xent.cross_entropy_raw(
-        _descriptor(logits, "logits"), _descriptor(target, "target"), axis,
+        logits_d, target_d, axis,
         None if weight is None else _descriptor(weight, "weight"), ignore_index, _REDUCTIONS[reduction],
         float(label_smoothing), float(z_loss), 0.0 if softcap is None else float(softcap),
         None if grad_loss is None else _descriptor(grad_loss, "grad_loss"), _descriptor(loss, "loss"),
