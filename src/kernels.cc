@@ -51,7 +51,11 @@ TargetTraits TraitsOf() {
 template <bool kGeneral, typename T, typename G>
 void RunPath(const Layout& l, int threads) {
   if (l.rows == 0) return;
-  const KernelChoice choice = choose_path(l, TraitsOf<T>(), threads);
+  // Gradients in float for a 16-bit dtype (broadcast inputs, see TargetTraits::rows_only): the row kernel only.
+  constexpr bool kRowsOnly = !std::is_same_v<T, G>;
+  TargetTraits traits = TraitsOf<T>();
+  traits.rows_only = kRowsOnly;
+  const KernelChoice choice = choose_path(l, traits, threads);
   const bool parallel = runs_parallel(l, kTuning, threads);
   // Gradients this large will not be read back from cache: write them around it.
   const bool stream = (l.data[kGradLogits] || l.data[kGradLabels]) &&
@@ -61,8 +65,10 @@ void RunPath(const Layout& l, int threads) {
     RunRows<kGeneral, T, G>(l, choice.path == KernelPath::kSplitRows, threads, parallel, stream);
     return;
   }
-  RunLaneGroups<kGeneral, T, G>(l, choice, threads, parallel, stream);
-  if (stream) FlushStreams(threads);
+  if constexpr (!kRowsOnly) {
+    RunLaneGroups<kGeneral, T, G>(l, choice, threads, parallel, stream);
+    if (stream) FlushStreams(threads);
+  }
 }
 
 template <typename T, typename G>

@@ -24,6 +24,7 @@ HWY_BEFORE_NAMESPACE();
 namespace xent::internal::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// One operand of a group: element (row l, class c) at data[l·lane_stride + c·class_stride].
 template <typename T>
 struct LaneOperand {
   T* data;
@@ -31,6 +32,7 @@ struct LaneOperand {
   int64_t class_stride;
 };
 
+// A group of `count` rows, one per lane: its operands and what its lanes share.
 template <typename T, typename G>
 struct LaneGroup {
   LaneOperand<const T> x, y;
@@ -55,13 +57,12 @@ struct LaneGroup {
   // unused).
   LaneOperand<const T> x_next{}, y_next{};
 
-  // This group as the rows from row i of `from` on (i counted along the lanes): every operand, the targets and the
-  // first row moved i lanes on.
+  // This group's operands read or written per class, its targets and its first row as those of the rows from row i
+  // of `from` on (i counted along the lanes). Loss and upstream gradient stay at `from`'s first row: StoreGroupLosses
+  // and UpstreamGradients take the offset.
   HWY_INLINE void SetFirst(const LaneGroup& from, int64_t i) {
     const auto at = [i](auto* p, int64_t lane_stride) { return p ? p + i * lane_stride : nullptr; };
     x.data = at(from.x.data, from.x.lane_stride), y.data = at(from.y.data, from.y.lane_stride);
-    loss.data = at(from.loss.data, from.loss.lane_stride);
-    grad_loss.data = at(from.grad_loss.data, from.grad_loss.lane_stride);
     gx.data = at(from.gx.data, from.gx.lane_stride), gy.data = at(from.gy.data, from.gy.lane_stride);
     if (from.targets)
       targets = static_cast<const char*>(from.targets) + i * from.targets_lane_stride * dtype_size(from.target_dtype);
@@ -99,63 +100,68 @@ HWY_INLINE void ReadTargets(const LaneGroup<T, G>& a, size_t count, A* target, A
   else read_any(static_cast<const int64_t*>(a.targets));
 }
 
-// Asks for a later group's elements (op.data at its first row, `count` rows) while this one computes: hardware
-// prefetchers follow neither 21 streams 64 KiB apart (NCHW classes) nor gathers well. Covers the lines of each
-// class's lanes when lanes are contiguous (a span that straddles one more line has it asked for with the next
-
-// A group's class-index targets, read once per group: per lane, the target as a value of the compute type (index;
-// −1 for an ignored lane, a lane past count, or no targets), its effective label alpha·w_t (weight; 0 where the
-// index is −1), and which lanes are ignored (ignored_mask, and ignored_lanes(): 1 or 0 per lane).
+// A group's class-index targets as vectors: per lane, the target as a value of the compute type (index; −1 for an
+// ignored lane, a lane past count, or no targets), its effective label alpha·w_t (weight; 0 where the index is −1),
+// and which lanes are ignored.
 template <class DA>
 struct GroupTargets {
-  using A = hn::TFromD<DA>;
-  static constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
   hn::Vec<DA> index, weight;
-  hn::Mask<DA> ignored_mask;
-
-  // has_targets false (dense labels): no target, no lane ignored; nothing is read.
-  template <typename T, typename G>
-  HWY_INLINE void Read(DA da, const LaneGroup<T, G>& a, size_t count, bool has_targets) {
-    has_targets_ = has_targets;
-    if (!has_targets) {
-      index = hn::Set(da, A{-1}), weight = hn::Zero(da), ignored_mask = hn::FirstN(da, 0);
-      return;
-    }
-    ReadTargets(a, count, target_, ignored_, target_weight_);
-    for (size_t l = count; l < kMaxLanes; ++l) target_[l] = A{-1}, ignored_[l] = A{0}, target_weight_[l] = A{0};
-    index = hn::Load(da, target_);
-    weight = hn::Load(da, target_weight_);
-    ignored_mask = hn::Eq(hn::Load(da, ignored_), hn::Set(da, A{1}));
-  }
-  const A* ignored_lanes() const { return has_targets_ ? ignored_ : kNone; }
-
- private:
-  static constexpr A kNone[kMaxLanes] = {};
-  bool has_targets_ = false;
-  HWY_ALIGN A target_[kMaxLanes], ignored_[kMaxLanes], target_weight_[kMaxLanes];
+  hn::Mask<DA> ignored;
 };
 
-// The upstream gradient of each of a group's lanes l < count: grad_scale · grad_loss[l] (grad_scale alone without
-// grad_loss), 0 where the lane is ignored.
+// The same per lane in memory, where ReadGroupTargets reads them, and which lanes are ignored (1 or 0) for
+// MergedLanes::Finish.
+template <class DA>
+struct TargetLanes {
+  using A = hn::TFromD<DA>;
+  static constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
+  HWY_ALIGN A target[kMaxLanes], ignored[kMaxLanes], target_weight[kMaxLanes];
+  static constexpr A kNone[kMaxLanes] = {};
+  const A* ignored_lanes(bool has_targets) const { return has_targets ? ignored : kNone; }
+};
+
+// Reads the targets of a group's lanes l < count (has_targets false, dense labels: no target, no lane ignored,
+// nothing read).
 template <class DA, typename T, typename G>
-HWY_INLINE hn::Vec<DA> UpstreamGradients(DA da, const LaneGroup<T, G>& a, size_t count, hn::Mask<DA> ignored) {
+HWY_INLINE GroupTargets<DA> ReadGroupTargets(DA da, const LaneGroup<T, G>& a, size_t count, bool has_targets,
+                                             TargetLanes<DA>& lanes) {
+  using A = hn::TFromD<DA>;
+  if (!has_targets) return {hn::Set(da, A{-1}), hn::Zero(da), hn::FirstN(da, 0)};
+  ReadTargets(a, count, lanes.target, lanes.ignored, lanes.target_weight);
+  for (size_t l = count; l < TargetLanes<DA>::kMaxLanes; ++l)
+    lanes.target[l] = A{-1}, lanes.ignored[l] = A{0}, lanes.target_weight[l] = A{0};
+  return {hn::Load(da, lanes.target), hn::Load(da, lanes.target_weight),
+          hn::Eq(hn::Load(da, lanes.ignored), hn::Set(da, A{1}))};
+}
+
+// The upstream gradient of the lanes l < count of the group's rows i, i + 1, …: grad_scale · grad_loss[i + l]
+// (grad_scale alone without grad_loss), 0 where the lane is ignored.
+template <class DA, typename T, typename G>
+HWY_INLINE hn::Vec<DA> UpstreamGradients(DA da, const LaneGroup<T, G>& a, int64_t i, size_t count,
+                                         hn::Mask<DA> ignored) {
   auto g = hn::Set(da, static_cast<hn::TFromD<DA>>(a.grad_scale));
-  if (a.grad_loss.data) g = hn::Mul(g, LoadRows(da, a.grad_loss.data, a.grad_loss.lane_stride, count));
+  if (a.grad_loss.data)
+    g = hn::Mul(g, LoadRows(da, a.grad_loss.data + i * a.grad_loss.lane_stride, a.grad_loss.lane_stride, count));
   return hn::IfThenZeroElse(ignored, g);
 }
 
-// Writes the losses of a group's lanes l < count: to row_loss[first_row + l] in double (reductions) or to loss.
+// Writes the losses of the lanes l < count of the group's rows i, i + 1, …: to row_loss[first_row + i + l] in
+// double (reductions) or to loss.
 template <class DA, typename T, typename G>
-HWY_INLINE void StoreGroupLosses(DA da, const LaneGroup<T, G>& a, hn::Vec<DA> loss, size_t count) {
+HWY_INLINE void StoreGroupLosses(DA da, const LaneGroup<T, G>& a, int64_t i, hn::Vec<DA> loss, size_t count) {
   if (a.row_loss) {
     HWY_ALIGN hn::TFromD<DA> lanes[HWY_MAX_BYTES / sizeof(hn::TFromD<DA>)] = {};  // {}: -Wmaybe-uninitialized
     hn::Store(loss, da, lanes);
-    for (size_t l = 0; l < count; ++l) a.row_loss[a.first_row + static_cast<int64_t>(l)] = lanes[l];
+    for (size_t l = 0; l < count; ++l) a.row_loss[a.first_row + i + static_cast<int64_t>(l)] = lanes[l];
   } else if (a.loss.data) {
-    StoreLanes(da, loss, a.loss.data, a.loss.lane_stride, count);
+    StoreLanes(da, loss, a.loss.data + i * a.loss.lane_stride, a.loss.lane_stride, count);
   }
 }
 
+// Asks for a later group's elements (op.data at its first row, `count` rows) while this one computes: hardware
+// prefetchers follow neither 21 streams 64 KiB apart (NCHW classes) nor gathers well. Covers the lines of each
+// class's lanes when lanes are contiguous (a span that straddles one more line has it asked for with the next
+// group), or the group's one run when its short rows are contiguous.
 template <typename T>
 HWY_INLINE void PrefetchGroup(const LaneOperand<const T>& op, int64_t C, int64_t count) {
   if (op.data == nullptr) return;

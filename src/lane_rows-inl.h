@@ -75,8 +75,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
   const auto cap = hn::Set(da, static_cast<A>(tr.softcap)), inv_cap = hn::Set(da, static_cast<A>(tr.softcap ? 1 / tr.softcap : 0));
   // Targets of the lanes (GroupTargets).
   const bool has_targets = kGeneral && a.targets != nullptr;
-  GroupTargets<DA> group_targets;
-  group_targets.Read(da, a, count, has_targets);
+  TargetLanes<DA> target_lanes;
+  const GroupTargets<DA> group_targets = ReadGroupTargets(da, a, count, has_targets, target_lanes);
   const auto target_vec = group_targets.index;
 
   // Short rows whose lanes are not contiguous (C ≤ kMaxTiled, lane stride ≠ 1, e.g. 1M × 10: one gather per class)
@@ -281,8 +281,8 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     return SumLanes(da, begin, end, x_at, y_at, NoHook{}, NoHook{});
   };
 
-  const auto ignored_mask = group_targets.ignored_mask;
-  const auto g = UpstreamGradients(da, a, count, ignored_mask);
+  const auto ignored_mask = group_targets.ignored;
+  const auto g = UpstreamGradients(da, a, 0, count, ignored_mask);
   hn::Vec<DA> ref, log_sum, scale;
   HWY_ALIGN A loss[kMaxLanes] = {};  // set by the forward calls; {} silences -Wmaybe-uninitialized
   if (C <= kLaneBlock) {
@@ -299,10 +299,10 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
     for (int64_t begin = from; forward && begin < to; begin += kLaneBlock)
       kept.Merge(da, block(begin, std::min(to, begin + kLaneBlock)));
     if (forward && to < C) return;  // a sweep's forward call before the last
-    if (forward) kept.Finish(da, g, kGeneral ? a.z_loss : 0.0, group_targets.ignored_lanes(), count, loss);
+    if (forward) kept.Finish(da, g, kGeneral ? a.z_loss : 0.0, target_lanes.ignored_lanes(has_targets), count, loss);
     ref = hn::Load(da, kept.ref), log_sum = hn::Load(da, kept.log_sum), scale = hn::Load(da, kept.scale);
   }
-  if (forward) StoreGroupLosses(da, a, hn::Load(da, loss), count);
+  if (forward) StoreGroupLosses(da, a, 0, hn::Load(da, loss), count);
 
   if (sweep && !sweep->gradients) return;
   // The gradients' pointers, strides and flags in locals (see x_load).

@@ -100,7 +100,7 @@ const char* path_name(KernelPath path) {
 
 KernelChoice choose_path(const Layout& l, const TargetTraits& target, int threads) {
   const Facts f{l, target, TuningFor(static_cast<size_t>(target.vector_bytes)), threads};
-  if (l.rows > 0 && f.lanes_serve()) {
+  if (l.rows > 0 && !target.rows_only && f.lanes_serve()) {
     const int64_t stage = f.stage_lanes();
     if (stage > target.lanes) return {KernelPath::kStagedLanes, stage};
     if (f.tiny_rows_serve()) return {KernelPath::kTinyRows};

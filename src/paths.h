@@ -52,6 +52,10 @@ struct TargetTraits {
   bool float32 = false;       // the dtype is float32
   bool narrow = false;        // float16/bfloat16: computed in float, converted on load
   bool transposable = false;  // the compute type's vectors transpose in registers (transpose-inl.h)
+  // Only the row kernel is compiled for this call's types: gradients of broadcast float16/bfloat16 inputs, written
+  // in float to a temporary (the lane kernels' instances for them would double those dtypes' build time for a
+  // call that is rare).
+  bool rows_only = false;
 };
 
 struct KernelChoice {

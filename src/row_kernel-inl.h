@@ -39,6 +39,7 @@ inline constexpr int64_t kBlock = 2048;
 // many terms per lane put a visible drift into log(sum) (docs/performance.md).
 inline constexpr int64_t kTermsPerLane = 32;
 
+// Loads of x (soft-capped) and of the effective labels for one range, full or partial vectors.
 template <bool kGeneral, class DA, typename T>
 struct RangeLoader {
   using A = hn::TFromD<DA>;
@@ -252,6 +253,14 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
   return state;
 }
 
+// Gradients of n classes given the finished row: gx = (s·exp(x' − r) − g·a)·dx'/dx and gy = g·(log_sum − (x − r)),
+// with gy = 0 where y = 0 and x = −inf (see xent.h). gx or gy may be null; the general path writes gx only.
+// kept (optional, the whole row from its ForwardRange): exp(x' − r) = exp(r_b − r)·values[j], with the factor
+// folded into s per block.
+// In place: gx may be x itself and gy y itself (xent.h), so these four are not HWY_RESTRICT, and each vector's x
+// and y are read before its gx and gy are written. With restrict, GCC read x for gy after storing gx when gx came
+// from kept exps (gy over in-place logits was wrong from C = 129, where the row kernel starts).
+// kUnitStrides: every stride is 1 (or its operand absent), as for ForwardRange.
 template <bool kGeneral, bool kUnitStrides = false, class DA, typename T, typename G>
 void GradientRange(DA da, const T* x, int64_t x_stride, const T* y, int64_t y_stride, int64_t n, const RowResult& row,
                    const Transform<T>& tr, G* gx, int64_t gx_stride, G* gy, int64_t gy_stride, bool stream = false,

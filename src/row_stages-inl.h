@@ -37,6 +37,7 @@ struct Row {
   int64_t label_offset;
 };
 
+// The pointers of row `row` (counted over the batch dimensions, row-major) of every operand.
 template <typename T, typename G>
 Row<T, G> RowAt(const Layout& l, int64_t row) {
   std::array<int64_t, kNumOperands> offset{};
@@ -99,6 +100,8 @@ inline RowState WithTarget(RowState s, const Target& t) {
   return s;
 }
 
+// Stage 3's finish of row i from its statistics (the whole row's): its RowResult, and its loss written (to
+// row_loss in double for reductions).
 template <typename T, typename G>
 RowResult FinishRow(const Layout& l, int64_t i, const Row<T, G>& r, const RowState& state) {
   const double g = l.grad_scale * (r.grad_loss ? static_cast<double>(ToCompute(*r.grad_loss)) : 1.0);

@@ -145,14 +145,14 @@ void TinyRows(DA da, const LaneGroup<T, G>& shared, int64_t n) {
   const double z_loss = kGeneral ? shared.z_loss : 0.0;
   const auto half = hn::Set(da, A{0.5}), one = hn::Set(da, A{1});
   const auto alpha = hn::Set(da, static_cast<A>(shared.tr.alpha));
-  GroupTargets<DA> targets;
+  TargetLanes<DA> target_lanes;
   LaneGroup<T, G> a = shared;  // the group of rows i, i + 1, ...
   for (int64_t i = 0; i < n; i += N) {
     hn::Vec<DA> x[kC], y[kC];
     load(shared.x.data + i * C, x);
     a.SetFirst(shared, i);
-    targets.Read(da, a, hn::Lanes(da), kGeneral);
-    const auto g = UpstreamGradients(da, a, hn::Lanes(da), targets.ignored_mask);
+    const GroupTargets<DA> targets = ReadGroupTargets(da, a, hn::Lanes(da), kGeneral, target_lanes);
+    const auto g = UpstreamGradients(da, shared, i, hn::Lanes(da), targets.ignored);
     if constexpr (kGeneral) {
       // The effective labels, as RowOrderGradients computes them for the gradient (β = 0 here).
       for (size_t c = 0; c < kC; ++c)
@@ -168,7 +168,7 @@ void TinyRows(DA da, const LaneGroup<T, G>& shared, int64_t n) {
         kGeneral ? SumLanes(da, 0, C, x_at, LaneTargets<DA>{targets.index, targets.weight}, NoHook{}, keep)
                  : SumLanes(da, 0, C, x_at, [&](int64_t c) { return y[c]; }, NoHook{}, keep),
         g, z_loss);
-    StoreGroupLosses(da, a, hn::IfThenZeroElse(targets.ignored_mask, r.loss), hn::Lanes(da));
+    StoreGroupLosses(da, shared, i, hn::IfThenZeroElse(targets.ignored, r.loss), hn::Lanes(da));
     hn::Vec<DA> grad[kC];
     if (shared.gx.data) {
       for (size_t c = 0; c < kC; ++c) grad[c] = GradLogits(r.scale, e[c], g, y[c]);
@@ -221,7 +221,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
   // Rows of several lane blocks (C > kLaneBlock): the lanes' merged states and losses.
   MergedLanes<A> merged;
   HWY_ALIGN A merged_loss[kMaxLanes];
-  GroupTargets<DA> targets;
+  TargetLanes<DA> target_lanes;
   if (keep_exps)  // columns past C: transposed along, never used
     for (int64_t c = C; c < N; ++c) hn::Store(hn::Zero(da), da, exp_tile + c * N);
   const auto keep_in_tile = [&](int64_t c, hn::Vec<DA> e) XENT_LAMBDA_INLINE { hn::Store(e, da, exp_tile + c * N); };
@@ -238,8 +238,8 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
       if (C < N) PrefetchRows(shared.x, shared.y, C, i + kTuning.lane_ahead * N, n, N);
       a.SetFirst(shared, i);
       fill_tile(a.x.data, x_tile);
-      targets.Read(da, a, a.count, has_targets);
-      const auto g = UpstreamGradients(da, a, a.count, targets.ignored_mask);
+      const GroupTargets<DA> targets = ReadGroupTargets(da, a, hn::Lanes(da), has_targets, target_lanes);
+      const auto g = UpstreamGradients(da, shared, i, hn::Lanes(da), targets.ignored);
       if (!has_targets) fill_tile(a.y.data, y_tile);
       // Rows of several lane blocks: the next group's logits and labels (each one stretch of N·C elements; the
       // last group's own) are asked for while this one computes, N elements of each per class of the exp pass.
@@ -266,7 +266,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
         merged.Start();
         for (int64_t begin = 0; begin < C; begin += kLaneBlock)
           merged.Merge(da, block(begin, std::min(C, begin + kLaneBlock), touch, NoHook{}));
-        merged.Finish(da, g, z_loss, targets.ignored_lanes(), a.count, merged_loss);
+        merged.Finish(da, g, z_loss, target_lanes.ignored_lanes(has_targets), a.count, merged_loss);
         r = {hn::Load(da, merged.ref), hn::Load(da, merged.log_sum), hn::Load(da, merged.scale),
              hn::Load(da, merged_loss)};
         // Each block's exps were relative to its own max: the exps for gx are computed again from the tile with
@@ -274,7 +274,7 @@ void ShortRows(DA da, const LaneGroup<T, G>& shared, int64_t C, int64_t n) {
         if constexpr (kKeep)
           for (int64_t c = 0; c < C; ++c) keep(c, ExpNonPositive(da, hn::Sub(x_at(c), r.ref)));
       }
-      StoreGroupLosses(da, a, hn::IfThenZeroElse(targets.ignored_mask, r.loss), a.count);
+      StoreGroupLosses(da, shared, i, hn::IfThenZeroElse(targets.ignored, r.loss), hn::Lanes(da));
       if constexpr (kKeep) TransposeColumns(da, exp_tile, C, exp_rows);
       if (positions)
         RowOrderGradients<kGeneral>(da, a, C, *positions, targets.index, r, g, kKeep ? exp_rows : nullptr);

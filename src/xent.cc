@@ -159,7 +159,10 @@ xent_status chosen_path(const Request& request, int threads, KernelPath* path) {
   Plan plan;
   std::string error;
   const xent_status status = make_plan(request, &plan, &error);
-  if (status == XENT_OK) *path = choose_path(plan.layout, target_traits(plan.dtype), threads).path;
+  if (status != XENT_OK) return status;
+  TargetTraits traits = target_traits(plan.dtype);
+  traits.rows_only = traits.narrow && plan.gradients_in_compute_type();
+  *path = choose_path(plan.layout, traits, threads).path;
   return status;
 }
 

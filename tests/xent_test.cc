@@ -554,6 +554,22 @@ TEST(Xent, EachKernelPathIsChosenAndMatchesTheReference) {
     EXPECT_GT(checked[static_cast<int>(path)], 0) << internal::path_name(path) << " was not checked on any target";
 }
 
+// Gradients of broadcast float16/bfloat16 inputs are written in float to a temporary, on the row kernel only
+// (TargetTraits::rows_only); float32 takes its usual path.
+TEST(Xent, BroadcastHalfGradientsRunOnTheRowKernel) {
+  for (xent_dtype dtype : kAllDtypes) {
+    Tensor logits(dtype, {64, 10}), labels(dtype, {1, 10}), gx(dtype, {64, 10}), gy(dtype, {1, 10});
+    xent_tensor xv = logits.view(), yv = labels.view(), gxv = gx.view(), gyv = gy.view();
+    internal::KernelPath path{};
+    ASSERT_EQ(internal::chosen_path({.labels = &yv, .logits = &xv, .axis = -1, .grad_logits = &gxv, .grad_labels = &gyv},
+                                    1, &path),
+              XENT_OK);
+    const bool narrow = dtype == XENT_FLOAT16 || dtype == XENT_BFLOAT16;
+    EXPECT_EQ(path == internal::KernelPath::kRows, narrow) << xent_dtype_name(dtype) << ": " << internal::path_name(path);
+    run_case({.dtype = dtype, .labels_shape = {1, 10}, .logits_shape = {64, 10}});
+  }
+}
+
 // The same inputs give the same bits with 1, 2, 3 and 4 threads, for every dtype and every path: a row's split
 // into pieces and every sum's order are fixed by the shapes, never by the thread count.
 TEST(Xent, SameBitsOnOneToFourThreads) {

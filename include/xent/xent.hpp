@@ -159,11 +159,22 @@ inline void cross_entropy_grad(const ConstView& logits, const ConstView& target,
                                 ptr(out.grad_logits)));
 }
 
-// The loss's shape: the broadcast shape of labels and logits without the class axis.
+// The loss's shape: the broadcast shape of labels and logits without the class axis (labels: probabilities, or class
+// indices of logits' shape without the class axis).
 inline std::vector<int64_t> loss_shape(const ConstView& labels, const ConstView& logits, int64_t axis = -1) {
   int32_t rank = 0;
   int64_t shape[XENT_MAX_RANK];
   check(xent_loss_shape(labels.get(), logits.get(), axis, &rank, shape));
+  return std::vector<int64_t>(shape, shape + rank);
+}
+
+// The loss's shape of cross_entropy: [] (a scalar) for SUM and MEAN.
+inline std::vector<int64_t> cross_entropy_loss_shape(const ConstView& logits, const ConstView& target,
+                                                     const LossOptions& options = {}, int64_t axis = -1) {
+  const xent_loss_options o = options.c();
+  int32_t rank = 0;
+  int64_t shape[XENT_MAX_RANK];
+  check(xent_cross_entropy_loss_shape(logits.get(), target.get(), axis, &o, &rank, shape));
   return std::vector<int64_t>(shape, shape + rank);
 }
 
