@@ -217,6 +217,64 @@ void cross_entropy_raw(const py::tuple& logits, const py::tuple& target, int64_t
   call_released([&] { return xent_cross_entropy_grad(&x, &t, axis, &o, g ? &*g : nullptr, &l, gx ? &*gx : nullptr); });
 }
 
+// The fused linear + cross-entropy on numpy arrays: (loss, grad_input, grad_linear_weight, grad_linear_bias), the
+// gradients only when asked for (grad_linear_bias None without a bias); outputs new arrays or the caller's (out=).
+py::tuple linear(py::array input, py::array linear_weight, py::array target, std::optional<py::array> linear_bias,
+                 std::optional<py::array> weight, int64_t ignore_index, int reduction, double label_smoothing,
+                 double z_loss, double softcap, std::optional<py::array> grad_loss, bool gradients,
+                 std::optional<py::array> out_loss, std::optional<py::array> out_grad_input,
+                 std::optional<py::array> out_grad_linear_weight, std::optional<py::array> out_grad_linear_bias) {
+  xent_tensor x = view(input, "input"), w = view(linear_weight, "linear_weight"), t = view(target, "target");
+  std::optional<xent_tensor> b, cw, g;
+  if (linear_bias) b = view(*linear_bias, "linear_bias");
+  if (weight) cw = view(*weight, "weight");
+  if (grad_loss) g = view(*grad_loss, "grad_loss");
+  const xent_loss_options o = loss_options(cw ? &*cw : nullptr, ignore_index, reduction, label_smoothing, z_loss, softcap);
+  const std::vector<py::ssize_t> loss_shape =
+      reduction == XENT_REDUCTION_NONE ? shape_of(t) : std::vector<py::ssize_t>{};
+  py::array loss = given_or_new(out_loss, input.dtype(), loss_shape);
+  xent_tensor l = output_view(loss, "loss");
+  py::object grad_input = py::none(), grad_w = py::none(), grad_b = py::none();
+  std::optional<xent_tensor> gx, gw, gb;
+  if (gradients) {
+    py::array a = given_or_new(out_grad_input, input.dtype(), shape_of(x));
+    gx = output_view(a, "grad_input"), grad_input = a;
+    py::array c = given_or_new(out_grad_linear_weight, input.dtype(), shape_of(w));
+    gw = output_view(c, "grad_linear_weight"), grad_w = c;
+    if (b) {
+      py::array d = given_or_new(out_grad_linear_bias, input.dtype(), shape_of(*b));
+      gb = output_view(d, "grad_linear_bias"), grad_b = d;
+    }
+  }
+  const auto ptr = [](const std::optional<xent_tensor>& v) { return v ? &*v : nullptr; };
+  call_released([&] {
+    return xent_linear_cross_entropy_grad(&x, &w, ptr(b), &t, &o, ptr(g), &l, ptr(gx), ptr(gw), ptr(gb));
+  });
+  return py::make_tuple(loss, grad_input, grad_w, grad_b);
+}
+
+// The same on descriptors (the PyTorch layer): the caller allocates every output it passes.
+void linear_raw(const py::tuple& input, const py::tuple& linear_weight, const py::tuple& target,
+                std::optional<py::tuple> linear_bias, std::optional<py::tuple> weight, int64_t ignore_index,
+                int reduction, double label_smoothing, double z_loss, double softcap,
+                std::optional<py::tuple> grad_loss, std::optional<py::tuple> loss, std::optional<py::tuple> grad_input,
+                std::optional<py::tuple> grad_linear_weight, std::optional<py::tuple> grad_linear_bias) {
+  const auto from = [](const std::optional<py::tuple>& d, const char* name) {
+    return d ? std::optional<xent_tensor>(from_descriptor(*d, name)) : std::nullopt;
+  };
+  const xent_tensor x = from_descriptor(input, "input"), w = from_descriptor(linear_weight, "linear_weight"),
+                    t = from_descriptor(target, "target");
+  const std::optional<xent_tensor> b = from(linear_bias, "linear_bias"), cw = from(weight, "weight"),
+                                   g = from(grad_loss, "grad_loss"), l = from(loss, "loss"),
+                                   gx = from(grad_input, "grad_input"), gw = from(grad_linear_weight, "grad_linear_weight"),
+                                   gb = from(grad_linear_bias, "grad_linear_bias");
+  const xent_loss_options o = loss_options(cw ? &*cw : nullptr, ignore_index, reduction, label_smoothing, z_loss, softcap);
+  const auto ptr = [](const std::optional<xent_tensor>& v) { return v ? &*v : nullptr; };
+  call_released([&] {
+    return xent_linear_cross_entropy_grad(&x, &w, ptr(b), &t, &o, ptr(g), ptr(l), ptr(gx), ptr(gw), ptr(gb));
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_xent, m) {
@@ -245,6 +303,17 @@ PYBIND11_MODULE(_xent, m) {
   m.def("cross_entropy_raw", &cross_entropy_raw, py::arg("logits"), py::arg("target"), py::arg("axis"),
         py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"),
         py::arg("z_loss"), py::arg("softcap"), py::arg("grad_loss"), py::arg("loss"), py::arg("grad_logits"));
+  m.def("linear", &linear, py::arg("input"), py::arg("linear_weight"), py::arg("target"), py::arg("linear_bias"),
+        py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"), py::arg("z_loss"),
+        py::arg("softcap"), py::arg("grad_loss"), py::arg("gradients"), py::arg("out_loss") = py::none(),
+        py::arg("out_grad_input") = py::none(), py::arg("out_grad_linear_weight") = py::none(),
+        py::arg("out_grad_linear_bias") = py::none());
+  m.def("linear_raw", &linear_raw, py::arg("input"), py::arg("linear_weight"), py::arg("target"),
+        py::arg("linear_bias"), py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
+        py::arg("label_smoothing"), py::arg("z_loss"), py::arg("softcap"), py::arg("grad_loss"), py::arg("loss"),
+        py::arg("grad_input"), py::arg("grad_linear_weight"), py::arg("grad_linear_bias"));
+  m.def("set_linear_chunk_bytes", &xent_set_linear_chunk_bytes, py::arg("bytes"));
+  m.def("get_linear_chunk_bytes", &xent_get_linear_chunk_bytes);
   m.def("loss_shape_raw", &loss_shape_raw, py::arg("logits"), py::arg("target"), py::arg("axis"), py::arg("reduction"));
   m.def("set_num_threads", &xent_set_num_threads, py::arg("n"));
   m.def("get_num_threads", &xent_get_num_threads);

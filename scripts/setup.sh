@@ -10,7 +10,8 @@ packages=(
   libbenchmark-dev              # benchmarks
   pybind11-dev python3-dev python3-numpy   # Python package
   python3-pytest python3-hypothesis python3-torch  # Python tests and the PyTorch cross-check
-  libdnnl-dev libeigen3-dev python3-matplotlib      # peers and plot of the comparison benchmark
+  libdnnl-dev libopenblas-dev   # the fused linear + cross-entropy's matrix products (oneDNN, OpenBLAS)
+  libeigen3-dev python3-matplotlib                  # peers and plot of the comparison benchmark
 )
 
 missing=()

@@ -15,8 +15,10 @@
 #include "src/broadcast_gradient.h"
 #include "src/faults.h"
 #include "src/kernels.h"
+#include "src/linear.h"
 #include "src/paths.h"
 #include "src/plan.h"
+#include "src/reductions.h"
 #include "src/scalar.h"
 #include "src/targets.h"
 
@@ -61,37 +63,6 @@ xent_status guarded(const Body& body) noexcept {
   } catch (...) {
     return finish(XENT_INTERNAL, "internal error in xent (please report it): an exception of unknown type");
   }
-}
-
-// Per-row losses of a reduced call, in double. The calling thread keeps its buffer for calls of up to 2M rows
-// (16 MiB), so repeated calls do not fault fresh pages in every time; larger calls allocate their own.
-double* row_loss_buffer(int64_t rows, std::vector<double>& own) {
-  constexpr int64_t kKeptRows = int64_t{1} << 21;
-  thread_local std::vector<double> kept;
-  std::vector<double>& buffer = rows <= kKeptRows ? kept : own;
-  if (static_cast<int64_t>(buffer.size()) < rows) buffer.resize(static_cast<size_t>(rows));
-  return buffer.data();
-}
-
-// Σ v[i] in a fixed order whatever the thread count (blocks of 4096 summed 8 ways, then the block sums in order):
-// the same bits on every run, and it does not wait on one long chain of dependent additions.
-double deterministic_sum(const double* v, int64_t n, int threads) {
-  constexpr int64_t kBlock = 4096;
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-  std::vector<double> partial(static_cast<size_t>(blocks));
-#pragma omp parallel for schedule(static) num_threads(threads) if (blocks > 16)
-  for (int64_t b = 0; b < blocks; ++b) {
-    double lane[8] = {};
-    const int64_t end = std::min(n, (b + 1) * kBlock);
-    int64_t i = b * kBlock;
-    for (; i + 8 <= end; i += 8)
-      for (int k = 0; k < 8; ++k) lane[k] += v[i + k];
-    for (; i < end; ++i) lane[0] += v[i];
-    partial[b] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-  }
-  double total = 0;
-  for (double p : partial) total += p;
-  return total;
 }
 
 xent_status run(const xent::internal::Request& request) {
@@ -263,6 +234,35 @@ xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_
                          rank, shape);
   });
 }
+
+xent_status xent_linear_cross_entropy(const xent_tensor* input, const xent_tensor* linear_weight,
+                                      const xent_tensor* linear_bias, const xent_tensor* target,
+                                      const xent_loss_options* options, const xent_tensor* loss) XENT_NOEXCEPT {
+  if (loss == nullptr) return finish(XENT_INVALID_ARGUMENT, "loss must not be NULL");
+  return xent_linear_cross_entropy_grad(input, linear_weight, linear_bias, target, options, nullptr, loss, nullptr,
+                                        nullptr, nullptr);
+}
+
+xent_status xent_linear_cross_entropy_grad(const xent_tensor* input, const xent_tensor* linear_weight,
+                                           const xent_tensor* linear_bias, const xent_tensor* target,
+                                           const xent_loss_options* options, const xent_tensor* grad_loss,
+                                           const xent_tensor* loss, const xent_tensor* grad_input,
+                                           const xent_tensor* grad_linear_weight,
+                                           const xent_tensor* grad_linear_bias) XENT_NOEXCEPT {
+  return guarded([&] {
+    std::string error;
+    const xent_status status = xent::internal::linear_cross_entropy(
+        {.input = input, .linear_weight = linear_weight, .linear_bias = linear_bias, .target = target,
+         .options = options, .grad_loss = grad_loss, .loss = loss, .grad_input = grad_input,
+         .grad_linear_weight = grad_linear_weight, .grad_linear_bias = grad_linear_bias},
+        xent_get_num_threads(), &error);
+    return finish(status, error);
+  });
+}
+
+void xent_set_linear_chunk_bytes(int64_t bytes) XENT_NOEXCEPT { xent::internal::set_linear_chunk_bytes(bytes); }
+
+int64_t xent_get_linear_chunk_bytes(void) XENT_NOEXCEPT { return xent::internal::linear_chunk_bytes(); }
 
 const char* xent_last_error_message(void) XENT_NOEXCEPT {
   return g_fixed_error ? g_fixed_error : g_last_error.c_str();

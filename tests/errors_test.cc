@@ -253,5 +253,36 @@ TEST(Errors, ExceptionsBecomeStatusesAndWriteNothing) {
   expect_ok(xent_softmax_cross_entropy(&yv, &xv, -1, &lv));
 }
 
+// A stride whose offset in bytes overflows int64 is refused on every operand, INT64_MIN included (its magnitude is
+// no int64: it used to pass the extent check and read wrapped addresses); on a dimension of size 1 it is never used.
+TEST(Errors, StridesWhoseByteOffsetsOverflow) {
+  std::vector<float> x(8, 0), y(8, 0), l(4, 0);
+  std::vector<int64_t> t(4, 0);
+  const int64_t shape[] = {4, 2}, rows[] = {4};
+  for (const int64_t bad : {INT64_MIN, INT64_MIN + 1, INT64_MAX, INT64_MAX / 4}) {
+    SCOPED_TRACE(bad);
+    const int64_t strides[] = {2, bad}, row_strides[] = {bad};
+    xent_tensor xv = xent_make_tensor(x.data(), XENT_FLOAT32, 2, shape, nullptr);
+    xent_tensor yv = xent_make_tensor(y.data(), XENT_FLOAT32, 2, shape, nullptr);
+    xent_tensor lv = xent_make_tensor(l.data(), XENT_FLOAT32, 1, rows, nullptr);
+    xent_tensor bad_x = xent_make_tensor(x.data(), XENT_FLOAT32, 2, shape, strides);
+    xent_tensor bad_y = xent_make_tensor(y.data(), XENT_FLOAT32, 2, shape, strides);
+    xent_tensor tv = xent_make_tensor(t.data(), XENT_INT64, 1, rows, row_strides);
+    EXPECT_EQ(xent_softmax_cross_entropy(&yv, &bad_x, -1, &lv), XENT_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(xent_last_error_message()).find("logits has a stride of"), std::string::npos)
+        << xent_last_error_message();
+    EXPECT_EQ(xent_softmax_cross_entropy(&bad_y, &xv, -1, &lv), XENT_INVALID_ARGUMENT);
+    EXPECT_EQ(xent_sparse_softmax_cross_entropy(&tv, &xv, -1, &lv), XENT_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(xent_last_error_message()).find("labels has a stride of"), std::string::npos)
+        << xent_last_error_message();
+  }
+  // Size 1: the stride is not used.
+  const int64_t one[] = {1, 2}, strides[] = {INT64_MIN, 1}, one_row[] = {1};
+  xent_tensor xv = xent_make_tensor(x.data(), XENT_FLOAT32, 2, one, strides), yv = xv;
+  yv.data = y.data();
+  xent_tensor lv = xent_make_tensor(l.data(), XENT_FLOAT32, 1, one_row, nullptr);
+  expect_ok(xent_softmax_cross_entropy(&yv, &xv, -1, &lv));
+}
+
 }  // namespace
 }  // namespace xent::test

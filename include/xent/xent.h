@@ -166,6 +166,49 @@ xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_
                                           const xent_loss_options* options, int32_t* rank,
                                           int64_t shape[XENT_MAX_RANK]) XENT_NOEXCEPT;
 
+/* ---- Fused linear + cross-entropy: the language-model head's loss without holding the logits.
+ * For input h of shape [..., H] (N rows: the product of the leading dimensions), linear_weight W [V, H] (the layout
+ * of torch.nn.Linear.weight), optional linear_bias b [V] and class-index target of shape [...] (input's shape
+ * without its last dimension, int32/int64): the loss of xent_cross_entropy(h·Wᵀ + b, target, options) along the last
+ * axis, with every option (class weight [V], ignore_index, reduction, label_smoothing over V classes, z_loss,
+ * softcap), and its gradients
+ *   grad_input = dlogits · W,   grad_linear_weight = dlogitsᵀ · h,   grad_linear_bias = Σ_rows dlogits
+ * where dlogits is xent_cross_entropy_grad's gradient of the logits (with grad_loss applied per row before it is
+ * summed into grad_linear_weight). The [N, V] logits never exist: rows go in chunks whose float logits fit the
+ * chunk budget (xent_set_linear_chunk_bytes), each chunk's logits come from a matrix product, become loss and
+ * dlogits in place, and are consumed by two more products at once.
+ *
+ * Dtypes: input, linear_weight, linear_bias, options->weight, grad_loss, loss and the gradients share one dtype:
+ * float32 or float64 (products and loss in that type), float16 or bfloat16 (products with float32 accumulation,
+ * loss in float32, each result rounded once to the dtype; grad_linear_weight is accumulated in float32 across
+ * chunks). Any strides.
+ * Memory: the chunk budget for the logits of a chunk (at least one row of V), plus for float16/bfloat16 a float32
+ * copy of a tile of W and, with grad_linear_weight, a float32 accumulator of [V, H]; N doubles of per-row losses.
+ * Error bound: the products' (the GEMM library's, float32 or float64 accumulation) followed by the op's
+ * (xent_cross_entropy). Results do not depend on the thread count only as far as the GEMM library's do not; the
+ * same inputs, threads and chunk budget give the same bits.
+ * Special values: as xent_cross_entropy on the logits h·Wᵀ + b (a NaN in h or W makes the rows it reaches NaN).
+ * Bad input (before anything is written): H of input vs linear_weight, V of linear_weight vs linear_bias or
+ * options->weight, a target outside [0, V) that is not ignore_index, mixed dtypes, ranks, shapes of the outputs,
+ * outputs overlapping inputs or each other. A build without a GEMM library returns XENT_UNSUPPORTED. */
+xent_status xent_linear_cross_entropy(const xent_tensor* input, const xent_tensor* linear_weight,
+                                      const xent_tensor* linear_bias, const xent_tensor* target,
+                                      const xent_loss_options* options, const xent_tensor* loss) XENT_NOEXCEPT;
+/* The loss and the gradients in one pass over the chunks; each of loss, grad_input, grad_linear_weight and
+ * grad_linear_bias may be NULL when not wanted (grad_linear_bias needs a linear_bias). grad_loss: the loss's shape
+ * (target's shape for reduction NONE, [] otherwise), or NULL for 1. */
+xent_status xent_linear_cross_entropy_grad(const xent_tensor* input, const xent_tensor* linear_weight,
+                                           const xent_tensor* linear_bias, const xent_tensor* target,
+                                           const xent_loss_options* options, const xent_tensor* grad_loss,
+                                           const xent_tensor* loss, const xent_tensor* grad_input,
+                                           const xent_tensor* grad_linear_weight,
+                                           const xent_tensor* grad_linear_bias) XENT_NOEXCEPT;
+
+/* The fused linear + cross-entropy's working memory for the logits of a chunk of rows, in bytes (default 128 MiB;
+ * at least one row of V floats is used whatever the setting). Process-wide; n <= 0 restores the default. */
+void xent_set_linear_chunk_bytes(int64_t bytes) XENT_NOEXCEPT;
+int64_t xent_get_linear_chunk_bytes(void) XENT_NOEXCEPT;
+
 /* The message of this thread's last failed call ("" if none). Valid until this thread's next xent call. */
 const char* xent_last_error_message(void) XENT_NOEXCEPT;
 

@@ -168,6 +168,39 @@ inline std::vector<int64_t> loss_shape(const ConstView& labels, const ConstView&
   return std::vector<int64_t>(shape, shape + rank);
 }
 
+// Outputs of linear_cross_entropy_grad; every member is optional (grad_linear_bias needs a linear_bias).
+struct LinearGradientOutputs {
+  std::optional<ConstView> grad_loss;  // the loss's shape; absent: 1
+  std::optional<View> loss;
+  std::optional<View> grad_input;          // input's shape [..., H]
+  std::optional<View> grad_linear_weight;  // [V, H]
+  std::optional<View> grad_linear_bias;    // [V]
+};
+
+// The fused linear + cross-entropy: the loss of cross_entropy(input · linear_weightᵀ + linear_bias, target) along
+// the last axis, without holding the logits. See xent.h.
+inline void linear_cross_entropy(const ConstView& input, const ConstView& linear_weight, const ConstView& target,
+                                 const View& loss, const LossOptions& options = {},
+                                 const std::optional<ConstView>& linear_bias = std::nullopt) {
+  const xent_loss_options o = options.c();
+  check(xent_linear_cross_entropy(input.get(), linear_weight.get(), linear_bias ? linear_bias->get() : nullptr,
+                                  target.get(), &o, loss.get()));
+}
+
+inline void linear_cross_entropy_grad(const ConstView& input, const ConstView& linear_weight,
+                                      const ConstView& target, const LinearGradientOutputs& out,
+                                      const LossOptions& options = {},
+                                      const std::optional<ConstView>& linear_bias = std::nullopt) {
+  const xent_loss_options o = options.c();
+  const auto ptr = [](const auto& v) { return v ? v->get() : nullptr; };
+  check(xent_linear_cross_entropy_grad(input.get(), linear_weight.get(), ptr(linear_bias), target.get(), &o,
+                                       ptr(out.grad_loss), ptr(out.loss), ptr(out.grad_input),
+                                       ptr(out.grad_linear_weight), ptr(out.grad_linear_bias)));
+}
+
+// The fused op's working memory for a chunk's logits, in bytes (<= 0: the default). See xent.h.
+inline void set_linear_chunk_bytes(int64_t bytes) { xent_set_linear_chunk_bytes(bytes); }
+
 // The loss's shape of cross_entropy: [] (a scalar) for SUM and MEAN.
 inline std::vector<int64_t> cross_entropy_loss_shape(const ConstView& logits, const ConstView& target,
                                                      const LossOptions& options = {}, int64_t axis = -1) {

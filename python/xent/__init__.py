@@ -20,8 +20,12 @@ __all__ = [
     "sparse_softmax_cross_entropy_with_logits_grad",
     "cross_entropy",
     "cross_entropy_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_grad",
     "set_num_threads",
     "get_num_threads",
+    "set_linear_chunk_bytes",
+    "get_linear_chunk_bytes",
 ]
 
 _FLOATS = (np.float16, np.float32, np.float64)
@@ -153,14 +157,14 @@ def _axis(axis):
     return int(axis)
 
 
-def _like(value, logits, name):
-    """An optional float argument in logits' dtype: lists are converted, arrays must match."""
+def _like(value, logits, name, like="logits"):
+    """An optional float argument in the dtype of `like` (logits): lists are converted, arrays must match."""
     if value is None:
         return None
     if _is_array(value):
         value = _float_array(value, name)
         if value.dtype != logits.dtype:
-            raise TypeError(f"{name} must have logits' dtype {logits.dtype}, received {value.dtype} "
+            raise TypeError(f"{name} must have {like}' dtype {logits.dtype}, received {value.dtype} "
                             f"(cast it with {name}.astype(np.{logits.dtype}))")
         return value
     return np.asarray(value, dtype=logits.dtype)
@@ -231,6 +235,63 @@ def cross_entropy_grad(logits, target, *, axis=-1, weight=None, ignore_index=-10
     """
     return tuple(_cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss,
                                 softcap, grad_loss, True, _out(out, ("loss", "grad_logits"))))
+
+
+# ---- The fused linear + cross-entropy
+
+def _linear(input, linear_weight, target, linear_bias, weight, ignore_index, reduction, label_smoothing, z_loss,
+            softcap, grad_loss, gradients, out=(None, None, None, None)):
+    input = _logits(input)
+    linear_weight = _like(linear_weight, input, "linear_weight", "input")
+    target = _int_array(target, "target")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', received {reduction!r}")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index must be an int, received {type(ignore_index).__name__}")
+    if softcap is not None and not softcap > 0:
+        raise ValueError(f"softcap must be > 0 (or None for no soft-capping), received {softcap}")
+    return _xent.linear(input, linear_weight, target, _like(linear_bias, input, "linear_bias", "input"),
+                        _like(weight, input, "weight", "input"), int(ignore_index), _REDUCTIONS[reduction],
+                        float(label_smoothing), float(z_loss), 0.0 if softcap is None else float(softcap),
+                        _like(grad_loss, input, "grad_loss", "input"), gradients, *out)
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, ignore_index=-100,
+                         reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None):
+    """The loss of cross_entropy(input @ linear_weight.T + linear_bias, target) without ever holding the logits.
+
+    input [..., H] (float16, float32 or float64), linear_weight [V, H] (torch.nn.Linear's layout), linear_bias [V],
+    target: class indices of input's shape without its last dimension. Options as cross_entropy's (weight [V],
+    ignore_index, reduction, label_smoothing over the V classes, z_loss, softcap). Rows go in chunks whose logits fit
+    the chunk budget (set_linear_chunk_bytes); see include/xent/xent.h.
+    """
+    return _linear(input, linear_weight, target, linear_bias, weight, ignore_index, reduction, label_smoothing, z_loss,
+                   softcap, None, False)[0]
+
+
+def linear_cross_entropy_grad(input, linear_weight, target, *, linear_bias=None, weight=None, ignore_index=-100,
+                              reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None, grad_loss=None,
+                              out=None):
+    """(loss, grad_input, grad_linear_weight, grad_linear_bias) of linear_cross_entropy in one pass over the chunks;
+    grad_linear_bias is None without a linear_bias. grad_loss has the loss's shape (target's for reduction 'none'),
+    default 1; with 'none' each row's value multiplies that row's contribution to every gradient.
+
+    out: None, or a tuple of four (loss, grad_input, grad_linear_weight, grad_linear_bias), each None (a new array)
+    or a writable numpy array of that result's shape and input's dtype, written in place and returned. Overlap with
+    an input or another output raises ValueError.
+    """
+    return tuple(_linear(input, linear_weight, target, linear_bias, weight, ignore_index, reduction, label_smoothing,
+                         z_loss, softcap, grad_loss, True,
+                         _out(out, ("loss", "grad_input", "grad_linear_weight", "grad_linear_bias"))))
+
+
+def set_linear_chunk_bytes(n):
+    """The fused linear + cross-entropy's working memory for a chunk's logits, in bytes (n <= 0: the default)."""
+    _xent.set_linear_chunk_bytes(int(n))
+
+
+def get_linear_chunk_bytes():
+    return _xent.get_linear_chunk_bytes()
 
 
 for _f in (softmax_cross_entropy_with_logits_grad, sparse_softmax_cross_entropy_with_logits_grad, cross_entropy_grad):

@@ -15,11 +15,13 @@ cross_entropy keeps its log_softmax output (one value per logit) alive between f
 Higher derivatives (create_graph=True, Hessian-vector products) differentiate a PyTorch expression of the same
 gradient, g * ((sum(a) + 2*z_loss*lse) * softmax(x') - a) * dx'/dx, which materialises softmax for that call.
 """
+import math
+
 import torch
 
 from . import _xent
 
-__all__ = ["cross_entropy", "CrossEntropyLoss"]
+__all__ = ["cross_entropy", "CrossEntropyLoss", "linear_cross_entropy", "LinearCrossEntropyLoss"]
 
 _DTYPES = {getattr(torch, name): int(value) for name, value in _xent.dtype.__members__.items()}
 _REDUCTIONS = {name: int(value) for name, value in _xent.reduction.__members__.items()}
@@ -130,3 +132,116 @@ class CrossEntropyLoss(torch.nn.Module):
 
     def forward(self, logits, target):
         return cross_entropy(logits, target, weight=self.weight, **self.options)
+
+
+# ---- The fused linear + cross-entropy
+
+def _optional(t, name):
+    return None if t is None else _descriptor(t, name)
+
+
+def _linear_run(input, linear_weight, linear_bias, target, weight, options, grad_loss, wanted):
+    """Runs the fused op: the loss, and the gradients `wanted` (input, weight, bias) as new tensors (or None)."""
+    ignore_index, reduction, label_smoothing, z_loss, softcap = options
+    loss = torch.empty(tuple(target.shape) if reduction == "none" else (), dtype=input.dtype)
+    grads = [torch.empty(t.shape, dtype=t.dtype) if want and t is not None else None
+             for t, want in zip((input, linear_weight, linear_bias), wanted)]
+    _xent.linear_raw(
+        _descriptor(input, "input"), _descriptor(linear_weight, "linear_weight"), _descriptor(target, "target"),
+        _optional(linear_bias, "linear_bias"), _optional(weight, "weight"), ignore_index, _REDUCTIONS[reduction],
+        label_smoothing, z_loss, 0.0 if softcap is None else float(softcap), _optional(grad_loss, "grad_loss"),
+        _descriptor(loss, "loss"), *[_optional(g, "gradient") for g in grads])
+    return loss, grads
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, linear_weight, linear_bias, target, weight, options):
+        wanted = ctx.needs_input_grad[:3]
+        reduction = options[1]
+        ctx.options = options
+        if not any(wanted):  # eval, torch.no_grad(), or frozen parameters: the forward alone
+            loss, _ = _linear_run(input, linear_weight, linear_bias, target, weight, options, None, (False,) * 3)
+            return loss
+        if reduction != "none":
+            # A reduced loss has one upstream gradient: the gradients for 1 are computed in this same pass and the
+            # backward only scales them (no second pass over the vocabulary).
+            loss, grads = _linear_run(input, linear_weight, linear_bias, target, weight, options, None, wanted)
+            ctx.scaled = True
+            ctx.save_for_backward(*[g if g is not None else torch.empty(0) for g in grads])
+            return loss
+        # Per-row upstream gradients are only known in the backward, which runs the fused op with them.
+        loss, _ = _linear_run(input, linear_weight, linear_bias, target, weight, options, None, (False,) * 3)
+        ctx.scaled = False
+        ctx.save_for_backward(input, linear_weight, linear_bias if linear_bias is not None else torch.empty(0),
+                              target, weight if weight is not None else torch.empty(0))
+        ctx.has_bias, ctx.has_weight = linear_bias is not None, weight is not None
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):
+        wanted = ctx.needs_input_grad[:3]
+        if ctx.scaled:
+            grads = list(ctx.saved_tensors)
+            if not (grad_loss == 1).all():
+                grads = [g * grad_loss.to(g.dtype) if want else None for g, want in zip(grads, wanted)]
+        else:
+            input, linear_weight, linear_bias, target, weight = ctx.saved_tensors
+            _, grads = _linear_run(input, linear_weight, linear_bias if ctx.has_bias else None, target,
+                                   weight if ctx.has_weight else None, ctx.options,
+                                   grad_loss.to(input.dtype).contiguous(), wanted)
+        grads = [g if want else None for g, want in zip(grads, wanted)]
+        return grads[0], grads[1], grads[2], None, None, None
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
+                         ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None):
+    """cross_entropy(input @ linear_weight.T + linear_bias, target) without ever holding the logits.
+
+    The signature of PyTorch 2's F.linear_cross_entropy, plus z_loss and softcap. input [..., H], linear_weight
+    [V, H], linear_bias [V] (float32, float64, bfloat16 or float16 CPU tensors, any strides), target: class indices
+    of input's shape without its last dimension. Differentiable in input, linear_weight and linear_bias. With a
+    reduced loss the gradients are computed in the forward pass (for an upstream gradient of 1) and the backward
+    scales them; with reduction='none' the backward runs the fused op again with the per-row upstream gradients.
+    Without gradients (eval, torch.no_grad()) only the forward runs. See xent.linear_cross_entropy.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', received {reduction!r}")
+    for t, name in ((linear_weight, "linear_weight"), (linear_bias, "linear_bias"), (weight, "weight")):
+        if t is not None and t.dtype != input.dtype:
+            raise TypeError(f"{name} must have input's dtype {input.dtype}, received {t.dtype}")
+    if softcap is not None and not softcap > 0:
+        raise ValueError(f"softcap must be > 0 (or None for no soft-capping), received {softcap}")
+    options = (int(ignore_index), reduction, float(label_smoothing), float(z_loss), softcap)
+    return _LinearCrossEntropy.apply(input, linear_weight, linear_bias, target, weight, options)
+
+
+class LinearCrossEntropyLoss(torch.nn.Module):
+    """A language-model head and its loss in one module: owns the linear layer's weight [num_classes, in_features]
+    (and bias), initialised as torch.nn.Linear's, and returns linear_cross_entropy(input, weight, target) without
+    holding the logits. `weight` here is the class weight of the loss (stored as `class_weight`)."""
+
+    def __init__(self, in_features, num_classes, *, bias=False, dtype=None, reduction="mean", weight=None,
+                 ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None):
+        super().__init__()
+        self.in_features, self.num_classes = in_features, num_classes
+        self.weight = torch.nn.Parameter(torch.empty(num_classes, in_features, dtype=dtype))
+        self.bias = torch.nn.Parameter(torch.empty(num_classes, dtype=dtype)) if bias else None
+        self.register_buffer("class_weight", weight)
+        self.options = dict(reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                            z_loss=z_loss, softcap=softcap)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        torch.nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
+            torch.nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input, target):
+        return linear_cross_entropy(input, self.weight, target, linear_bias=self.bias, weight=self.class_weight,
+                                    **self.options)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, num_classes={self.num_classes}, bias={self.bias is not None}"
