@@ -14,6 +14,10 @@
 // library multiplies bfloat16; dlogits are then rounded to bfloat16 for the two backward products, as mixed
 // precision does), float32 for float16. Operands the library cannot read as they are (a conversion, odd strides)
 // are copied: the rows of a chunk into a staging buffer, W a tile of rows at a time.
+//
+// When the float accumulator of grad_W would not fit the budget, the vocabulary is tiled instead (class Fused:
+// the schedules "rows" and "tiles"), composing the stages of stages.h across tiles as the sharded op does across
+// processes.
 #include "src/linear.h"
 
 #include <algorithm>
@@ -32,18 +36,32 @@
 #include "src/plan.h"
 #include "src/reductions.h"
 #include "src/scalar.h"
+#include "src/stages.h"
 #include "src/targets.h"
 #include "xent/half.h"
 
 namespace xent::internal {
 namespace {
 
-constexpr int64_t kDefaultChunkBytes = int64_t{128} << 20;
+constexpr int64_t kDefaultChunkBytes = int64_t{64} << 20;
 std::atomic<int64_t> g_chunk_bytes{0};
 
 // Rows of W converted at a time when it cannot be read as it is: a tile of about this many bytes in the compute
 // type, which the GEMM then reads from cache.
 constexpr int64_t kWeightTileBytes = int64_t{4} << 20;
+
+// The narrowest tile of classes the tiled schedule takes to fit more rows per chunk: narrower tiles make skinny
+// products, which the library runs below its rate; wider ones leave fewer rows per chunk, and each tile's
+// accumulator is then read and written once per chunk (docs/performance.md, the fused op's tile shapes).
+constexpr int64_t kMinTileClasses = 1024;
+
+// The part size that splits `total` into as many parts as parts of at most `most` would, evened out (no small
+// ragged last part: each product of a chunk or tile runs at the size of the others).
+int64_t balanced(int64_t total, int64_t most) {
+  if (total <= most || most <= 0) return std::max<int64_t>(most, 1);
+  const int64_t parts = (total + most - 1) / most;
+  return (total + parts - 1) / parts;
+}
 
 // The rows of a tensor whose leading dimensions are the rows (the input, the gradient of the input, the target,
 // per-row losses): where row r starts, in elements.
@@ -297,201 +315,341 @@ O operand(const void* base, xent_dtype dtype, int64_t index) {
   }
 }
 
+// count values of A, each rounded once to dtype, to base[at + k · stride].
+template <typename A>
+void store_row(void* base, xent_dtype dtype, int64_t at, int64_t stride, const A* from, int64_t count) {
+  const auto store = [&](auto* out, auto convert) {
+    for (int64_t k = 0; k < count; ++k) out[at + k * stride] = convert(from[k]);
+  };
+  switch (dtype) {
+    case XENT_FLOAT16: store(static_cast<float16*>(base), [](A v) { return to_float16(v); }); break;
+    case XENT_BFLOAT16: store(static_cast<bfloat16*>(base), [](A v) { return to_bfloat16(v); }); break;
+    case XENT_FLOAT32: store(static_cast<float*>(base), [](A v) { return static_cast<float>(v); }); break;
+    default: store(static_cast<double*>(base), [](A v) { return static_cast<double>(v); }); break;
+  }
+}
+
 // A buffer kept by the calling thread between calls up to the chunk budget (so that a training loop does not fault
 // fresh pages in every step); larger ones are the call's own.
 template <typename E>
 E* buffer(int64_t elements, std::vector<E>& own, int slot) {
-  thread_local std::vector<E> kept[5];
+  thread_local std::vector<E> kept[6];
   const int64_t budget_elements = linear_chunk_bytes() / static_cast<int64_t>(sizeof(E));
   std::vector<E>& b = elements <= budget_elements ? kept[slot] : own;
   if (static_cast<int64_t>(b.size()) < elements) b.resize(static_cast<size_t>(elements));
   return b.data();
 }
 
-// The fused op with compute type A (float or double) and product operands O (A, or bfloat16).
+// The fused op with compute type A (float or double) and product operands O (A, or bfloat16), in one of two
+// schedules, both within the chunk budget:
+//   rows   chunks of rows over the whole vocabulary, one pass, three products per chunk; grad_W accumulates in the
+//          output itself, or in an accumulator [V, H] of A (16-bit dtypes, odd strides) when that fits half the
+//          budget.
+//   tiles  otherwise: the vocabulary in tiles of vt rows of W, so that only a tile's accumulator [vt, H] exists.
+//          grad_W of a tile needs every row's dlogits of that tile, and dlogits need each row's statistics over
+//          the whole vocabulary: a first pass takes the statistics of every (chunk, tile) block and merges them
+//          per row (stages.h: stage 1, merge), a second recomputes each block's logits and finishes them into
+//          dlogits (stage 3) for the backward products, grad_input accumulating across the tiles. Four products
+//          instead of three: the price of the bound.
 template <typename A, typename O>
-void run(const LinearPlan& p, int threads, double denominator) {
-  constexpr xent_dtype kA = std::is_same_v<A, double> ? XENT_FLOAT64 : XENT_FLOAT32;
-  constexpr xent_dtype kO = OperandOf<O>::kDtype;
-  constexpr GemmType kGemm = OperandOf<O>::kGemm;
+class Fused {
+  static constexpr xent_dtype kA = std::is_same_v<A, double> ? XENT_FLOAT64 : XENT_FLOAT32;
+  static constexpr GemmType kGemm = OperandOf<O>::kGemm;
   // dlogits (A) are rounded to O for the backward products when O is narrower.
-  constexpr bool kNarrowOperands = !std::is_same_v<A, O>;
-  const int64_t N = p.N, H = p.H, V = p.V;
-  const bool grads = p.gradients(), reduced = p.options.reduction != XENT_REDUCTION_NONE;
-  const xent_dtype dtype = p.dtype;
+  static constexpr bool kNarrowOperands = !std::is_same_v<A, O>;
 
-  // Operands as the GEMM reads them.
-  const Matrix w = matrix_of(dtype, kO, V, H, p.w_stride[0], p.w_stride[1]);
-  const Matrix gw = p.grad_weight ? matrix_of(dtype, kA, V, H, p.gw_stride[0], p.gw_stride[1]) : Matrix{};
-  const int64_t H1 = std::max<int64_t>(H, 1);
-  const bool input_direct = dtype == kO && (H <= 1 || p.input_h_stride == 1) && p.input_rows.uniform >= H1;
-  const bool grad_input_direct =
-      dtype == kA && (H <= 1 || p.grad_input_h_stride == 1) && p.grad_input_rows.uniform >= H1;
-  // Rows per chunk: as many as the budget holds, at least one.
-  const int64_t n = std::max<int64_t>(
-      1, std::min<int64_t>(std::max<int64_t>(N, 1), linear_chunk_bytes() / std::max<int64_t>(V * sizeof(A), 1)));
-  const int64_t tile = w.direct ? V : std::clamp<int64_t>(kWeightTileBytes / (H1 * sizeof(O)), 1, std::max<int64_t>(V, 1));
+ public:
+  Fused(const LinearPlan& p, int threads, double denominator)
+      : p_(p), threads_(threads), N_(p.N), H_(p.H), V_(p.V), H1_(std::max<int64_t>(p.H, 1)), denominator_(denominator) {
+    const xent_dtype dtype = p.dtype;
+    w_ = matrix_of(dtype, OperandOf<O>::kDtype, V_, H_, p.w_stride[0], p.w_stride[1]);
+    gw_ = p.grad_weight ? matrix_of(dtype, kA, V_, H_, p.gw_stride[0], p.gw_stride[1]) : Matrix{};
+    input_direct_ = dtype == OperandOf<O>::kDtype && (H_ <= 1 || p.input_h_stride == 1) && p.input_rows.uniform >= H1_;
+    grad_input_direct_ = dtype == kA && (H_ <= 1 || p.grad_input_h_stride == 1) && p.grad_input_rows.uniform >= H1_;
+    grads_ = p.gradients();
+    reduced_ = p.options.reduction != XENT_REDUCTION_NONE;
 
-  // Buffers, all allocated before anything is written.
-  std::vector<A> own_logits, own_gin;
-  std::vector<O> own_x, own_tile, own_dlogits;
-  A* logits = buffer<A>(n * V, own_logits, 0);
-  O* x_stage = input_direct ? nullptr : buffer<O>(n * H, own_x, 1);
-  A* gin_stage = p.grad_input && !grad_input_direct ? buffer<A>(n * H, own_gin, 2) : nullptr;
-  O* w_tile = w.direct ? nullptr : buffer<O>(tile * H, own_tile, 3);
-  O* dlogits_o = kNarrowOperands && grads ? buffer<O>(n * V, own_dlogits, 4) : nullptr;
-  std::vector<A> gw_acc(p.grad_weight && !gw.direct ? static_cast<size_t>(V * H) : 0);
-  std::vector<double> gb_acc(p.grad_bias ? static_cast<size_t>(V) : 0, 0.0);
-  std::vector<A> bias(p.bias ? static_cast<size_t>(V) : 0), class_weight;
-  for (int64_t v = 0; v < static_cast<int64_t>(bias.size()); ++v) bias[v] = load_as<A>(p.bias, dtype, v * p.bias_stride);
-  Options options = p.options;
-  if (options.weight && dtype != kA) {  // the kernel reads class weights in its own type
-    class_weight.resize(static_cast<size_t>(V));
-    for (int64_t v = 0; v < V; ++v) class_weight[v] = load_as<A>(p.options.weight, dtype, v * p.options.weight_stride);
-    options.weight = class_weight.data(), options.weight_stride = 1;
+    // The schedule and its sizes.
+    const int64_t budget = linear_chunk_bytes();
+    const int64_t accumulator_bytes =
+        p.grad_weight && !gw_.direct ? V_ * H_ * static_cast<int64_t>(sizeof(A)) : 0;
+    tiled_ = N_ > 0 && accumulator_bytes > budget / 2;
+    const int64_t logit_bytes = sizeof(A) + (kNarrowOperands && grads_ ? sizeof(O) : 0);
+    const int64_t for_logits = tiled_ ? budget / 2 : budget - accumulator_bytes;
+    if (tiled_) {
+      // Tiles: as many rows per chunk as hold tiles of kMinTileClasses (all rows if they fit: then each tile's
+      // accumulator is written by one product, not read and written once per chunk), tiles as wide as the rest of
+      // the budget allows up to what half of it holds of the accumulator.
+      const int64_t widest = std::clamp<int64_t>(budget / 2 / (H1_ * static_cast<int64_t>(sizeof(A))), 1, V_);
+      vt_ = std::clamp<int64_t>(for_logits / (N_ * logit_bytes), std::min(kMinTileClasses, widest), widest);
+    } else {
+      vt_ = V_;
+    }
+    n_ = std::clamp<int64_t>(for_logits / std::max<int64_t>(vt_ * logit_bytes, 1), 1, std::max<int64_t>(N_, 1));
+    n_ = balanced(N_, n_);
+    vt_ = balanced(V_, vt_);
+    copy_tile_ = w_.direct ? V_ : std::clamp<int64_t>(kWeightTileBytes / (H1_ * sizeof(O)), 1, std::max<int64_t>(V_, 1));
+
+    // Buffers, all allocated before anything is written.
+    logits_ = buffer<A>(n_ * vt_, own_logits_, 0);
+    x_stage_ = input_direct_ ? nullptr : buffer<O>(n_ * H_, own_x_, 1);
+    if (p.grad_input && !grad_input_direct_) {  // a chunk's rows (rows), or every row across the tiles (tiles)
+      gin_stage_ = buffer<A>((tiled_ ? N_ : n_) * H_, own_gin_, 2);
+    }
+    w_tile_ = w_.direct ? nullptr : buffer<O>(copy_tile_ * H_, own_tile_, 3);
+    dlogits_o_ = kNarrowOperands && grads_ ? buffer<O>(n_ * vt_, own_dlogits_, 4) : nullptr;
+    if (accumulator_bytes) gw_acc_ = buffer<A>(vt_ * H_, own_gw_acc_, 5);
+    gb_acc_.assign(p.grad_bias ? static_cast<size_t>(V_) : 0, 0.0);
+    bias_.resize(p.bias ? static_cast<size_t>(V_) : 0);
+    for (int64_t v = 0; v < static_cast<int64_t>(bias_.size()); ++v)
+      bias_[v] = load_as<A>(p.bias, dtype, v * p.bias_stride);
+    options_ = p.options;
+    if (options_.weight && dtype != kA) {  // the kernel reads class weights in its own type
+      class_weight_.resize(static_cast<size_t>(V_));
+      for (int64_t v = 0; v < V_; ++v)
+        class_weight_[v] = load_as<A>(p.options.weight, dtype, v * p.options.weight_stride);
+      options_.weight = class_weight_.data(), options_.weight_stride = 1;
+    }
+    targets_.resize(static_cast<size_t>(n_));
+    grad_loss_.resize(p.grad_loss && !reduced_ ? static_cast<size_t>(n_) : 0);
+    if (tiled_) states_.resize(static_cast<size_t>(N_)), part_.resize(static_cast<size_t>(n_));
+    row_loss_ = row_loss_buffer(std::max<int64_t>(N_, 1), own_row_loss_);
+
+    if (reduced_) {
+      const double upstream = p.grad_loss ? load_as_double(p.grad_loss, dtype, 0) : 1.0;
+      grad_scale_ = p.options.reduction == XENT_REDUCTION_SUM ? upstream
+                    : denominator == 0                         ? 0.0
+                                                               : upstream / denominator;
+    }
   }
-  std::vector<int64_t> targets(static_cast<size_t>(n));
-  std::vector<A> grad_loss(p.grad_loss && !reduced ? static_cast<size_t>(n) : 0);
-  std::vector<double> own_row_loss;
-  double* row_loss = row_loss_buffer(std::max<int64_t>(N, 1), own_row_loss);
 
-  double grad_scale = 1;
-  if (reduced) {
-    const double upstream = p.grad_loss ? load_as_double(p.grad_loss, dtype, 0) : 1.0;
-    grad_scale = p.options.reduction == XENT_REDUCTION_SUM ? upstream
-                 : denominator == 0                         ? 0.0
-                                                            : upstream / denominator;
+  void run() {
+    if (tiled_) by_tiles();
+    else by_rows();
+    finish();
   }
 
-  // W's rows [v0, v0 + count) for the GEMM: in place, or copied into w_tile. Returns the pointer and sets ld.
-  const auto weight_tile = [&](int64_t v0, int64_t count, int64_t* ld) -> const O* {
-    if (w.direct) {
-      *ld = w.ld;
-      return static_cast<const O*>(p.weight) + (w.column_major ? v0 : v0 * w.ld);
+ private:
+  void by_rows() {
+    for (int64_t c0 = 0; c0 < N_; c0 += n_) {
+      const int64_t m = std::min(n_, N_ - c0);
+      int64_t ldx;
+      const O* x = input_rows(c0, m, &ldx);
+      logits(x, ldx, m, 0, V_);
+      run_kernels(layout(c0, m, 0, V_), kA, false, threads_);
+      if (grads_) backward(x, ldx, c0, m, 0, V_);
+    }
+    if (p_.grad_weight && (N_ == 0 || !gw_.direct || H_ == 0)) store_weight_gradient(0, V_);
+  }
+
+  void by_tiles() {
+    for (int64_t c0 = 0; c0 < N_; c0 += n_) {  // statistics of every row, merged across the tiles in order
+      const int64_t m = std::min(n_, N_ - c0);
+      int64_t ldx;
+      const O* x = input_rows(c0, m, &ldx);
+      for (int64_t v0 = 0; v0 < V_; v0 += vt_) {
+        const int64_t t = std::min(vt_, V_ - v0);
+        logits(x, ldx, m, v0, t);
+        shard_statistics(layout(c0, m, v0, t), kA, part_.data(), threads_);
+        for (int64_t i = 0; i < m; ++i) states_[c0 + i] = v0 == 0 ? part_[i] : Merge(states_[c0 + i], part_[i]);
+      }
+    }
+    for (int64_t v0 = 0; v0 < V_; v0 += vt_) {  // each tile's gradients, from its logits recomputed
+      const int64_t t = std::min(vt_, V_ - v0);
+      for (int64_t c0 = 0; c0 < N_; c0 += n_) {
+        const int64_t m = std::min(n_, N_ - c0);
+        int64_t ldx;
+        const O* x = input_rows(c0, m, &ldx);
+        logits(x, ldx, m, v0, t);
+        shard_finish(layout(c0, m, v0, t), kA, states_.data() + c0, threads_);
+        backward(x, ldx, c0, m, v0, t);
+      }
+      if (p_.grad_weight) store_weight_gradient(v0, t);
+    }
+    if (gin_stage_) store_input_gradient(0, N_);
+  }
+
+  // Rows [c0, c0 + m) of h as the GEMM reads them, in place or staged; *ld their leading dimension.
+  const O* input_rows(int64_t c0, int64_t m, int64_t* ld) {
+    if (input_direct_) {
+      *ld = m > 1 ? p_.input_rows.uniform : H1_;
+      return static_cast<const O*>(p_.input) + p_.input_rows.offset(c0);
+    }
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t at = p_.input_rows.offset(c0 + i);
+      for (int64_t h = 0; h < H_; ++h) x_stage_[i * H_ + h] = operand<O>(p_.input, p_.dtype, at + h * p_.input_h_stride);
+    }
+    *ld = H1_;
+    return x_stage_;
+  }
+
+  // W's rows [v0, v0 + count) (count ≤ copy_tile_) as the GEMM reads them: in place, or copied into w_tile_.
+  // In place and column-major, the rows are Wᵀ's columns: w_transposed().
+  const O* weight_rows(int64_t v0, int64_t count, int64_t* ld) {
+    if (w_.direct) {
+      *ld = w_.ld;
+      return static_cast<const O*>(p_.weight) + (w_.column_major ? v0 : v0 * w_.ld);
     }
     for (int64_t v = 0; v < count; ++v)
-      for (int64_t h = 0; h < H; ++h)
-        w_tile[v * H + h] = operand<O>(p.weight, dtype, (v0 + v) * p.w_stride[0] + h * p.w_stride[1]);
-    *ld = H1;
-    return w_tile;
-  };
-  const bool w_transposed = w.direct && w.column_major;  // the tile is Wᵀ's columns: [H, count] row-major
+      for (int64_t h = 0; h < H_; ++h)
+        w_tile_[v * H_ + h] = operand<O>(p_.weight, p_.dtype, (v0 + v) * p_.w_stride[0] + h * p_.w_stride[1]);
+    *ld = H1_;
+    return w_tile_;
+  }
+  bool w_transposed() const { return w_.direct && w_.column_major; }
 
-  for (int64_t c0 = 0; c0 < N; c0 += n) {
-    const int64_t m = std::min(n, N - c0);
-    // h_c [m, H]: in place, or staged.
-    const O* x = nullptr;
-    int64_t ldx = H1;
-    if (input_direct) {
-      x = static_cast<const O*>(p.input) + p.input_rows.offset(c0);
-      ldx = m > 1 ? p.input_rows.uniform : ldx;
-    } else {
-      for (int64_t i = 0; i < m; ++i) {
-        const int64_t at = p.input_rows.offset(c0 + i);
-        for (int64_t h = 0; h < H; ++h) x_stage[i * H + h] = operand<O>(p.input, dtype, at + h * p.input_h_stride);
-      }
-      x = x_stage;
+  // logits_ [m, t] = h_c · W[v0 : v0 + t]ᵀ + b[v0 : v0 + t].
+  void logits(const O* x, int64_t ldx, int64_t m, int64_t v0, int64_t t) {
+    if (p_.bias)
+      for (int64_t i = 0; i < m; ++i)
+        std::memcpy(logits_ + i * t, bias_.data() + v0, static_cast<size_t>(t) * sizeof(A));
+    else if (H_ == 0)
+      std::fill(logits_, logits_ + m * t, A{0});
+    if (H_ == 0) return;
+    for (int64_t s = v0; s < v0 + t; s += copy_tile_) {
+      const int64_t count = std::min(copy_tile_, v0 + t - s);
+      int64_t ldw;
+      const O* wt = weight_rows(s, count, &ldw);
+      gemm(kGemm, false, !w_transposed(), m, count, H_, x, ldx, wt, ldw, p_.bias ? 1.0 : 0.0, logits_ + (s - v0), t,
+           threads_);
     }
-    // logits [m, V] = h_c · Wᵀ + b.
-    if (p.bias)
-      for (int64_t i = 0; i < m; ++i) std::memcpy(logits + i * V, bias.data(), static_cast<size_t>(V) * sizeof(A));
-    for (int64_t v0 = 0; v0 < V; v0 += tile) {
-      const int64_t t = std::min(tile, V - v0);
-      int64_t ldw = H1;
-      const O* wt = H > 0 ? weight_tile(v0, t, &ldw) : nullptr;
-      gemm(kGemm, false, !w_transposed, m, t, H, x, ldx, wt, ldw, p.bias ? 1.0 : 0.0, logits + v0, V, threads);
-    }
-    // Loss and dlogits of the chunk: the op on its logits, in place.
+  }
+
+  // The layout of logits_ [m, t]: rows [c0, c0 + m), classes [v0, v0 + t) of V, gradients in place.
+  Layout layout(int64_t c0, int64_t m, int64_t v0, int64_t t) {
     for (int64_t i = 0; i < m; ++i) {
-      const int64_t at = p.target_rows.offset(c0 + i);
-      targets[i] = p.target_dtype == XENT_INT32 ? static_cast<const int32_t*>(p.target)[at]
-                                                 : static_cast<const int64_t*>(p.target)[at];
+      const int64_t at = p_.target_rows.offset(c0 + i);
+      targets_[i] = p_.target_dtype == XENT_INT32 ? static_cast<const int32_t*>(p_.target)[at]
+                                                   : static_cast<const int64_t*>(p_.target)[at];
     }
-    for (int64_t i = 0; i < static_cast<int64_t>(grad_loss.size()) && i < m; ++i)
-      grad_loss[i] = load_as<A>(p.grad_loss, dtype, p.grad_loss_rows.offset(c0 + i));
+    for (int64_t i = 0; i < static_cast<int64_t>(grad_loss_.size()) && i < m; ++i)
+      grad_loss_[i] = load_as<A>(p_.grad_loss, p_.dtype, p_.grad_loss_rows.offset(c0 + i));
     Layout l;
     l.rows = m;
-    l.classes = l.vocab_size = V;
+    l.classes = t;
+    l.vocab_start = v0, l.vocab_size = V_;
     l.batch_rank = 1;
     l.batch_shape[0] = m;
-    l.data[kLogits] = logits;
-    l.class_stride[kLogits] = 1, l.batch_strides[kLogits][0] = V;
-    l.data[kLabels] = targets.data();
+    l.data[kLogits] = logits_;
+    l.class_stride[kLogits] = 1, l.batch_strides[kLogits][0] = t;
+    l.data[kLabels] = targets_.data();
     l.batch_strides[kLabels][0] = 1;
-    if (grads) {
-      l.data[kGradLogits] = logits;  // in place
-      l.class_stride[kGradLogits] = 1, l.batch_strides[kGradLogits][0] = V;
+    if (grads_) {
+      l.data[kGradLogits] = logits_;
+      l.class_stride[kGradLogits] = 1, l.batch_strides[kGradLogits][0] = t;
     }
-    if (!grad_loss.empty()) {
-      l.data[kGradLoss] = grad_loss.data();
+    if (!grad_loss_.empty()) {
+      l.data[kGradLoss] = grad_loss_.data();
       l.batch_strides[kGradLoss][0] = 1;
     }
     l.sparse = true;
     l.label_dtype = XENT_INT64;
-    l.options = options;
+    l.options = options_;
+    if (options_.weight)
+      l.options.weight = static_cast<const A*>(options_.weight) + v0 * options_.weight_stride;
     l.general = true;
-    l.grad_scale = grad_scale;
-    l.row_loss = row_loss + c0;
-    run_kernels(l, kA, false, threads);
-    if (!grads) continue;
-    // grad_b += Σ rows of dlogits (before they are rounded for the products).
-    if (p.grad_bias)
+    l.grad_scale = grad_scale_;
+    l.row_loss = row_loss_ + c0;
+    return l;
+  }
+
+  // The products of dlogits (logits_ [m, t], rows [c0, c0 + m), classes [v0, v0 + t)) into the gradients:
+  // grad_b += Σ rows, grad_h_c (+)= dlogits · W[v0 : v0 + t], grad_W[v0 : v0 + t] (+)= dlogitsᵀ · h_c.
+  void backward(const O* x, int64_t ldx, int64_t c0, int64_t m, int64_t v0, int64_t t) {
+    if (p_.grad_bias)  // before dlogits are rounded for the products
       for (int64_t i = 0; i < m; ++i)
-        for (int64_t v = 0; v < V; ++v) gb_acc[v] += static_cast<double>(logits[i * V + v]);
-    const O* dl = reinterpret_cast<const O*>(logits);
+        for (int64_t v = 0; v < t; ++v) gb_acc_[v0 + v] += static_cast<double>(logits_[i * t + v]);
+    const O* dl = reinterpret_cast<const O*>(logits_);
     if constexpr (kNarrowOperands) {
-#pragma omp parallel for schedule(static) num_threads(threads) if (m * V > (int64_t{1} << 16))
-      for (int64_t i = 0; i < m * V; ++i) dlogits_o[i] = to_bfloat16(static_cast<float>(logits[i]));
-      dl = dlogits_o;
+      const int64_t count = m * t;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (count > (int64_t{1} << 16))
+      for (int64_t i = 0; i < count; ++i) dlogits_o_[i] = to_bfloat16(static_cast<float>(logits_[i]));
+      dl = dlogits_o_;
     }
-    // grad_h_c [m, H] = dlogits · W.
-    if (p.grad_input && H > 0) {
-      A* gin = grad_input_direct ? static_cast<A*>(p.grad_input) + p.grad_input_rows.offset(c0) : gin_stage;
-      const int64_t ldg = grad_input_direct && m > 1 ? p.grad_input_rows.uniform : H1;
-      for (int64_t v0 = 0; v0 < V; v0 += tile) {
-        const int64_t t = std::min(tile, V - v0);
+    if (p_.grad_input && H_ > 0) {
+      A* gin = grad_input_direct_ ? static_cast<A*>(p_.grad_input) + p_.grad_input_rows.offset(c0)
+               : tiled_           ? gin_stage_ + c0 * H_
+                                  : gin_stage_;
+      const int64_t ldg = grad_input_direct_ && m > 1 ? p_.grad_input_rows.uniform : H1_;
+      for (int64_t s = v0; s < v0 + t; s += copy_tile_) {
+        const int64_t count = std::min(copy_tile_, v0 + t - s);
         int64_t ldw;
-        const O* wt = weight_tile(v0, t, &ldw);
-        gemm(kGemm, false, w_transposed, m, H, t, dl + v0, V, wt, ldw, v0 > 0 ? 1.0 : 0.0, gin, ldg, threads);
+        const O* wt = weight_rows(s, count, &ldw);
+        gemm(kGemm, false, w_transposed(), m, H_, count, dl + (s - v0), t, wt, ldw, s > 0 ? 1.0 : 0.0, gin, ldg,
+             threads_);
       }
-      if (!grad_input_direct)
-        for (int64_t i = 0; i < m; ++i) {
-          const int64_t at = p.grad_input_rows.offset(c0 + i);
-          for (int64_t h = 0; h < H; ++h)
-            store_from_double(p.grad_input, dtype, at + h * p.grad_input_h_stride, gin_stage[i * H + h]);
-        }
+      if (!grad_input_direct_ && !tiled_) store_input_gradient(c0, m);
     }
-    // grad_W [V, H] += dlogitsᵀ · h_c, or its transpose for a column-major output.
-    if (p.grad_weight && H > 0) {
+    if (p_.grad_weight && H_ > 0) {
       const double beta = c0 > 0 ? 1.0 : 0.0;
-      if (gw.direct && gw.column_major)
-        gemm(kGemm, true, false, H, V, m, x, ldx, dl, V, beta, static_cast<A*>(p.grad_weight), gw.ld, threads);
-      else if (gw.direct)
-        gemm(kGemm, true, false, V, H, m, dl, V, x, ldx, beta, static_cast<A*>(p.grad_weight), gw.ld, threads);
+      if (gw_acc_)
+        gemm(kGemm, true, false, t, H_, m, dl, t, x, ldx, beta, gw_acc_, H_, threads_);
+      else if (gw_.column_major)  // grad_Wᵀ's columns [v0, v0 + t)
+        gemm(kGemm, true, false, H_, t, m, x, ldx, dl, t, beta, static_cast<A*>(p_.grad_weight) + v0, gw_.ld,
+             threads_);
       else
-        gemm(kGemm, true, false, V, H, m, dl, V, x, ldx, beta, gw_acc.data(), H, threads);
+        gemm(kGemm, true, false, t, H_, m, dl, t, x, ldx, beta, static_cast<A*>(p_.grad_weight) + v0 * gw_.ld,
+             gw_.ld, threads_);
     }
   }
 
-  // Results of every chunk: gradients that were accumulated apart, and the loss.
-  if (p.grad_weight && (N == 0 || !gw.direct || H == 0)) {
-    for (int64_t v = 0; v < V; ++v)
-      for (int64_t h = 0; h < H; ++h)
-        store_from_double(p.grad_weight, dtype, v * p.gw_stride[0] + h * p.gw_stride[1],
-                          N == 0 || gw_acc.empty() ? 0.0 : static_cast<double>(gw_acc[v * H + h]));
+  // grad_input's rows [c0, c0 + m) from gin_stage_ (by rows: the chunk's; by tiles: every row's).
+  void store_input_gradient(int64_t c0, int64_t m) {
+    const A* from = tiled_ ? gin_stage_ + c0 * H_ : gin_stage_;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (m * H_ > (int64_t{1} << 16))
+    for (int64_t i = 0; i < m; ++i)
+      store_row(p_.grad_input, p_.dtype, p_.grad_input_rows.offset(c0 + i), p_.grad_input_h_stride, from + i * H_, H_);
   }
-  for (int64_t v = 0; v < static_cast<int64_t>(gb_acc.size()); ++v)
-    store_from_double(p.grad_bias, dtype, v * p.grad_bias_stride, gb_acc[v]);
-  if (p.loss) {
-    if (reduced) {
-      double total = deterministic_sum(row_loss, N, threads);
-      if (p.options.reduction == XENT_REDUCTION_MEAN) total = denominator == 0 ? 0.0 : total / denominator;
-      store_from_double(p.loss, dtype, 0, total);
+
+  // grad_W's rows [v0, v0 + t) from the accumulator (0 where nothing was accumulated: no rows or no features).
+  void store_weight_gradient(int64_t v0, int64_t t) {
+    if (N_ == 0 || !gw_acc_) {
+      for (int64_t v = 0; v < t; ++v)
+        for (int64_t h = 0; h < H_; ++h)
+          store_from_double(p_.grad_weight, p_.dtype, (v0 + v) * p_.gw_stride[0] + h * p_.gw_stride[1], 0.0);
+      return;
+    }
+#pragma omp parallel for schedule(static) num_threads(threads_) if (t * H_ > (int64_t{1} << 16))
+    for (int64_t v = 0; v < t; ++v)
+      store_row(p_.grad_weight, p_.dtype, (v0 + v) * p_.gw_stride[0], p_.gw_stride[1], gw_acc_ + v * H_, H_);
+  }
+
+  // The bias gradient and the loss, from every chunk.
+  void finish() {
+    for (int64_t v = 0; v < static_cast<int64_t>(gb_acc_.size()); ++v)
+      store_from_double(p_.grad_bias, p_.dtype, v * p_.grad_bias_stride, gb_acc_[v]);
+    if (!p_.loss) return;
+    if (reduced_) {
+      double total = deterministic_sum(row_loss_, N_, threads_);
+      if (p_.options.reduction == XENT_REDUCTION_MEAN) total = denominator_ == 0 ? 0.0 : total / denominator_;
+      store_from_double(p_.loss, p_.dtype, 0, total);
     } else {
-      for (int64_t i = 0; i < N; ++i) store_from_double(p.loss, dtype, p.loss_rows.offset(i), row_loss[i]);
+      for (int64_t i = 0; i < N_; ++i) store_from_double(p_.loss, p_.dtype, p_.loss_rows.offset(i), row_loss_[i]);
     }
   }
-}
+
+  const LinearPlan& p_;
+  const int threads_;
+  const int64_t N_, H_, V_, H1_;
+  double denominator_ = 0, grad_scale_ = 1;
+  Matrix w_, gw_;
+  bool input_direct_ = false, grad_input_direct_ = false, grads_ = false, reduced_ = false, tiled_ = false;
+  int64_t n_ = 1, vt_ = 1, copy_tile_ = 1;  // rows per chunk, classes per tile, rows of W per copy
+  std::vector<A> own_logits_, own_gin_, own_gw_acc_, bias_, class_weight_;
+  std::vector<O> own_x_, own_tile_, own_dlogits_;
+  A* logits_ = nullptr;
+  O* x_stage_ = nullptr;
+  A* gin_stage_ = nullptr;
+  O* w_tile_ = nullptr;
+  O* dlogits_o_ = nullptr;
+  A* gw_acc_ = nullptr;  // grad_W's accumulator apart from the output: [vt, H]
+  std::vector<double> gb_acc_, own_row_loss_;
+  double* row_loss_ = nullptr;
+  Options options_;
+  std::vector<int64_t> targets_;
+  std::vector<A> grad_loss_;
+  std::vector<RowState> states_, part_;
+};
 
 }  // namespace
 
@@ -521,9 +679,9 @@ xent_status linear_cross_entropy(const LinearRequest& request, int threads, std:
   fault_point("linear");
   double denominator = 0;
   if (const xent_status status = scan(plan, threads, &denominator, error); status != XENT_OK) return status;
-  if (type == GemmType::kFloat64) run<double, double>(plan, threads, denominator);
-  else if (bf16) run<float, bfloat16>(plan, threads, denominator);
-  else run<float, float>(plan, threads, denominator);
+  if (type == GemmType::kFloat64) Fused<double, double>(plan, threads, denominator).run();
+  else if (bf16) Fused<float, bfloat16>(plan, threads, denominator).run();
+  else Fused<float, float>(plan, threads, denominator).run();
   return XENT_OK;
 }
 

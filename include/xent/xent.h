@@ -174,16 +174,23 @@ xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_
  * softcap), and its gradients
  *   grad_input = dlogits · W,   grad_linear_weight = dlogitsᵀ · h,   grad_linear_bias = Σ_rows dlogits
  * where dlogits is xent_cross_entropy_grad's gradient of the logits (with grad_loss applied per row before it is
- * summed into grad_linear_weight). The [N, V] logits never exist: rows go in chunks whose float logits fit the
- * chunk budget (xent_set_linear_chunk_bytes), each chunk's logits come from a matrix product, become loss and
- * dlogits in place, and are consumed by two more products at once.
+ * summed into grad_linear_weight). The [N, V] logits never exist: rows go in chunks whose logits fit the chunk
+ * budget (xent_set_linear_chunk_bytes), each chunk's logits come from a matrix product, become loss and dlogits in
+ * place, and are consumed by two more products at once (three products of N·V·H). When grad_linear_weight needs a
+ * float32 accumulator apart from the output (float16, bfloat16, or an output the GEMM cannot write in place) and
+ * that accumulator, V·H floats, is more than half the budget, the vocabulary goes in tiles instead: every row's
+ * statistics tile by tile, then each tile's logits recomputed and turned into its gradients (four products of
+ * N·V·H: about 4/3 of the time; a budget of at least 2·V·H·4 bytes keeps the one pass).
  *
  * Dtypes: input, linear_weight, linear_bias, options->weight, grad_loss, loss and the gradients share one dtype:
  * float32 or float64 (products and loss in that type), float16 or bfloat16 (products with float32 accumulation,
  * loss in float32, each result rounded once to the dtype; grad_linear_weight is accumulated in float32 across
  * chunks). Any strides.
- * Memory: the chunk budget for the logits of a chunk (at least one row of V), plus for float16/bfloat16 a float32
- * copy of a tile of W and, with grad_linear_weight, a float32 accumulator of [V, H]; N doubles of per-row losses.
+ * Memory: the chunk budget (logits of a chunk, at least one row of a tile; the weight gradient's accumulator),
+ * plus 8 bytes per row (per-row losses; 40 when the vocabulary is tiled: row statistics), copies of a chunk's rows
+ * of input and of a 4 MiB tile of W where they cannot be read in place (float16, odd strides), and when the
+ * vocabulary is tiled and grad_input is not float32 in place, N·H floats. Buffers up to the budget are kept by the
+ * calling thread for its next call.
  * Error bound: the products' (the GEMM library's, float32 or float64 accumulation) followed by the op's
  * (xent_cross_entropy). Results do not depend on the thread count only as far as the GEMM library's do not; the
  * same inputs, threads and chunk budget give the same bits.
@@ -204,8 +211,9 @@ xent_status xent_linear_cross_entropy_grad(const xent_tensor* input, const xent_
                                            const xent_tensor* grad_linear_weight,
                                            const xent_tensor* grad_linear_bias) XENT_NOEXCEPT;
 
-/* The fused linear + cross-entropy's working memory for the logits of a chunk of rows, in bytes (default 128 MiB;
- * at least one row of V floats is used whatever the setting). Process-wide; n <= 0 restores the default. */
+/* The fused linear + cross-entropy's working memory, in bytes (default 64 MiB; at least one row of a tile of the
+ * logits is used whatever the setting). Larger budgets take larger chunks (fewer, larger products) and keep a
+ * float32 weight-gradient accumulator in one pass. Process-wide; n <= 0 restores the default. */
 void xent_set_linear_chunk_bytes(int64_t bytes) XENT_NOEXCEPT;
 int64_t xent_get_linear_chunk_bytes(void) XENT_NOEXCEPT;
 

@@ -286,7 +286,7 @@ def linear_cross_entropy_grad(input, linear_weight, target, *, linear_bias=None,
 
 
 def set_linear_chunk_bytes(n):
-    """The fused linear + cross-entropy's working memory for a chunk's logits, in bytes (n <= 0: the default)."""
+    """The fused linear + cross-entropy's working memory in bytes (n <= 0: the default, 64 MiB); see xent.h."""
     _xent.set_linear_chunk_bytes(int(n))
 
 
