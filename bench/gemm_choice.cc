@@ -5,7 +5,9 @@
 //   XENT_GEMM_OPENBLAS  OpenBLAS's cblas_sgemm (Debian's build has no bf16 cblas_sbgemm)
 //   XENT_GEMM_BLIS      BLIS's cblas_sgemm (no bf16)
 //
-//   build/xent_gemm_choice_dnnl [N H V [chunk]]     default: the three shapes of the issue, chunks of 512 rows
+//   build/xent_gemm_choice_dnnl [N H V [chunk]]     default: three language-model heads, chunks of 512 rows
+//   (BLIS, not a dependency of the build: g++ -O2 -std=c++20 -fopenmp -DXENT_GEMM_BLIS
+//    -I/usr/include/x86_64-linux-gnu/blis-openmp bench/gemm_choice.cc -L/usr/lib/x86_64-linux-gnu/blis-openmp -lblis)
 //
 // For a chunk of n rows of the input h [N, H] and the weight W [V, H]: logits = h_c · Wᵀ [n, V];
 // grad_input_c = dlogits · W [n, H]; grad_W += dlogitsᵀ · h_c [V, H]. Prints GFLOP/s of each, best of 3 calls,

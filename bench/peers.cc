@@ -3,13 +3,17 @@
 //   - oneDNN: softmax_v2 with softmax_log (log-softmax into a full-size buffer), then a dot with the labels;
 //   - TensorFlow's CPU algorithm as its XentEigenImpl does it, written here from the math with Eigen: max,
 //     subtract (materialised), exp and sum, log, dot — several passes over memory;
-//   - a streaming read of memory with every thread: the read bandwidth all results are compared to.
+//   - a streaming read of memory with every thread: the read bandwidth all results are compared to;
+//   - for bench/linear.py, the three matrix products of a linear layer's forward and backward, whole, with oneDNN's
+//     matmul (the library xent's fused linear + cross-entropy uses): what the fused op's time is compared to.
 #include <omp.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <utility>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
@@ -117,6 +121,43 @@ class EigenTf {
 
 }  // namespace
 
+// The three products of a linear layer h [N, H] · Wᵀ [H, V] and its backward, whole (logits [N, V] in memory), in
+// float32 or bfloat16 (float32 accumulation and outputs), with oneDNN's matmul and every thread: logits = h · Wᵀ,
+// grad_h = dlogits · W, grad_W = dlogitsᵀ · h. Returns the fastest of `repeats` runs of the three, in seconds.
+double bare_gemms_seconds(int64_t N, int64_t H, int64_t V, bool bf16, int repeats) {
+  using namespace dnnl;
+  const engine cpu(engine::kind::cpu, 0);
+  stream s(cpu);
+  const memory::data_type in = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  const size_t in_size = bf16 ? 2 : 4;
+  std::vector<char> h(N * H * in_size, 0), W(V * H * in_size, 0), dlogits(N * V * in_size, 0);
+  for (size_t i = 0; i < h.size(); i += 2) h[i + 1] = 0x3c;  // nonzero values (0x3c.. : about 0.01 in bf16)
+  for (size_t i = 0; i < W.size(); i += 2) W[i + 1] = 0x3c;
+  for (size_t i = 0; i < dlogits.size(); i += 2) dlogits[i + 1] = 0x3c;
+  std::vector<float> logits(N * V), grad_h(N * H), grad_W(V * H);
+  const auto product = [&](memory::dims a_dims, memory::dims a_strides, memory::dims b_dims, memory::dims b_strides,
+                           void* a, void* b, float* c) {
+    const memory::desc ad(a_dims, in, a_strides), bd(b_dims, in, b_strides);
+    const memory::desc cd({a_dims[0], b_dims[1]}, memory::data_type::f32, memory::dims{b_dims[1], 1});
+    const matmul::primitive_desc pd(matmul::desc(ad, bd, cd), cpu);
+    return std::make_pair(matmul(pd), std::vector<memory>{memory(ad, cpu, a), memory(bd, cpu, b), memory(cd, cpu, c)});
+  };
+  auto forward = product({N, H}, {H, 1}, {H, V}, {1, H}, h.data(), W.data(), logits.data());
+  auto grad_input = product({N, V}, {V, 1}, {V, H}, {H, 1}, dlogits.data(), W.data(), grad_h.data());
+  auto grad_weight = product({V, N}, {1, V}, {N, H}, {H, 1}, dlogits.data(), h.data(), grad_W.data());
+  double best = 1e30;
+  py::gil_scoped_release release;
+  for (int k = 0; k < repeats + 1; ++k) {  // the first run warms up
+    const double start = omp_get_wtime();
+    for (auto* p : {&forward, &grad_input, &grad_weight}) {
+      p->first.execute(s, {{DNNL_ARG_SRC, p->second[0]}, {DNNL_ARG_WEIGHTS, p->second[1]}, {DNNL_ARG_DST, p->second[2]}});
+      s.wait();
+    }
+    if (k > 0) best = std::min(best, omp_get_wtime() - start);
+  }
+  return best;
+}
+
 PYBIND11_MODULE(xent_peers, m) {
   m.doc() = "Peers of xent for bench/compare.py: oneDNN, TensorFlow's algorithm in Eigen, read and copy bandwidth";
   py::class_<xent::bench::ReadBandwidth>(m, "ReadBandwidth")
@@ -129,4 +170,6 @@ PYBIND11_MODULE(xent_peers, m) {
       .def_property_readonly("bytes", &xent::bench::ReadBandwidth::bytes, "bytes one read covers");
   py::class_<OneDnn>(m, "OneDnn").def(py::init<std::vector<int64_t>, int>()).def("forward", &OneDnn::forward);
   py::class_<EigenTf>(m, "EigenTf").def(py::init<int64_t, int64_t>()).def("forward", &EigenTf::forward);
+  m.def("bare_gemms_seconds", &bare_gemms_seconds, py::arg("N"), py::arg("H"), py::arg("V"), py::arg("bf16"),
+        py::arg("repeats"));
 }
