@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdlib>
 #include <utility>
 
@@ -127,6 +128,18 @@ bool same_view(const xent_tensor& a, const xent_tensor& b) {
   for (int d = 0; d < a.rank; ++d)
     if (a.shape[d] != b.shape[d] || (a.shape[d] > 1 && a.strides[d] != b.strides[d])) return false;
   return true;
+}
+
+void check_option_values(const xent_loss_options& o) {
+  if (o.reduction != XENT_REDUCTION_NONE && o.reduction != XENT_REDUCTION_SUM && o.reduction != XENT_REDUCTION_MEAN)
+    throw fail(XENT_INVALID_ARGUMENT, "reduction must be XENT_REDUCTION_NONE (0), SUM (1) or MEAN (2), received ",
+               o.reduction);
+  if (!(o.label_smoothing >= 0 && o.label_smoothing <= 1))
+    throw fail(XENT_INVALID_ARGUMENT, "label_smoothing must be in [0, 1], received ", o.label_smoothing);
+  if (!(o.z_loss >= 0 && o.z_loss < INFINITY))
+    throw fail(XENT_INVALID_ARGUMENT, "z_loss must be finite and >= 0, received ", o.z_loss);
+  if (!(o.softcap >= 0 && o.softcap < INFINITY))
+    throw fail(XENT_INVALID_ARGUMENT, "softcap must be finite and > 0 (or 0 for none), received ", o.softcap);
 }
 
 void require_shape(const xent_tensor& t, const char* name, const int64_t* shape, int rank, const char* what) {

@@ -47,6 +47,9 @@ bool same_view(const xent_tensor& a, const xent_tensor& b);
 // t must have this shape; `what` says where the shape comes from.
 void require_shape(const xent_tensor& t, const char* name, const int64_t* shape, int rank, const char* what);
 
+// The scalar options (reduction, label_smoothing, z_loss, softcap) are in their ranges.
+void check_option_values(const xent_loss_options& o);
+
 // "[2,4]" for messages.
 std::string shape_string(const int64_t* shape, int rank);
 

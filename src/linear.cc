@@ -196,15 +196,7 @@ void resolve(const LinearRequest& r, LinearPlan* plan) {
 
   // Options, as xent_cross_entropy's.
   const xent_loss_options& o = *r.options;
-  if (o.reduction != XENT_REDUCTION_NONE && o.reduction != XENT_REDUCTION_SUM && o.reduction != XENT_REDUCTION_MEAN)
-    throw fail(XENT_INVALID_ARGUMENT, "reduction must be XENT_REDUCTION_NONE (0), SUM (1) or MEAN (2), received ",
-               o.reduction);
-  if (!(o.label_smoothing >= 0 && o.label_smoothing <= 1))
-    throw fail(XENT_INVALID_ARGUMENT, "label_smoothing must be in [0, 1], received ", o.label_smoothing);
-  if (!(o.z_loss >= 0 && o.z_loss < INFINITY))
-    throw fail(XENT_INVALID_ARGUMENT, "z_loss must be finite and >= 0, received ", o.z_loss);
-  if (!(o.softcap >= 0 && o.softcap < INFINITY))
-    throw fail(XENT_INVALID_ARGUMENT, "softcap must be finite and > 0 (or 0 for none), received ", o.softcap);
+  check_option_values(o);
   if (o.weight) {
     require_shape(*o.weight, "weight", v_shape, 1, "one weight per class: per row of linear_weight");
     p.options.weight = o.weight->data;

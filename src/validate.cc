@@ -42,15 +42,7 @@ std::array<int64_t, XENT_MAX_RANK> strides_without_axis(const xent_tensor& t, co
 void resolve_options(const xent_loss_options& o, Plan& p) {
   const int64_t C = p.shape[p.axis];
   Options& out = p.layout.options;
-  if (o.reduction != XENT_REDUCTION_NONE && o.reduction != XENT_REDUCTION_SUM && o.reduction != XENT_REDUCTION_MEAN)
-    throw fail(XENT_INVALID_ARGUMENT, "reduction must be XENT_REDUCTION_NONE (0), SUM (1) or MEAN (2), received ",
-               o.reduction);
-  if (!(o.label_smoothing >= 0 && o.label_smoothing <= 1))
-    throw fail(XENT_INVALID_ARGUMENT, "label_smoothing must be in [0, 1], received ", o.label_smoothing);
-  if (!(o.z_loss >= 0 && o.z_loss < INFINITY))
-    throw fail(XENT_INVALID_ARGUMENT, "z_loss must be finite and >= 0, received ", o.z_loss);
-  if (!(o.softcap >= 0 && o.softcap < INFINITY))
-    throw fail(XENT_INVALID_ARGUMENT, "softcap must be finite and > 0 (or 0 for none), received ", o.softcap);
+  check_option_values(o);
   if (o.weight) {
     const xent_tensor& w = *o.weight;
     if (w.rank != 1 || w.shape[0] != C)

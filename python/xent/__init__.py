@@ -191,6 +191,16 @@ def sparse_softmax_cross_entropy_with_logits_grad(*, labels, logits, axis=-1, gr
                               out_grad_logits))
 
 
+def _check_options(reduction, ignore_index, softcap):
+    """Options checked before the binding converts them (the reduction by name, ignore_index an int, softcap > 0)."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', received {reduction!r}")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index must be an int, received {type(ignore_index).__name__}")
+    if softcap is not None and not softcap > 0:
+        raise ValueError(f"softcap must be > 0 (or None for no soft-capping), received {softcap}")
+
+
 def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
                    grad_loss, gradients, out=(None, None)):
     logits = _logits(logits)
@@ -202,12 +212,7 @@ def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_
     else:
         raise TypeError(f"target must hold class indices (int) or probabilities (logits' dtype), received dtype "
                         f"{target_array.dtype}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', received {reduction!r}")
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
-        raise TypeError(f"ignore_index must be an int, received {type(ignore_index).__name__}")
-    if softcap is not None and not softcap > 0:
-        raise ValueError(f"softcap must be > 0 (or None for no soft-capping), received {softcap}")
+    _check_options(reduction, ignore_index, softcap)
     return _xent.cross_entropy(logits, target, _axis(axis), _like(weight, logits, "weight"), int(ignore_index),
                                _REDUCTIONS[reduction], float(label_smoothing), float(z_loss),
                                0.0 if softcap is None else float(softcap), _like(grad_loss, logits, "grad_loss"),
@@ -244,12 +249,7 @@ def _linear(input, linear_weight, target, linear_bias, weight, ignore_index, red
     input = _logits(input)
     linear_weight = _like(linear_weight, input, "linear_weight", "input")
     target = _int_array(target, "target")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', received {reduction!r}")
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
-        raise TypeError(f"ignore_index must be an int, received {type(ignore_index).__name__}")
-    if softcap is not None and not softcap > 0:
-        raise ValueError(f"softcap must be > 0 (or None for no soft-capping), received {softcap}")
+    _check_options(reduction, ignore_index, softcap)
     return _xent.linear(input, linear_weight, target, _like(linear_bias, input, "linear_bias", "input"),
                         _like(weight, input, "weight", "input"), int(ignore_index), _REDUCTIONS[reduction],
                         float(label_smoothing), float(z_loss), 0.0 if softcap is None else float(softcap),
