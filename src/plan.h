@@ -82,6 +82,9 @@ struct Request {
   const xent_tensor* grad_labels = nullptr;
   bool sparse = false;                          // labels are class indices
   const xent_loss_options* options = nullptr;   // cross_entropy: options (ignore_index active)
+  // The logits' classes as a shard of a vocabulary (stages.h, xent_shard_statistics): classes
+  // [vocab_start, vocab_start + C) of vocab_size. vocab_size -1: the whole vocabulary (the single-process op).
+  int64_t vocab_start = 0, vocab_size = -1;
 };
 
 // Checks everything about the request; on failure returns the status and sets *error to a message that names

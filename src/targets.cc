@@ -17,11 +17,17 @@ xent_status scan(const Layout& l, xent_dtype dtype, int threads, double* denomin
   const int inner = l.batch_rank - 1;
   const int64_t run = inner >= 0 ? l.batch_shape[inner] : 1;
   const int64_t step = inner >= 0 ? l.batch_strides[kLabels][inner] : 0;
-  const int64_t C = l.vocab_size, ignore = o.ignore_index;
+  const int64_t C = l.vocab_size, ignore = o.ignore_index, first_class = l.vocab_start;
   const bool has_ignore = o.has_ignore;
   // Branch-free predicates, so the unweighted loop vectorises; the unsigned compare also rejects negatives.
   const auto skipped = [&](int64_t t) { return has_ignore && t == ignore; };
   const auto in_range = [&](int64_t t) { return static_cast<uint64_t>(t) < static_cast<uint64_t>(C); };
+  // A shard of a vocabulary (stages.h) counts the targets among its own classes: the shards' parts sum to the
+  // whole denominator. The single-process op's shard is the whole vocabulary.
+  const auto in_shard = [&](int64_t t) {
+    return static_cast<uint64_t>(t - first_class) < static_cast<uint64_t>(l.classes);
+  };
+  const bool whole = first_class == 0 && l.classes == C;
   double total = 0;
   std::vector<int64_t> index(static_cast<size_t>(std::max(inner, 0)), 0);  // position in the outer dimensions
   int64_t offset = 0;
@@ -33,17 +39,18 @@ xent_status scan(const Layout& l, xent_dtype dtype, int threads, double* denomin
         const int64_t t = p[i * step];
         if (skipped(t)) continue;
         bad = !in_range(t);
-        if (!bad) total += load_as_double(o.weight, dtype, t * o.weight_stride);
+        if (!bad && in_shard(t)) total += load_as_double(o.weight, dtype, (t - first_class) * o.weight_stride);
       }
     } else {
       int64_t ignored = 0;
-      // Targets [begin, end) of the run: whether one is bad; adds the ignored ones to `ignored_here`.
+      // Targets [begin, end) of the run: whether one is bad; adds the ignored ones (and, for a shard, those of
+      // other shards) to `ignored_here`.
       const auto check = [&](int64_t begin, int64_t end, int64_t& ignored_here) {
         bool bad_here = false;
         const auto one = [&](int64_t t) {
           const bool skip = skipped(t);
           bad_here |= !skip && !in_range(t);
-          ignored_here += skip;
+          ignored_here += skip || (!whole && !in_shard(t));
         };
         if (step == 1)
           for (int64_t i = begin; i < end; ++i) one(p[i]);
@@ -87,8 +94,8 @@ xent_status scan(const Layout& l, xent_dtype dtype, int threads, double* denomin
 }  // namespace
 
 xent_status scan_targets(const Layout& l, xent_dtype dtype, int threads, double* denominator, std::string* error) {
-  if (!l.sparse) {
-    *denominator = static_cast<double>(l.rows);
+  if (!l.sparse) {  // a vocabulary's rows are counted once, by its first shard
+    *denominator = l.vocab_start == 0 ? static_cast<double>(l.rows) : 0.0;
     return XENT_OK;
   }
   return l.label_dtype == XENT_INT32 ? scan<int32_t>(l, dtype, threads, denominator, error)

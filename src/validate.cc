@@ -39,7 +39,8 @@ std::array<int64_t, XENT_MAX_RANK> strides_without_axis(const xent_tensor& t, co
   return s;
 }
 
-void resolve_options(const xent_loss_options& o, Plan& p) {
+// vocab_size: the classes label smoothing spreads over (C, or a sharded vocabulary's size).
+void resolve_options(const xent_loss_options& o, int64_t vocab_size, Plan& p) {
   const int64_t C = p.shape[p.axis];
   Options& out = p.layout.options;
   check_option_values(o);
@@ -53,7 +54,7 @@ void resolve_options(const xent_loss_options& o, Plan& p) {
   }
   out.reduction = static_cast<xent_reduction>(o.reduction);
   out.alpha = 1 - o.label_smoothing;
-  out.beta = C > 0 ? o.label_smoothing / static_cast<double>(C) : 0;
+  out.beta = vocab_size > 0 ? o.label_smoothing / static_cast<double>(vocab_size) : 0;
   out.z_loss = o.z_loss;
   out.softcap = o.softcap;
   out.has_ignore = p.layout.sparse;
@@ -143,13 +144,21 @@ void plan_or_throw(const Request& r, Plan* plan) {
     if (d != p.axis) rows *= p.shape[d];
   }
   p.elements = elements;
-  if (p.shape[p.axis] == 0 && rows > 0)
+  // (A shard of a vocabulary may hold no classes: its statistics are empty.)
+  if (p.shape[p.axis] == 0 && rows > 0 && r.vocab_size < 0)
     throw fail(XENT_INVALID_ARGUMENT, "logits must have at least one class: the class axis (axis ", r.axis,
                ") has size 0 in the broadcast shape ", shape_string(p.shape.data(), p.rank));
 
+  // A shard of a vocabulary: its classes must lie inside it.
+  const int64_t C = p.shape[p.axis];
+  const bool shard = r.vocab_size >= 0;
+  if (shard && (r.vocab_start < 0 || r.vocab_start > r.vocab_size || C > r.vocab_size - r.vocab_start))
+    throw fail(XENT_INVALID_ARGUMENT, "the shard's classes [vocab_start, vocab_start + C) = [", r.vocab_start, ", ",
+               r.vocab_start, " + ", C, ") must lie in the vocabulary [0, vocab_size) = [0, ", r.vocab_size, ")");
+
   // Options.
   check_tensor(r.options ? r.options->weight : nullptr, "weight", false, dtype, "logits");
-  if (r.options) resolve_options(*r.options, p);
+  if (r.options) resolve_options(*r.options, shard ? r.vocab_size : C, p);
 
   // Output shapes.
   const std::array<int64_t, XENT_MAX_RANK> loss_shape = shape_without_axis(p);
@@ -223,6 +232,7 @@ void plan_or_throw(const Request& r, Plan* plan) {
   const Options& o = l.options = p.layout.options;
   l.general = r.sparse || o.weight || o.alpha != 1 || o.z_loss != 0 || o.softcap != 0;
   p.layout = make_layout(p, ops, l);
+  if (shard) p.layout.vocab_start = r.vocab_start, p.layout.vocab_size = r.vocab_size;
 }
 
 }  // namespace

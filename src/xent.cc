@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <new>
 #include <optional>
 #include <stdexcept>
@@ -19,7 +20,9 @@
 #include "src/paths.h"
 #include "src/plan.h"
 #include "src/reductions.h"
+#include "src/row_state.h"
 #include "src/scalar.h"
+#include "src/shards.h"
 #include "src/targets.h"
 
 namespace {
@@ -232,6 +235,80 @@ xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_
     return loss_shape_of({.labels = target, .logits = logits, .axis = axis, .sparse = class_indices(target),
                           .options = options},
                          rank, shape);
+  });
+}
+
+xent_status xent_shard_statistics(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
+                                  const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size,
+                                  int64_t rows, xent_row_statistics* statistics, double* denominator) XENT_NOEXCEPT {
+  if (options == nullptr) return finish(XENT_INVALID_ARGUMENT, "options must not be NULL (see xent_default_loss_options)");
+  if (target == nullptr) return finish(XENT_INVALID_ARGUMENT, "target must not be NULL");
+  return guarded([&] {
+    std::string error;
+    const xent_status status = xent::internal::shard_statistics_call(
+        {.labels = target, .logits = logits, .axis = axis, .sparse = class_indices(target), .options = options,
+         .vocab_start = vocab_start, .vocab_size = vocab_size},
+        rows, statistics, denominator, xent_get_num_threads(), &error);
+    return finish(status, error);
+  });
+}
+
+xent_status xent_merge_row_statistics(xent_row_statistics* into, const xent_row_statistics* from,
+                                      int64_t rows) XENT_NOEXCEPT {
+  if (rows < 0) return finish(XENT_INVALID_ARGUMENT, "rows must be >= 0, received ", std::to_string(rows).c_str());
+  if (rows > 0 && (into == nullptr || from == nullptr))
+    return finish(XENT_INVALID_ARGUMENT, "the row statistics must not be NULL");
+  using xent::internal::RowState;
+  for (int64_t i = 0; i < rows; ++i) {
+    const RowState m = xent::internal::Merge({into[i].max, into[i].sum, into[i].label_sum, into[i].label_dot},
+                                             {from[i].max, from[i].sum, from[i].label_sum, from[i].label_dot});
+    into[i] = {m.max, m.sum, m.label_sum, m.label_dot};
+  }
+  return finish(XENT_OK);
+}
+
+xent_status xent_rebase_row_statistics(xent_row_statistics* statistics, const double* max, int64_t rows) XENT_NOEXCEPT {
+  if (rows < 0) return finish(XENT_INVALID_ARGUMENT, "rows must be >= 0, received ", std::to_string(rows).c_str());
+  if (rows > 0 && (statistics == nullptr || max == nullptr))
+    return finish(XENT_INVALID_ARGUMENT, "statistics and max must not be NULL");
+  for (int64_t i = 0; i < rows; ++i)
+    if (max[i] < statistics[i].max)
+      return finish(XENT_INVALID_ARGUMENT, ("max[" + std::to_string(i) + "] = " + std::to_string(max[i]) +
+                                            " is below the row's own maximum " + std::to_string(statistics[i].max) +
+                                            ": pass the maximum over every shard")
+                                               .c_str());
+  for (int64_t i = 0; i < rows; ++i) {
+    xent_row_statistics& s = statistics[i];
+    const double m = max[i];
+    if (std::isnan(m) || std::isnan(s.max) || m == HUGE_VAL) {
+      // A NaN or +inf logit somewhere in the row (a +inf one without softcap makes its own shard's sum NaN): the
+      // row is NaN, and the SUM carries it to every shard.
+      s = {m, NAN, NAN, NAN};
+      continue;
+    }
+    // As Merge rescales: terms that are exactly 0 stay 0 (no 0 * inf).
+    const double r = xent::internal::reference_of(m), own = xent::internal::reference_of(s.max);
+    if (s.sum != 0 && own != r) s.sum *= std::exp(own - r);
+    if (s.label_sum != 0) s.label_dot += s.label_sum * (own - r);
+    s.max = m;
+  }
+  return finish(XENT_OK);
+}
+
+xent_status xent_shard_finish(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
+                              const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size, int64_t rows,
+                              const xent_row_statistics* merged, double denominator, const xent_tensor* grad_loss,
+                              const xent_tensor* loss, const xent_tensor* grad_logits) XENT_NOEXCEPT {
+  if (options == nullptr) return finish(XENT_INVALID_ARGUMENT, "options must not be NULL (see xent_default_loss_options)");
+  if (target == nullptr) return finish(XENT_INVALID_ARGUMENT, "target must not be NULL");
+  return guarded([&] {
+    std::string error;
+    const xent_status status = xent::internal::shard_finish_call(
+        {.labels = target, .logits = logits, .axis = axis, .grad_loss = grad_loss, .loss = loss,
+         .grad_logits = grad_logits, .sparse = class_indices(target), .options = options, .vocab_start = vocab_start,
+         .vocab_size = vocab_size},
+        rows, merged, denominator, xent_get_num_threads(), &error);
+    return finish(status, error);
   });
 }
 

@@ -166,6 +166,59 @@ xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_
                                           const xent_loss_options* options, int32_t* rank,
                                           int64_t shape[XENT_MAX_RANK]) XENT_NOEXCEPT;
 
+/* ---- The class axis sharded across processes (vocabulary parallelism): xent_cross_entropy as three stages that
+ * any transport (MPI, NCCL, gloo, a user's own) can drive; xent_mpi.h drives them over MPI.
+ * Each process holds classes [vocab_start, vocab_start + C) of a vocabulary of vocab_size classes: its shard of the
+ * logits (C classes along `axis`; C may be 0), of options->weight ([C]) and of probability targets (the logits'
+ * shape: no broadcasting), or the class-index targets, indices into the whole vocabulary, the same on every
+ * process. Every process holds the same rows. Per call:
+ *   1. xent_shard_statistics: each row's statistics over the shard's classes (no communication), and the shard's
+ *      part of MEAN's denominator (the targets' weights among its classes; probabilities: the rows, counted by the
+ *      shard at vocab_start 0).
+ *   2. Combine the statistics of every shard, row by row, and sum the denominators. Either one all-reduce with a
+ *      custom reduction, xent_merge_row_statistics (associative and commutative); or two with standard ones: MAX
+ *      over the `max` fields, xent_rebase_row_statistics on each shard with that maximum, SUM over all four
+ *      fields, and then each row's `max` set back to the maximum (the SUM added it up).
+ *      When rows are also split across processes (data parallelism), sum the denominators over those too: MEAN
+ *      then divides by the whole batch's, and each process's loss is its rows' part of the batch's mean.
+ *   3. xent_shard_finish: from the combined statistics and denominator, the loss (identical on every shard) and the
+ *      gradient of the shard's logits. No communication.
+ * Results equal xent_cross_entropy_grad's on the gathered logits within rounding (the statistics are merged in
+ * another order), for every option: label smoothing spreads over vocab_size classes, z_loss takes the whole row's
+ * logsumexp. Special values as xent_cross_entropy's; a NaN or +inf (without softcap) in any shard's row makes the
+ * row NaN on every shard (the NaN reaches the combined `sum`).
+ * Memory: 32 bytes of statistics per row (the caller's), and for SUM and MEAN 8 bytes per row. Communication:
+ * 32 bytes per row and one double; nothing of size rows x classes.
+ * Errors as for xent_cross_entropy, plus: vocab_size < 0, the shard outside [0, vocab_size), `rows` not the number
+ * of rows (the product of the loss's unreduced shape), statistics NULL, a target outside [0, vocab_size) that is not
+ * ignore_index, broadcast probability targets with grad_logits. A process whose call fails must still take part in
+ * the transport's collectives (or tell the others): xent_mpi.h does. */
+typedef struct xent_row_statistics {
+  double max;       /* max_j x'_j over the classes seen (x' = soft-capped logits); -inf when none */
+  double sum;       /* sum_j exp(x'_j - r), r = max (or 0 when max is -inf) */
+  double label_sum; /* sum_j a_j, the effective labels of xent_cross_entropy */
+  double label_dot; /* sum_{j: a_j != 0} a_j (x'_j - r) */
+} xent_row_statistics;
+
+/* Stage 1: statistics[0..rows) (row-major over the loss's unreduced shape) and *denominator. */
+xent_status xent_shard_statistics(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
+                                  const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size,
+                                  int64_t rows, xent_row_statistics* statistics, double* denominator) XENT_NOEXCEPT;
+/* into[i] = the statistics of the union of the classes of into[i] and from[i] (disjoint), for i < rows. */
+xent_status xent_merge_row_statistics(xent_row_statistics* into, const xent_row_statistics* from,
+                                      int64_t rows) XENT_NOEXCEPT;
+/* Re-expresses statistics[i] against max[i] (the maximum of every shard's statistics[i].max) so that the shards'
+ * statistics add up field by field; NaN maxima make the row NaN. */
+xent_status xent_rebase_row_statistics(xent_row_statistics* statistics, const double* max, int64_t rows) XENT_NOEXCEPT;
+/* Stage 3: loss (target's shape for reduction NONE, [] for SUM and MEAN: the sum over these rows, divided by
+ * `denominator` for MEAN, 0 when it is 0) and grad_logits (the shard's logits' shape), each may be NULL; grad_loss as
+ * for xent_cross_entropy_grad. merged: every row's combined statistics; denominator: the combined one (read for
+ * MEAN only). */
+xent_status xent_shard_finish(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
+                              const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size, int64_t rows,
+                              const xent_row_statistics* merged, double denominator, const xent_tensor* grad_loss,
+                              const xent_tensor* loss, const xent_tensor* grad_logits) XENT_NOEXCEPT;
+
 /* ---- Fused linear + cross-entropy: the language-model head's loss without holding the logits.
  * For input h of shape [..., H] (N rows: the product of the leading dimensions), linear_weight W [V, H] (the layout
  * of torch.nn.Linear.weight), optional linear_bias b [V] and class-index target of shape [...] (input's shape

@@ -1,0 +1,97 @@
+// shards.cc — stage 1 and stage 3 (stages.h) of one shard of a vocabulary, for the C API's vocabulary-parallel
+// entry points. Validation is make_plan's (the shard's classes placed by Request::vocab_start/vocab_size); the
+// targets are checked against the whole vocabulary before anything is written.
+#include "src/shards.h"
+
+#include <vector>
+
+#include "src/reductions.h"
+#include "src/row_state.h"
+#include "src/scalar.h"
+#include "src/stages.h"
+#include "src/targets.h"
+
+namespace xent::internal {
+namespace {
+
+// The validated plan of a shard request whose statistics buffer has `rows` entries.
+xent_status shard_plan(const Request& r, int64_t rows, const void* statistics, Plan* plan, std::string* error) {
+  if (r.vocab_size < 0) {
+    *error = "vocab_size must be >= 0 (the number of classes of the whole vocabulary), received " +
+             std::to_string(r.vocab_size);
+    return XENT_INVALID_ARGUMENT;
+  }
+  const xent_status status = make_plan(r, plan, error);
+  if (status != XENT_OK) return status;
+  if (rows != plan->layout.rows) {
+    *error = "rows must be the number of rows (the product of the loss's unreduced shape), " +
+             std::to_string(plan->layout.rows) + ", received " + std::to_string(rows);
+    return XENT_INVALID_ARGUMENT;
+  }
+  if (statistics == nullptr && rows > 0) {
+    *error = "the row statistics must not be NULL (rows = " + std::to_string(rows) + ")";
+    return XENT_INVALID_ARGUMENT;
+  }
+  if (plan->gradients_in_compute_type()) {
+    *error = "a shard's probability targets must have the logits' shape when grad_logits is asked for (no "
+             "broadcasting): received target " + shape_string(r.labels->shape, r.labels->rank) + " and logits " +
+             shape_string(r.logits->shape, r.logits->rank);
+    return XENT_INVALID_ARGUMENT;
+  }
+  return XENT_OK;
+}
+
+RowState from_public(const xent_row_statistics& s) { return {s.max, s.sum, s.label_sum, s.label_dot}; }
+xent_row_statistics to_public(const RowState& s) { return {s.max, s.sum, s.label_sum, s.label_dot}; }
+
+}  // namespace
+
+xent_status shard_statistics_call(const Request& request, int64_t rows, xent_row_statistics* statistics,
+                                  double* denominator, int threads, std::string* error) {
+  Plan plan;
+  xent_status status = shard_plan(request, rows, statistics, &plan, error);
+  if (status != XENT_OK) return status;
+  if (denominator == nullptr) {
+    *error = "denominator must not be NULL";
+    return XENT_INVALID_ARGUMENT;
+  }
+  double part = 0;
+  status = scan_targets(plan.layout, plan.dtype, threads, &part, error);
+  if (status != XENT_OK) return status;
+  std::vector<RowState> states(static_cast<size_t>(rows));
+  shard_statistics(plan.layout, plan.dtype, states.data(), threads);
+  for (int64_t i = 0; i < rows; ++i) statistics[i] = to_public(states[i]);
+  *denominator = part;
+  return XENT_OK;
+}
+
+xent_status shard_finish_call(const Request& request, int64_t rows, const xent_row_statistics* merged,
+                              double denominator, int threads, std::string* error) {
+  Plan plan;
+  xent_status status = shard_plan(request, rows, merged, &plan, error);
+  if (status != XENT_OK) return status;
+  Layout layout = plan.layout;
+  double unused = 0;
+  status = scan_targets(layout, plan.dtype, threads, &unused, error);
+  if (status != XENT_OK) return status;
+  std::vector<RowState> states(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) states[i] = from_public(merged[i]);
+  const xent_reduction reduction = layout.options.reduction;
+  std::vector<double> own_row_loss;
+  if (reduction != XENT_REDUCTION_NONE) {
+    layout.row_loss = row_loss_buffer(layout.rows, own_row_loss);
+    const double upstream = plan.scalar_grad_loss ? load_as_double(plan.scalar_grad_loss->data, plan.dtype, 0) : 1.0;
+    layout.grad_scale = reduction == XENT_REDUCTION_SUM ? upstream
+                        : denominator == 0             ? 0.0
+                                                       : upstream / denominator;
+  }
+  shard_finish(layout, plan.dtype, states.data(), threads);
+  if (reduction != XENT_REDUCTION_NONE && plan.scalar_loss) {
+    double total = deterministic_sum(layout.row_loss, layout.rows, threads);
+    if (reduction == XENT_REDUCTION_MEAN) total = denominator == 0 ? 0.0 : total / denominator;
+    store_from_double(plan.scalar_loss->data, plan.dtype, 0, total);
+  }
+  return XENT_OK;
+}
+
+}  // namespace xent::internal
