@@ -345,6 +345,11 @@ const char* xent_last_error_message(void) XENT_NOEXCEPT {
   return g_fixed_error ? g_fixed_error : g_last_error.c_str();
 }
 
+xent_status xent_set_last_error(xent_status status, const char* message) XENT_NOEXCEPT {
+  finish(XENT_INTERNAL, message ? message : "");  // recorded whatever the status
+  return status;
+}
+
 void xent_set_num_threads(int32_t n) XENT_NOEXCEPT { g_num_threads.store(n > 0 ? n : 0); }
 
 int32_t xent_get_num_threads(void) XENT_NOEXCEPT {

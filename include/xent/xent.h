@@ -272,6 +272,9 @@ int64_t xent_get_linear_chunk_bytes(void) XENT_NOEXCEPT;
 
 /* The message of this thread's last failed call ("" if none). Valid until this thread's next xent call. */
 const char* xent_last_error_message(void) XENT_NOEXCEPT;
+/* For layers built on these functions (xent_mpi.h, a user's own transport): records `message` (NULL: "") as this
+ * thread's last error message, as a failed xent call would, and returns `status`. */
+xent_status xent_set_last_error(xent_status status, const char* message) XENT_NOEXCEPT;
 
 /* Caps the threads xent uses (OpenMP); n <= 0 restores the default (all available). Process-wide. */
 void xent_set_num_threads(int32_t n) XENT_NOEXCEPT;
