@@ -275,6 +275,81 @@ void linear_raw(const py::tuple& input, const py::tuple& linear_weight, const py
   });
 }
 
+// ---- The vocabulary-parallel stages (xent_shard_statistics ... xent_shard_finish) for the Python drivers of
+// xent.mpi and xent.torch. Row statistics travel as float64 arrays [rows, 4] (max, sum, label_sum, label_dot),
+// written in place: so they must be C-contiguous, writeable float64 (never a silent copy).
+xent_row_statistics* statistics_of(py::array& a, const char* name) {
+  if (a.dtype().kind() != 'f' || a.itemsize() != 8 || a.ndim() != 2 || a.shape(1) != 4 ||
+      !(a.flags() & py::array::c_style) || !a.writeable())
+    throw py::value_error(std::string(name) + " must be a writeable C-contiguous float64 array of shape [rows, 4]");
+  return static_cast<xent_row_statistics*>(a.mutable_data());
+}
+
+// The options of a shard call (weight: the shard's class weights).
+struct ShardOptions {
+  std::optional<xent_tensor> weight;
+  xent_loss_options options;
+  ShardOptions(const std::optional<py::tuple>& w, int64_t ignore_index, int reduction, double label_smoothing,
+               double z_loss, double softcap) {
+    if (w) weight = from_descriptor(*w, "weight");
+    options = loss_options(weight ? &*weight : nullptr, ignore_index, reduction, label_smoothing, z_loss, softcap);
+  }
+};
+
+double shard_statistics_raw(const py::tuple& logits, const py::tuple& target, int64_t axis,
+                            std::optional<py::tuple> weight, int64_t ignore_index, int reduction,
+                            double label_smoothing, double z_loss, double softcap, int64_t vocab_start,
+                            int64_t vocab_size, py::array statistics) {
+  const xent_tensor x = from_descriptor(logits, "logits"), t = from_descriptor(target, "target");
+  const ShardOptions o(weight, ignore_index, reduction, label_smoothing, z_loss, softcap);
+  xent_row_statistics* s = statistics_of(statistics, "statistics");
+  const int64_t rows = statistics.shape(0);
+  double denominator = 0;
+  call_released([&] {
+    return xent_shard_statistics(&x, &t, axis, &o.options, vocab_start, vocab_size, rows, s, &denominator);
+  });
+  return denominator;
+}
+
+void shard_finish_raw(const py::tuple& logits, const py::tuple& target, int64_t axis, std::optional<py::tuple> weight,
+                      int64_t ignore_index, int reduction, double label_smoothing, double z_loss, double softcap,
+                      int64_t vocab_start, int64_t vocab_size, py::array merged, double denominator,
+                      std::optional<py::tuple> grad_loss, std::optional<py::tuple> loss,
+                      std::optional<py::tuple> grad_logits) {
+  const auto from = [](const std::optional<py::tuple>& d, const char* name) {
+    return d ? std::optional<xent_tensor>(from_descriptor(*d, name)) : std::nullopt;
+  };
+  const xent_tensor x = from_descriptor(logits, "logits"), t = from_descriptor(target, "target");
+  const std::optional<xent_tensor> g = from(grad_loss, "grad_loss"), l = from(loss, "loss"),
+                                   gx = from(grad_logits, "grad_logits");
+  const ShardOptions o(weight, ignore_index, reduction, label_smoothing, z_loss, softcap);
+  const xent_row_statistics* m = statistics_of(merged, "merged");
+  const int64_t rows = merged.shape(0);
+  const auto ptr = [](const std::optional<xent_tensor>& v) { return v ? &*v : nullptr; };
+  call_released([&] {
+    return xent_shard_finish(&x, &t, axis, &o.options, vocab_start, vocab_size, rows, m, denominator, ptr(g), ptr(l),
+                             ptr(gx));
+  });
+}
+
+void rebase_row_statistics(py::array statistics, py::array max) {
+  xent_row_statistics* s = statistics_of(statistics, "statistics");
+  if (max.dtype().kind() != 'f' || max.itemsize() != 8 || max.ndim() != 1 || max.shape(0) != statistics.shape(0) ||
+      !(max.flags() & py::array::c_style))
+    throw py::value_error("max must be a C-contiguous float64 array of shape [rows]");
+  const double* m = static_cast<const double*>(max.data());
+  const int64_t rows = statistics.shape(0);
+  call_released([&] { return xent_rebase_row_statistics(s, m, rows); });
+}
+
+void merge_row_statistics(py::array into, py::array from) {
+  xent_row_statistics* a = statistics_of(into, "into");
+  xent_row_statistics* b = statistics_of(from, "from");
+  if (into.shape(0) != from.shape(0)) throw py::value_error("into and from must have the same rows");
+  const int64_t rows = into.shape(0);
+  call_released([&] { return xent_merge_row_statistics(a, b, rows); });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_xent, m) {
@@ -315,6 +390,15 @@ PYBIND11_MODULE(_xent, m) {
   m.def("set_linear_chunk_bytes", &xent_set_linear_chunk_bytes, py::arg("bytes"));
   m.def("get_linear_chunk_bytes", &xent_get_linear_chunk_bytes);
   m.def("loss_shape_raw", &loss_shape_raw, py::arg("logits"), py::arg("target"), py::arg("axis"), py::arg("reduction"));
+  m.def("shard_statistics_raw", &shard_statistics_raw, py::arg("logits"), py::arg("target"), py::arg("axis"),
+        py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"), py::arg("z_loss"),
+        py::arg("softcap"), py::arg("vocab_start"), py::arg("vocab_size"), py::arg("statistics"));
+  m.def("shard_finish_raw", &shard_finish_raw, py::arg("logits"), py::arg("target"), py::arg("axis"), py::arg("weight"),
+        py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"), py::arg("z_loss"), py::arg("softcap"),
+        py::arg("vocab_start"), py::arg("vocab_size"), py::arg("merged"), py::arg("denominator"), py::arg("grad_loss"),
+        py::arg("loss"), py::arg("grad_logits"));
+  m.def("rebase_row_statistics", &rebase_row_statistics, py::arg("statistics"), py::arg("max"));
+  m.def("merge_row_statistics", &merge_row_statistics, py::arg("into"), py::arg("from"));
   m.def("set_num_threads", &xent_set_num_threads, py::arg("n"));
   m.def("get_num_threads", &xent_get_num_threads);
 }

@@ -141,7 +141,8 @@ struct LinearPlan {
   const void* target = nullptr;
   xent_dtype target_dtype = XENT_INT64;
   Rows target_rows;
-  Options options;  // weight (class weights) in the input's dtype; beta = label_smoothing / V
+  int64_t vocab_start = 0, vocab_size = 0;  // W's rows as classes of a vocabulary (the single op: 0 and V)
+  Options options;  // weight (class weights) in the input's dtype; beta = label_smoothing / vocab_size
   const void* grad_loss = nullptr;  // per row (NONE) or a scalar
   Rows grad_loss_rows;
   void* loss = nullptr;
@@ -187,7 +188,13 @@ void resolve(const LinearRequest& r, LinearPlan* plan) {
                " (input's last dimension): input is ", shape_string(in.shape, in.rank), ", linear_weight is ",
                shape_string(w.shape, w.rank));
   p.V = w.shape[0];
-  if (p.V == 0 && p.N > 0)
+  const bool shard = r.vocab_size >= 0;
+  p.vocab_start = shard ? r.vocab_start : 0;
+  p.vocab_size = shard ? r.vocab_size : p.V;
+  if (shard && (r.vocab_start < 0 || r.vocab_start > r.vocab_size || p.V > r.vocab_size - r.vocab_start))
+    throw fail(XENT_INVALID_ARGUMENT, "the shard's classes [vocab_start, vocab_start + V) = [", r.vocab_start, ", ",
+               r.vocab_start, " + ", p.V, ") must lie in the vocabulary [0, vocab_size) = [0, ", r.vocab_size, ")");
+  if (p.V == 0 && p.N > 0 && !shard)  // (a shard of a vocabulary may hold no classes)
     throw fail(XENT_INVALID_ARGUMENT, "linear_weight must have at least one row (one class), received shape ",
                shape_string(w.shape, w.rank));
   const int64_t v_shape[] = {p.V};
@@ -204,7 +211,7 @@ void resolve(const LinearRequest& r, LinearPlan* plan) {
   }
   p.options.reduction = static_cast<xent_reduction>(o.reduction);
   p.options.alpha = 1 - o.label_smoothing;
-  p.options.beta = p.V > 0 ? o.label_smoothing / static_cast<double>(p.V) : 0;
+  p.options.beta = p.vocab_size > 0 ? o.label_smoothing / static_cast<double>(p.vocab_size) : 0;
   p.options.z_loss = o.z_loss;
   p.options.softcap = o.softcap;
   p.options.has_ignore = true;
@@ -261,11 +268,13 @@ void resolve(const LinearRequest& r, LinearPlan* plan) {
   if (r.grad_linear_bias) p.grad_bias = r.grad_linear_bias->data, p.grad_bias_stride = r.grad_linear_bias->strides[0];
 }
 
-// The class-index targets checked (each in [0, V) or ignore_index) and the MEAN's denominator, as the op does.
+// The class-index targets checked (each in [0, vocab_size) or ignore_index) and the MEAN's denominator (of a shard:
+// its part), as the op does.
 xent_status scan(const LinearPlan& p, int threads, double* denominator, std::string* error) {
   Layout l;
   l.rows = p.N;
-  l.classes = l.vocab_size = p.V;
+  l.classes = p.V;
+  l.vocab_start = p.vocab_start, l.vocab_size = p.vocab_size;
   l.sparse = true;
   l.label_dtype = p.target_dtype;
   l.options = p.options;
@@ -343,6 +352,10 @@ E* buffer(int64_t elements, std::vector<E>& own, int slot) {
 //          per row (stages.h: stage 1, merge), a second recomputes each block's logits and finishes them into
 //          dlogits (stage 3) for the backward products, grad_input accumulating across the tiles. Four products
 //          instead of three: the price of the bound.
+// What a Fused runs: the whole op, or one stage of a shard of a vocabulary (xent_linear_shard_statistics, _finish),
+// which takes the tiles schedule's two passes apart (the merge between them is the caller's).
+enum class Stage { kWhole, kStatistics, kFinish };
+
 template <typename A, typename O>
 class Fused {
   static constexpr xent_dtype kA = std::is_same_v<A, double> ? XENT_FLOAT64 : XENT_FLOAT32;
@@ -351,7 +364,7 @@ class Fused {
   static constexpr bool kNarrowOperands = !std::is_same_v<A, O>;
 
  public:
-  Fused(const LinearPlan& p, int threads, double denominator)
+  Fused(const LinearPlan& p, int threads, double denominator, Stage stage = Stage::kWhole)
       : p_(p), threads_(threads), N_(p.N), H_(p.H), V_(p.V), H1_(std::max<int64_t>(p.H, 1)), denominator_(denominator) {
     const xent_dtype dtype = p.dtype;
     w_ = matrix_of(dtype, OperandOf<O>::kDtype, V_, H_, p.w_stride[0], p.w_stride[1]);
@@ -365,14 +378,15 @@ class Fused {
     const int64_t budget = linear_chunk_bytes();
     const int64_t accumulator_bytes =
         p.grad_weight && !gw_.direct ? V_ * H_ * static_cast<int64_t>(sizeof(A)) : 0;
-    tiled_ = N_ > 0 && accumulator_bytes > budget / 2;
+    tiled_ = N_ > 0 && (accumulator_bytes > budget / 2 || stage != Stage::kWhole);
     const int64_t logit_bytes = sizeof(A) + (kNarrowOperands && grads_ ? sizeof(O) : 0);
     const int64_t for_logits = tiled_ ? budget / 2 : budget - accumulator_bytes;
     if (tiled_) {
       // Tiles: as many rows per chunk as hold tiles of kMinTileClasses (all rows if they fit: then each tile's
       // accumulator is written by one product, not read and written once per chunk), tiles as wide as the rest of
       // the budget allows up to what half of it holds of the accumulator.
-      const int64_t widest = std::clamp<int64_t>(budget / 2 / (H1_ * static_cast<int64_t>(sizeof(A))), 1, V_);
+      const int64_t widest =
+          std::clamp<int64_t>(budget / 2 / (H1_ * static_cast<int64_t>(sizeof(A))), 1, std::max<int64_t>(V_, 1));
       vt_ = std::clamp<int64_t>(for_logits / (N_ * logit_bytes), std::min(kMinTileClasses, widest), widest);
     } else {
       vt_ = V_;
@@ -421,6 +435,24 @@ class Fused {
     finish();
   }
 
+  // Stage 1 of a shard: every row's statistics over W's rows, merged across the tiles.
+  void statistics(xent_row_statistics* out) {
+    if (tiled_) statistics_by_tiles();
+    for (int64_t i = 0; i < N_; ++i) {
+      const RowState s = tiled_ ? states_[i] : RowState{};
+      out[i] = {s.max, s.sum, s.label_sum, s.label_dot};
+    }
+  }
+
+  // Stage 3 of a shard, from every row's merged statistics.
+  void finish_shard(const xent_row_statistics* merged) {
+    for (int64_t i = 0; i < static_cast<int64_t>(states_.size()); ++i)
+      states_[i] = {merged[i].max, merged[i].sum, merged[i].label_sum, merged[i].label_dot};
+    if (tiled_) finish_by_tiles();
+    else by_rows();  // no rows: the outputs' zeros
+    finish();
+  }
+
  private:
   void by_rows() {
     for (int64_t c0 = 0; c0 < N_; c0 += n_) {
@@ -435,6 +467,11 @@ class Fused {
   }
 
   void by_tiles() {
+    statistics_by_tiles();
+    finish_by_tiles();
+  }
+
+  void statistics_by_tiles() {
     for (int64_t c0 = 0; c0 < N_; c0 += n_) {  // statistics of every row, merged across the tiles in order
       const int64_t m = std::min(n_, N_ - c0);
       int64_t ldx;
@@ -446,6 +483,17 @@ class Fused {
         for (int64_t i = 0; i < m; ++i) states_[c0 + i] = v0 == 0 ? part_[i] : Merge(states_[c0 + i], part_[i]);
       }
     }
+  }
+
+  void finish_by_tiles() {
+    if (V_ == 0) {  // an empty shard of a vocabulary: the losses from the merged statistics, gradients 0
+      for (int64_t c0 = 0; c0 < N_; c0 += n_) shard_finish(layout(c0, std::min(n_, N_ - c0), 0, 0), kA, states_.data() + c0, threads_);
+      if (p_.grad_input)
+        for (int64_t i = 0; i < N_; ++i)
+          for (int64_t h = 0; h < H_; ++h)
+            store_from_double(p_.grad_input, p_.dtype, p_.grad_input_rows.offset(i) + h * p_.grad_input_h_stride, 0.0);
+      return;
+    }
     for (int64_t v0 = 0; v0 < V_; v0 += vt_) {  // each tile's gradients, from its logits recomputed
       const int64_t t = std::min(vt_, V_ - v0);
       for (int64_t c0 = 0; c0 < N_; c0 += n_) {
@@ -454,9 +502,9 @@ class Fused {
         const O* x = input_rows(c0, m, &ldx);
         logits(x, ldx, m, v0, t);
         shard_finish(layout(c0, m, v0, t), kA, states_.data() + c0, threads_);
-        backward(x, ldx, c0, m, v0, t);
+        if (grads_) backward(x, ldx, c0, m, v0, t);
       }
-      if (p_.grad_weight) store_weight_gradient(v0, t);
+      if (p_.grad_weight && (gw_acc_ || H_ == 0)) store_weight_gradient(v0, t);  // (else written in place)
     }
     if (gin_stage_) store_input_gradient(0, N_);
   }
@@ -519,7 +567,7 @@ class Fused {
     Layout l;
     l.rows = m;
     l.classes = t;
-    l.vocab_start = v0, l.vocab_size = V_;
+    l.vocab_start = p_.vocab_start + v0, l.vocab_size = p_.vocab_size;
     l.batch_rank = 1;
     l.batch_shape[0] = m;
     l.data[kLogits] = logits_;
@@ -652,13 +700,28 @@ int64_t linear_chunk_bytes() {
   return bytes > 0 ? bytes : kDefaultChunkBytes;
 }
 
-xent_status linear_cross_entropy(const LinearRequest& request, int threads, std::string* error) {
+namespace {
+
+// Validates the request (and for a shard, the statistics' rows), checks the targets, and calls
+// f(Fused<A, O>&&) with the plan's types; *denominator: the targets' (a shard's part).
+template <typename F>
+xent_status with_fused(const LinearRequest& request, int threads, std::string* error, const int64_t* rows,
+                       const void* statistics, double* denominator, Stage stage, const F& f) {
   LinearPlan plan;
   try {
     resolve(request, &plan);
-  } catch (const Failure& f) {
-    *error = f.message;
-    return f.status;
+  } catch (const Failure& failure) {
+    *error = failure.message;
+    return failure.status;
+  }
+  if (rows && *rows != plan.N) {
+    *error = "rows must be the number of rows (input's leading dimensions' product), " + std::to_string(plan.N) +
+             ", received " + std::to_string(*rows);
+    return XENT_INVALID_ARGUMENT;
+  }
+  if (rows && *rows > 0 && statistics == nullptr) {
+    *error = "the row statistics must not be NULL (rows = " + std::to_string(*rows) + ")";
+    return XENT_INVALID_ARGUMENT;
   }
   // The products' operands: bfloat16 where the library multiplies it, else float32 (float16 too), float64.
   const bool bf16 = plan.dtype == XENT_BFLOAT16 && gemm_supports(GemmType::kBFloat16);
@@ -669,12 +732,47 @@ xent_status linear_cross_entropy(const LinearRequest& request, int threads, std:
     return XENT_UNSUPPORTED;
   }
   fault_point("linear");
-  double denominator = 0;
-  if (const xent_status status = scan(plan, threads, &denominator, error); status != XENT_OK) return status;
-  if (type == GemmType::kFloat64) Fused<double, double>(plan, threads, denominator).run();
-  else if (bf16) Fused<float, bfloat16>(plan, threads, denominator).run();
-  else Fused<float, float>(plan, threads, denominator).run();
+  double scanned = 0;
+  if (const xent_status status = scan(plan, threads, &scanned, error); status != XENT_OK) return status;
+  if (stage != Stage::kFinish) *denominator = scanned;
+  if (type == GemmType::kFloat64) f(Fused<double, double>(plan, threads, *denominator, stage));
+  else if (bf16) f(Fused<float, bfloat16>(plan, threads, *denominator, stage));
+  else f(Fused<float, float>(plan, threads, *denominator, stage));
   return XENT_OK;
+}
+
+}  // namespace
+
+xent_status linear_cross_entropy(const LinearRequest& request, int threads, std::string* error) {
+  double denominator = 0;
+  return with_fused(request, threads, error, nullptr, nullptr, &denominator, Stage::kWhole,
+                    [](auto&& fused) { fused.run(); });
+}
+
+xent_status linear_shard_statistics(const LinearRequest& request, int64_t rows, xent_row_statistics* statistics,
+                                    double* denominator, int threads, std::string* error) {
+  if (request.vocab_size < 0 || denominator == nullptr) {
+    *error = request.vocab_size < 0 ? "vocab_size must be >= 0 (the number of classes of the whole vocabulary), "
+                                      "received " + std::to_string(request.vocab_size)
+                                    : std::string("denominator must not be NULL");
+    return XENT_INVALID_ARGUMENT;
+  }
+  double part = 0;
+  const xent_status status = with_fused(request, threads, error, &rows, statistics, &part, Stage::kStatistics,
+                                        [&](auto&& fused) { fused.statistics(statistics); });
+  if (status == XENT_OK) *denominator = part;
+  return status;
+}
+
+xent_status linear_shard_finish(const LinearRequest& request, int64_t rows, const xent_row_statistics* merged,
+                                double denominator, int threads, std::string* error) {
+  if (request.vocab_size < 0) {
+    *error = "vocab_size must be >= 0 (the number of classes of the whole vocabulary), received " +
+             std::to_string(request.vocab_size);
+    return XENT_INVALID_ARGUMENT;
+  }
+  return with_fused(request, threads, error, &rows, merged, &denominator, Stage::kFinish,
+                    [&](auto&& fused) { fused.finish_shard(merged); });
 }
 
 }  // namespace xent::internal

@@ -337,6 +337,40 @@ xent_status xent_linear_cross_entropy_grad(const xent_tensor* input, const xent_
   });
 }
 
+xent_status xent_linear_shard_statistics(const xent_tensor* input, const xent_tensor* linear_weight,
+                                         const xent_tensor* linear_bias, const xent_tensor* target,
+                                         const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size,
+                                         int64_t rows, xent_row_statistics* statistics,
+                                         double* denominator) XENT_NOEXCEPT {
+  return guarded([&] {
+    std::string error;
+    const xent_status status = xent::internal::linear_shard_statistics(
+        {.input = input, .linear_weight = linear_weight, .linear_bias = linear_bias, .target = target,
+         .options = options, .vocab_start = vocab_start, .vocab_size = vocab_size},
+        rows, statistics, denominator, xent_get_num_threads(), &error);
+    return finish(status, error);
+  });
+}
+
+xent_status xent_linear_shard_finish(const xent_tensor* input, const xent_tensor* linear_weight,
+                                     const xent_tensor* linear_bias, const xent_tensor* target,
+                                     const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size,
+                                     int64_t rows, const xent_row_statistics* merged, double denominator,
+                                     const xent_tensor* grad_loss, const xent_tensor* loss,
+                                     const xent_tensor* grad_input, const xent_tensor* grad_linear_weight,
+                                     const xent_tensor* grad_linear_bias) XENT_NOEXCEPT {
+  return guarded([&] {
+    std::string error;
+    const xent_status status = xent::internal::linear_shard_finish(
+        {.input = input, .linear_weight = linear_weight, .linear_bias = linear_bias, .target = target,
+         .options = options, .grad_loss = grad_loss, .loss = loss, .grad_input = grad_input,
+         .grad_linear_weight = grad_linear_weight, .grad_linear_bias = grad_linear_bias, .vocab_start = vocab_start,
+         .vocab_size = vocab_size},
+        rows, merged, denominator, xent_get_num_threads(), &error);
+    return finish(status, error);
+  });
+}
+
 void xent_set_linear_chunk_bytes(int64_t bytes) XENT_NOEXCEPT { xent::internal::set_linear_chunk_bytes(bytes); }
 
 int64_t xent_get_linear_chunk_bytes(void) XENT_NOEXCEPT { return xent::internal::linear_chunk_bytes(); }

@@ -29,6 +29,9 @@ struct LinearCase {
   int64_t chunk_bytes = 0;  // 0: the default budget
   Real ignored_fraction = 0.15;
   uint32_t seed = 1;
+  // Not empty: W's rows split into shards at these cuts (in [0, V]), composed through the vocabulary-parallel stages
+  // (xent_linear_shard_statistics, xent_merge_row_statistics, xent_linear_shard_finish) as processes would.
+  std::vector<int64_t> shards;
 };
 
 std::string describe(const LinearCase& c) {
@@ -39,7 +42,7 @@ std::string describe(const LinearCase& c) {
          std::to_string(static_cast<double>(c.options.softcap)) + " weight=" + std::to_string(!c.options.weight.empty()) +
          " layouts " + layout_name(c.input_layout) + "/" + layout_name(c.weight_layout) + "/" +
          layout_name(c.output_layout) + " chunk=" +
-         std::to_string(c.chunk_bytes);
+         std::to_string(c.chunk_bytes) + " shards=" + std::to_string(c.shards.empty() ? 0 : c.shards.size() + 1);
 }
 
 // The expected results (long double) and each one's tolerance.
@@ -156,7 +159,73 @@ void expect_within(const Tensor& got, const std::vector<Real>& want, const std::
 
 struct Results {
   Tensor loss, grad_input, grad_weight, grad_bias, loss_only;
+  std::vector<Real> grad_input_rounding;  // shards: each part's rounding to the dtype before the sum
 };
+
+// Rows [start, start + count) of a view's first dimension.
+xent_tensor rows_of(xent_tensor t, int64_t start, int64_t count) {
+  t.data = static_cast<char*>(t.data) + start * t.strides[0] * dtype_size(static_cast<xent_dtype>(t.dtype));
+  t.shape[0] = count;
+  return t;
+}
+
+// The fused op composed from its vocabulary-parallel stages over the case's shards of W: each shard's statistics,
+// merged in shard order, then each shard's finish; grad_input is the sum of the shards' parts, and every shard
+// must write the same loss (bit for bit: it comes from the merged statistics alone).
+void run_shards(const LinearCase& c, const xent_tensor& hv, const xent_tensor& wv, const xent_tensor& bv,
+                const xent_tensor& tv, const xent_tensor& gv, const xent_tensor& cw, xent_loss_options o,
+                Results& r) {
+  std::vector<int64_t> bounds = {0};
+  bounds.insert(bounds.end(), c.shards.begin(), c.shards.end());
+  bounds.push_back(c.V);
+  const size_t shards = bounds.size() - 1;
+  std::vector<xent_row_statistics> merged(c.N), part(c.N);
+  double denominator = 0;
+  const auto shard_options = [&](size_t k, xent_tensor* weight) {
+    xent_loss_options so = o;
+    if (o.weight) *weight = rows_of(cw, bounds[k], bounds[k + 1] - bounds[k]), so.weight = weight;
+    return so;
+  };
+  for (size_t k = 0; k < shards; ++k) {
+    const int64_t start = bounds[k], count = bounds[k + 1] - start;
+    xent_tensor weight;
+    const xent_loss_options so = shard_options(k, &weight);
+    const xent_tensor wk = rows_of(wv, start, count), bk = rows_of(bv, start, count);
+    double d = 0;
+    expect_ok(xent_linear_shard_statistics(&hv, &wk, c.bias ? &bk : nullptr, &tv, &so, start, c.V, c.N,
+                                           k == 0 ? merged.data() : part.data(), &d));
+    if (k > 0) expect_ok(xent_merge_row_statistics(merged.data(), part.data(), c.N));
+    denominator += d;
+  }
+  const xent_tensor lv = r.loss.view(), gwv = r.grad_weight.view(), gbv = r.grad_bias.view();
+  std::vector<Real> grad_input(static_cast<size_t>(c.N * c.H), 0);
+  for (size_t k = 0; k < shards; ++k) {
+    const int64_t start = bounds[k], count = bounds[k + 1] - start;
+    xent_tensor weight;
+    const xent_loss_options so = shard_options(k, &weight);
+    const xent_tensor wk = rows_of(wv, start, count), bk = rows_of(bv, start, count);
+    const xent_tensor gwk = rows_of(gwv, start, count), gbk = rows_of(gbv, start, count);
+    Tensor loss(c.dtype, r.loss.shape()), part_input(c.dtype, {c.N, c.H}, c.output_layout);
+    const xent_tensor lk = loss.view(), gik = part_input.view();
+    expect_ok(xent_linear_shard_finish(&hv, &wk, c.bias ? &bk : nullptr, &tv, &so, start, c.V, c.N, merged.data(),
+                                       denominator, &gv, &lk, &gik, &gwk, c.bias ? &gbk : nullptr));
+    r.grad_input_rounding.resize(grad_input.size());
+    for (int64_t i = 0; i < part_input.size(); ++i) {
+      grad_input[i] += part_input.get(i);
+      if (shards > 1) r.grad_input_rounding[i] += storage_eps(c.dtype) * std::fabs(part_input.get(i));
+    }
+    if (k == 0) expect_ok(xent_linear_shard_finish(&hv, &wk, c.bias ? &bk : nullptr, &tv, &so, start, c.V, c.N,
+                                                   merged.data(), denominator, &gv, &lv, nullptr, nullptr, nullptr));
+    EXPECT_TRUE(loss.bytes() == r.loss.bytes()) << "shard " << k << " wrote another loss";
+  }
+  for (int64_t i = 0; i < r.grad_input.size(); ++i) r.grad_input.set(i, grad_input[i]);
+  const xent_tensor lo = r.loss_only.view();
+  xent_tensor weight;
+  const xent_loss_options so = shard_options(0, &weight);
+  const xent_tensor w0 = rows_of(wv, 0, bounds[1]), b0 = rows_of(bv, 0, bounds[1]);
+  expect_ok(xent_linear_shard_finish(&hv, &w0, c.bias ? &b0 : nullptr, &tv, &so, 0, c.V, c.N, merged.data(),
+                                     denominator, &gv, &lo, nullptr, nullptr, nullptr));
+}
 
 // The fused op on the case's tensors; grads: loss and every gradient in one call.
 Results run_linear(const LinearCase& c, Tensor& h, Tensor& W, Tensor& b, std::vector<int64_t>& targets, Tensor& grad_loss,
@@ -177,6 +246,11 @@ Results run_linear(const LinearCase& c, Tensor& h, Tensor& W, Tensor& b, std::ve
   o.z_loss = static_cast<double>(c.options.z_loss);
   o.softcap = static_cast<double>(c.options.softcap);
   xent_set_linear_chunk_bytes(c.chunk_bytes);
+  if (!c.shards.empty()) {
+    run_shards(c, hv, wv, bv, tv, gv, cw, o, r);
+    xent_set_linear_chunk_bytes(0);
+    return r;
+  }
   expect_ok(xent_linear_cross_entropy_grad(&hv, &wv, c.bias ? &bv : nullptr, &tv, &o, &gv, &lv, &giv, &gwv,
                                            c.bias ? &gbv : nullptr));
   // The forward alone: the same loss, to the bit where the gradients' call takes the same schedule (the rows; the
@@ -221,7 +295,9 @@ void run_case(const LinearCase& c) {
                              reduced ? grad_loss.get(0) : 0, u, u_operand);
   expect_within(r.loss, want.loss, want.loss_tol, "loss");
   expect_within(r.loss_only, want.loss, want.loss_tol, "loss of the forward alone");
-  expect_within(r.grad_input, want.gin, want.gin_tol, "grad_input");
+  std::vector<Real> gin_tol = want.gin_tol;
+  for (size_t i = 0; i < r.grad_input_rounding.size(); ++i) gin_tol[i] += r.grad_input_rounding[i];
+  expect_within(r.grad_input, want.gin, gin_tol, "grad_input");
   expect_within(r.grad_weight, want.gw, want.gw_tol, "grad_linear_weight");
   if (c.bias) expect_within(r.grad_bias, want.gb, want.gb_tol, "grad_linear_bias");
   EXPECT_TRUE(h.bytes() == h_before && W.bytes() == w_before) << "an input was modified";
@@ -281,6 +357,27 @@ TEST(Linear, VocabularyTiles) {
     }
     run_case({.options = {.reduction = 1}, .output_layout = Layout::kPadded, .chunk_bytes = chunk, .ignored_fraction = 1});
   }
+}
+
+// The vocabulary split into shards of unequal sizes (an empty one too), composed through the stages, equals the
+// single op: every option and reduction, tiles within a shard, 16-bit dtypes, strided operands.
+TEST(Linear, ShardsOfTheVocabularyComposeToTheSingleOp) {
+  const LossOptions all{.weight = class_weights(203), .label_smoothing = 0.1, .z_loss = 1e-3, .softcap = 5};
+  for (int reduction : {0, 1, 2}) {
+    LossOptions o = all;
+    o.reduction = reduction;
+    for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT64}) {
+      run_case({.dtype = dtype, .options = o, .shards = {50, 120}});
+      run_case({.dtype = dtype, .bias = false, .options = {.reduction = reduction}, .shards = {0, 1, 202}});
+    }
+    run_case({.options = o, .chunk_bytes = 5 * 64 * 4, .shards = {100, 100}});  // tiles and chunks inside shards
+    run_case({.dtype = XENT_BFLOAT16, .options = o, .shards = {77}});
+    run_case({.dtype = XENT_FLOAT16, .options = o, .shards = {77}});
+    run_case({.options = o, .input_layout = Layout::kTransposed, .weight_layout = Layout::kPadded,
+              .output_layout = Layout::kReversed, .shards = {30, 190}});
+  }
+  run_case({.N = 0, .options = {.reduction = 2}, .shards = {10}});
+  run_case({.options = {.reduction = 2}, .ignored_fraction = 1, .shards = {10}});
 }
 
 TEST(Linear, EveryRowIgnoredAndNoRows) {

@@ -264,6 +264,30 @@ xent_status xent_linear_cross_entropy_grad(const xent_tensor* input, const xent_
                                            const xent_tensor* grad_linear_weight,
                                            const xent_tensor* grad_linear_bias) XENT_NOEXCEPT;
 
+/* The fused op with the vocabulary sharded across processes: the stages of the sharded op above (statistics,
+ * combine, finish) for linear_weight [V, H] holding rows [vocab_start, vocab_start + V) of the whole head (and
+ * linear_bias, options->weight the same rows); input and target are the same on every process. V may be 0.
+ *   xent_linear_shard_statistics: statistics[0..N) (N = input's rows) and the shard's part of MEAN's denominator,
+ *     from the shard's logits, computed chunk by chunk within the chunk budget (one product of N·V·H).
+ *   xent_linear_shard_finish: from the combined statistics and denominator, the loss (identical on every process),
+ *     grad_linear_weight and grad_linear_bias of the shard, and grad_input's part from this shard, dlogits · W_shard:
+ *     the caller sums grad_input over the processes (one all-reduce of N·H; xent_mpi.h does it). The logits are
+ *     recomputed (three products of N·V·H).
+ * Dtypes, memory (the chunk budget; 32 bytes of statistics per row), error bound, special values and errors as
+ * xent_linear_cross_entropy's and the sharded op's. */
+xent_status xent_linear_shard_statistics(const xent_tensor* input, const xent_tensor* linear_weight,
+                                         const xent_tensor* linear_bias, const xent_tensor* target,
+                                         const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size,
+                                         int64_t rows, xent_row_statistics* statistics,
+                                         double* denominator) XENT_NOEXCEPT;
+xent_status xent_linear_shard_finish(const xent_tensor* input, const xent_tensor* linear_weight,
+                                     const xent_tensor* linear_bias, const xent_tensor* target,
+                                     const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size,
+                                     int64_t rows, const xent_row_statistics* merged, double denominator,
+                                     const xent_tensor* grad_loss, const xent_tensor* loss,
+                                     const xent_tensor* grad_input, const xent_tensor* grad_linear_weight,
+                                     const xent_tensor* grad_linear_bias) XENT_NOEXCEPT;
+
 /* The fused linear + cross-entropy's working memory, in bytes (default 64 MiB; at least one row of a tile of the
  * logits is used whatever the setting). Larger budgets take larger chunks (fewer, larger products) and keep a
  * float32 weight-gradient accumulator in one pass. Process-wide; n <= 0 restores the default. */
