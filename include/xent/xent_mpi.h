@@ -15,7 +15,7 @@
  * ignored, or the row count for probabilities) summed over data_comm, and each process's loss is its rows' part of
  * the batch's mean: summing losses, or gradients, over data_comm gives the batch's.
  *
- * Communication per call, over comm: one MPI_Allgather of 32 bytes per process (the shards' layout), one
+ * Communication per call, over comm: one MPI_Allgather of 40 bytes per process (the shards' layout), one
  * MPI_Allreduce of 16 bytes (the denominator and any failure), one MPI_Allreduce of the row statistics (32 bytes per
  * row, merged by a custom commutative reduction), and one MPI_Allreduce of 4 bytes that agrees on the outcome.
  * Over data_comm, for MEAN: one MPI_Allreduce of 8 bytes. Nothing of size rows x classes is sent; the gradient
@@ -55,6 +55,27 @@ xent_status xent_mpi_cross_entropy_grad(const xent_tensor* logits_shard, const x
                                         int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,
                                         MPI_Comm data_comm, const xent_tensor* grad_loss, const xent_tensor* loss,
                                         const xent_tensor* grad_logits_shard) XENT_NOEXCEPT;
+
+/* The fused linear + cross-entropy (xent_linear_cross_entropy) with the vocabulary sharded: each process holds rows
+ * [vocab_start, vocab_start + V_local) of the head's linear_weight ([V_local, H]; linear_bias_shard and
+ * options->weight the same rows, or NULL) and the same input [..., H] and class-index target (into the whole
+ * vocabulary). The logits are never held: each process computes its shard's chunk by chunk (xent_linear_shard_*).
+ * Results as xent_linear_cross_entropy_grad's on the whole head within rounding: the loss on every process, the
+ * gradients of this process's rows of linear_weight and linear_bias, and grad_input, the sum over the processes of
+ * each shard's part (one more MPI_Allreduce, of N x H: float32/float64 contiguous in place, otherwise through a
+ * float64 copy, each shard's part rounded once to the dtype before the sum). Every process asks for grad_input or
+ * none. Products: four of N x V_local x H per process (statistics, then logits again for the gradients). */
+xent_status xent_mpi_linear_cross_entropy(const xent_tensor* input, const xent_tensor* linear_weight_shard,
+                                          const xent_tensor* linear_bias_shard, const xent_tensor* target,
+                                          int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,
+                                          MPI_Comm data_comm, const xent_tensor* loss) XENT_NOEXCEPT;
+xent_status xent_mpi_linear_cross_entropy_grad(const xent_tensor* input, const xent_tensor* linear_weight_shard,
+                                               const xent_tensor* linear_bias_shard, const xent_tensor* target,
+                                               int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,
+                                               MPI_Comm data_comm, const xent_tensor* grad_loss,
+                                               const xent_tensor* loss, const xent_tensor* grad_input,
+                                               const xent_tensor* grad_linear_weight_shard,
+                                               const xent_tensor* grad_linear_bias_shard) XENT_NOEXCEPT;
 
 #ifdef __cplusplus
 }

@@ -7,8 +7,11 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "xent/half.h"
 
 namespace {
 
@@ -22,7 +25,7 @@ void mpi(int code, const char* what) {
 
 // What each process tells the others before any work: the status of its local checks and its shard.
 struct Header {
-  int64_t status, rows, vocab_start, classes;
+  int64_t status, rows, vocab_start, classes, sums_output;  // sums_output: asks for grad_input (fused op)
 };
 
 // Travels with the denominator: the lowest rank that failed (the communicator's size if none).
@@ -54,6 +57,18 @@ struct Reduction {
   }
 };
 
+// One call of an op over MPI: its local checks and its stages 1 and 3 (the logits op's or the fused op's), and the
+// output that is summed over the processes after stage 3 (the fused op's grad_input; null for none).
+struct Stages {
+  std::function<xent_status(Header*, std::string*)> local_checks;
+  std::function<xent_status(int64_t vocab_size, int64_t rows, xent_row_statistics*, double*)> statistics;
+  std::function<xent_status(int64_t vocab_size, int64_t rows, const xent_row_statistics*, double)> finish;
+  const xent_tensor* summed = nullptr;
+  int64_t vocab_start = 0;
+  MPI_Comm comm = MPI_COMM_NULL, data_comm = MPI_COMM_NULL;
+};
+
+// The arguments of the logits op.
 struct Call {
   const xent_tensor* logits;
   const xent_tensor* target;
@@ -166,7 +181,53 @@ double lowest_failure(double own, MPI_Comm comm) {
   return lowest;
 }
 
-xent_status run(const Call& c) {
+// Σ over comm of an output, in place: float32/float64 laid out contiguously are reduced as they are; anything else
+// (16-bit, strides) through a float64 copy, each element then rounded once to its dtype.
+void sum_over(const xent_tensor& t, MPI_Comm comm) {
+  int64_t count = 1, expected = 1;
+  bool contiguous = true;
+  for (int d = t.rank - 1; d >= 0; --d) {
+    if (t.shape[d] != 1 && t.strides[d] != expected) contiguous = false;
+    expected *= t.shape[d], count *= t.shape[d];
+  }
+  constexpr int64_t kMost = int64_t{1} << 30;  // MPI counts are int
+  const auto reduce = [&](void* data, MPI_Datatype type, int64_t size) {
+    for (int64_t first = 0; first < count; first += kMost)
+      mpi(MPI_Allreduce(MPI_IN_PLACE, static_cast<char*>(data) + first * size,
+                        static_cast<int>(std::min(kMost, count - first)), type, MPI_SUM, comm),
+          "MPI_Allreduce");
+  };
+  if (contiguous && t.dtype == XENT_FLOAT32) return reduce(t.data, MPI_FLOAT, 4);
+  if (contiguous && t.dtype == XENT_FLOAT64) return reduce(t.data, MPI_DOUBLE, 8);
+  // Element k (row-major over the shape) at offset(k) elements.
+  const auto offset = [&](int64_t k) {
+    int64_t at = 0;
+    for (int d = t.rank - 1; d >= 0; --d) at += (k % t.shape[d]) * t.strides[d], k /= t.shape[d];
+    return at;
+  };
+  std::vector<double> copy(static_cast<size_t>(count));
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t at = offset(k);
+    switch (t.dtype) {
+      case XENT_FLOAT16: copy[k] = xent::to_float(static_cast<const xent::float16*>(t.data)[at]); break;
+      case XENT_BFLOAT16: copy[k] = xent::to_float(static_cast<const xent::bfloat16*>(t.data)[at]); break;
+      case XENT_FLOAT32: copy[k] = static_cast<const float*>(t.data)[at]; break;
+      default: copy[k] = static_cast<const double*>(t.data)[at];
+    }
+  }
+  reduce(copy.data(), MPI_DOUBLE, 8);
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t at = offset(k);
+    switch (t.dtype) {
+      case XENT_FLOAT16: static_cast<xent::float16*>(t.data)[at] = xent::to_float16(copy[k]); break;
+      case XENT_BFLOAT16: static_cast<xent::bfloat16*>(t.data)[at] = xent::to_bfloat16(copy[k]); break;
+      case XENT_FLOAT32: static_cast<float*>(t.data)[at] = static_cast<float>(copy[k]); break;
+      default: static_cast<double*>(t.data)[at] = copy[k];
+    }
+  }
+}
+
+xent_status run(const Stages& c) {
   int rank = 0, size = 1;
   mpi(MPI_Comm_rank(c.comm, &rank), "MPI_Comm_rank");
   mpi(MPI_Comm_size(c.comm, &size), "MPI_Comm_size");
@@ -175,25 +236,33 @@ xent_status run(const Call& c) {
   // 1. Local checks, then the shards' layouts on every process.
   Header own{};
   std::string message;
-  own.status = local_checks(c, &own, &message);
+  own.status = c.local_checks(&own, &message);
   own.vocab_start = c.vocab_start;
+  own.sums_output = c.summed != nullptr;
   std::vector<Header> all(static_cast<size_t>(size));
-  mpi(MPI_Allgather(&own, 4, MPI_INT64_T, all.data(), 4, MPI_INT64_T, c.comm), "MPI_Allgather");
+  constexpr int kHeaderInts = sizeof(Header) / sizeof(int64_t);
+  mpi(MPI_Allgather(&own, kHeaderInts, MPI_INT64_T, all.data(), kHeaderInts, MPI_INT64_T, c.comm), "MPI_Allgather");
   xent_status status = XENT_OK;
   int failed = size;  // the lowest rank that failed; size: none
   for (int r = 0; r < size && failed == size; ++r)
     if (all[r].status != XENT_OK) failed = r, status = static_cast<xent_status>(all[r].status);
   int64_t vocab_size = 0;
   std::string layout_message;
-  const xent_status layout = failed == size ? layout_checks(all, &vocab_size, &layout_message) : XENT_OK;
+  xent_status layout = failed == size ? layout_checks(all, &vocab_size, &layout_message) : XENT_OK;
+  for (int r = 1; r < size && layout == XENT_OK && failed == size; ++r)
+    if (all[r].sums_output != all[0].sums_output) {
+      layout = XENT_INVALID_ARGUMENT;
+      layout_message = "every process must ask for grad_input, or none: rank 0 " +
+                       std::string(all[0].sums_output ? "does" : "does not") + ", rank " + std::to_string(r) +
+                       (all[r].sums_output ? " does" : " does not");
+    }
 
   // 2. Stage 1, where everything so far is right.
   const int64_t rows = failed == size ? all[0].rows : 0;
   std::vector<xent_row_statistics> statistics(static_cast<size_t>(rows));
   Control control{0, static_cast<double>(size)};
   if (failed == size && layout == XENT_OK) {
-    const xent_status s = xent_shard_statistics(c.logits, c.target, c.axis, c.options, c.vocab_start, vocab_size, rows,
-                                                statistics.data(), &control.denominator);
+    const xent_status s = c.statistics(vocab_size, rows, statistics.data(), &control.denominator);
     if (s != XENT_OK) control.failed = rank, status = s, message = xent_last_error_message();
   } else {
     control.failed = -1;  // known everywhere already
@@ -227,8 +296,7 @@ xent_status run(const Call& c) {
     mpi(MPI_Allreduce(MPI_IN_PLACE, statistics.data() + first, static_cast<int>(std::min(kMostRows, rows - first)),
                       merge.type, merge.op, c.comm),
         "MPI_Allreduce");
-  const xent_status s = xent_shard_finish(c.logits, c.target, c.axis, c.options, c.vocab_start, vocab_size, rows,
-                                          statistics.data(), control.denominator, c.grad_loss, c.loss, c.grad_logits);
+  const xent_status s = c.finish(vocab_size, rows, statistics.data(), control.denominator);
   if (s != XENT_OK) message = xent_last_error_message();
   // 4. The outcome, agreed (stage 3 fails only on what the local checks do not see, e.g. outputs overlapping inputs).
   const double lowest = lowest_failure(s == XENT_OK ? size : rank, c.comm);
@@ -243,10 +311,12 @@ xent_status run(const Call& c) {
   if (data_failed > 0)
     return xent_set_last_error(XENT_INVALID_ARGUMENT, "xent_mpi: a process of data_comm (another group of "
                                                       "vocabulary shards) failed; its message says why");
+  // 5. The fused op's grad_input: every shard's part, summed.
+  if (c.summed) sum_over(*c.summed, c.comm);
   return xent_set_last_error(XENT_OK, "");
 }
 
-xent_status guarded(const Call& c) noexcept {
+xent_status guarded(const Stages& c) noexcept {
   try {
     if (c.comm == MPI_COMM_NULL) return xent_set_last_error(XENT_INVALID_ARGUMENT, "xent_mpi: comm must not be MPI_COMM_NULL");
     return run(c);
@@ -259,6 +329,75 @@ xent_status guarded(const Call& c) noexcept {
   }
 }
 
+// The logits op's stages.
+xent_status cross_entropy(const Call& c) noexcept {
+  Stages stages;
+  stages.local_checks = [&](Header* h, std::string* message) { return local_checks(c, h, message); };
+  stages.statistics = [&](int64_t vocab_size, int64_t rows, xent_row_statistics* s, double* d) {
+    return xent_shard_statistics(c.logits, c.target, c.axis, c.options, c.vocab_start, vocab_size, rows, s, d);
+  };
+  stages.finish = [&](int64_t vocab_size, int64_t rows, const xent_row_statistics* m, double d) {
+    return xent_shard_finish(c.logits, c.target, c.axis, c.options, c.vocab_start, vocab_size, rows, m, d,
+                             c.grad_loss, c.loss, c.grad_logits);
+  };
+  stages.vocab_start = c.vocab_start, stages.comm = c.comm, stages.data_comm = c.data_comm;
+  return guarded(stages);
+}
+
+// The fused op's arguments and local checks: the rows (input's leading dimensions) and the outputs' shapes; stage 1
+// checks everything else.
+struct LinearCall {
+  const xent_tensor *input, *linear_weight, *linear_bias, *target;
+  const xent_loss_options* options;
+  int64_t vocab_start;
+  MPI_Comm comm, data_comm;
+  const xent_tensor *grad_loss, *loss, *grad_input, *grad_linear_weight, *grad_linear_bias;
+  bool loss_required;
+};
+
+xent_status linear_local_checks(const LinearCall& c, Header* h, std::string* message) {
+  const auto failed = [&](xent_status s, const std::string& m) { return *message = m, s; };
+  if (c.options == nullptr) return failed(XENT_INVALID_ARGUMENT, "options must not be NULL (see xent_default_loss_options)");
+  if (c.input == nullptr || c.linear_weight == nullptr || c.target == nullptr)
+    return failed(XENT_INVALID_ARGUMENT, "input, linear_weight_shard and target must not be NULL");
+  if (c.loss_required && c.loss == nullptr) return failed(XENT_INVALID_ARGUMENT, "loss must not be NULL");
+  const xent_tensor& in = *c.input;
+  if (in.rank < 1 || in.rank > XENT_MAX_RANK)
+    return failed(XENT_INVALID_ARGUMENT, "input must have rank in [1, " + std::to_string(XENT_MAX_RANK) + "] ([..., H])");
+  if (c.linear_weight->rank != 2) return failed(XENT_INVALID_ARGUMENT, "linear_weight_shard must have shape [V_local, H]");
+  h->rows = 1;
+  for (int d = 0; d + 1 < in.rank; ++d) h->rows *= in.shape[d];
+  h->classes = c.linear_weight->shape[0];
+  const bool reduced = c.options->reduction != XENT_REDUCTION_NONE;
+  const std::pair<const xent_tensor*, const char*> loss_like[] = {{c.loss, "loss"}, {c.grad_loss, "grad_loss"}};
+  for (const auto& [t, name] : loss_like)
+    if (t && !same_shape(*t, in.shape, reduced ? 0 : in.rank - 1))
+      return failed(XENT_INVALID_ARGUMENT, std::string(name) + (reduced ? " must be a scalar (shape []): the loss is reduced"
+                                                                        : " must have the target's shape (one loss per row)"));
+  if (c.grad_input && !same_shape(*c.grad_input, in.shape, in.rank))
+    return failed(XENT_INVALID_ARGUMENT, "grad_input must have input's shape");
+  if (c.grad_linear_weight && !same_shape(*c.grad_linear_weight, c.linear_weight->shape, 2))
+    return failed(XENT_INVALID_ARGUMENT, "grad_linear_weight_shard must have linear_weight_shard's shape");
+  return XENT_OK;
+}
+
+xent_status linear_cross_entropy(const LinearCall& c) noexcept {
+  Stages stages;
+  stages.local_checks = [&](Header* h, std::string* message) { return linear_local_checks(c, h, message); };
+  stages.statistics = [&](int64_t vocab_size, int64_t rows, xent_row_statistics* s, double* d) {
+    return xent_linear_shard_statistics(c.input, c.linear_weight, c.linear_bias, c.target, c.options, c.vocab_start,
+                                        vocab_size, rows, s, d);
+  };
+  stages.finish = [&](int64_t vocab_size, int64_t rows, const xent_row_statistics* m, double d) {
+    return xent_linear_shard_finish(c.input, c.linear_weight, c.linear_bias, c.target, c.options, c.vocab_start,
+                                    vocab_size, rows, m, d, c.grad_loss, c.loss, c.grad_input, c.grad_linear_weight,
+                                    c.grad_linear_bias);
+  };
+  stages.summed = c.grad_input;
+  stages.vocab_start = c.vocab_start, stages.comm = c.comm, stages.data_comm = c.data_comm;
+  return guarded(stages);
+}
+
 }  // namespace
 
 extern "C" {
@@ -266,15 +405,35 @@ extern "C" {
 xent_status xent_mpi_cross_entropy(const xent_tensor* logits_shard, const xent_tensor* target, int64_t axis,
                                    int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,
                                    MPI_Comm data_comm, const xent_tensor* loss) XENT_NOEXCEPT {
-  return guarded({logits_shard, target, axis, vocab_start, options, comm, data_comm, nullptr, loss, nullptr, true});
+  return cross_entropy({logits_shard, target, axis, vocab_start, options, comm, data_comm, nullptr, loss, nullptr, true});
 }
 
 xent_status xent_mpi_cross_entropy_grad(const xent_tensor* logits_shard, const xent_tensor* target, int64_t axis,
                                         int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,
                                         MPI_Comm data_comm, const xent_tensor* grad_loss, const xent_tensor* loss,
                                         const xent_tensor* grad_logits_shard) XENT_NOEXCEPT {
-  return guarded(
+  return cross_entropy(
       {logits_shard, target, axis, vocab_start, options, comm, data_comm, grad_loss, loss, grad_logits_shard, false});
+}
+
+xent_status xent_mpi_linear_cross_entropy(const xent_tensor* input, const xent_tensor* linear_weight_shard,
+                                          const xent_tensor* linear_bias_shard, const xent_tensor* target,
+                                          int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,
+                                          MPI_Comm data_comm, const xent_tensor* loss) XENT_NOEXCEPT {
+  return linear_cross_entropy({input, linear_weight_shard, linear_bias_shard, target, options, vocab_start, comm,
+                               data_comm, nullptr, loss, nullptr, nullptr, nullptr, true});
+}
+
+xent_status xent_mpi_linear_cross_entropy_grad(const xent_tensor* input, const xent_tensor* linear_weight_shard,
+                                               const xent_tensor* linear_bias_shard, const xent_tensor* target,
+                                               int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,
+                                               MPI_Comm data_comm, const xent_tensor* grad_loss,
+                                               const xent_tensor* loss, const xent_tensor* grad_input,
+                                               const xent_tensor* grad_linear_weight_shard,
+                                               const xent_tensor* grad_linear_bias_shard) XENT_NOEXCEPT {
+  return linear_cross_entropy({input, linear_weight_shard, linear_bias_shard, target, options, vocab_start, comm,
+                               data_comm, grad_loss, loss, grad_input, grad_linear_weight_shard,
+                               grad_linear_bias_shard, false});
 }
 
 }  // extern "C"

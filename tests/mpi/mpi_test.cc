@@ -1,7 +1,8 @@
 // mpi_test.cc — xent_mpi.h on 1 to 4 processes (ctest starts it under mpirun): every rank holds a shard of unequal
 // size of a 1000-class vocabulary and must get the loss and its shard of the gradient that the single-process op
 // (xent_cross_entropy_grad) computes on the gathered logits, for every option, reduction, dtype and kind of target;
-// rows split across processes as well (data_comm); a bad argument on one rank is an error on every rank, at once.
+// the fused linear op with the head's rows sharded against xent_linear_cross_entropy_grad; rows split across
+// processes as well (data_comm); a bad argument on one rank is an error on every rank, at once.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -174,6 +175,92 @@ TEST(Mpi, EqualsTheSingleProcessOp) {
   check_case({.dtype = XENT_FLOAT16, .indices = false, .reduction = XENT_REDUCTION_NONE}, MPI_COMM_WORLD,
              MPI_COMM_NULL, 0);
   check_case({.label_smoothing = 0.3, .V = 3}, MPI_COMM_WORLD, MPI_COMM_NULL, 0);  // 4 ranks: an empty shard
+}
+
+// The fused linear + cross-entropy with the head's rows sharded: against xent_linear_cross_entropy_grad on the whole
+// head, for every reduction and option, float32 and float64 (and bfloat16, whose grad_input sums rounded parts).
+void check_linear(xent_dtype dtype, int reduction, bool options, bool bias) {
+  SCOPED_TRACE(std::string("linear ") + xent_dtype_name(dtype) + " reduction " + std::to_string(reduction) +
+               (options ? " options" : "") + (bias ? " bias" : "") + " on " + std::to_string(world_size()) + " ranks");
+  const int rank = world_rank(), size = world_size();
+  const int64_t N = 29, H = 24, V = 300;
+  std::mt19937 rng(3);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform;
+  Buffer h(dtype, N * H), W(dtype, V * H), b(dtype, V), cw(dtype, V);
+  for (int64_t i = 0; i < N * H; ++i) h.set(i, normal(rng));
+  for (int64_t i = 0; i < V * H; ++i) W.set(i, normal(rng) * 0.5);
+  for (int64_t v = 0; v < V; ++v) b.set(v, normal(rng)), cw.set(v, 0.5 + (v % 3) * 0.25);
+  std::vector<int64_t> t(N);
+  for (int64_t i = 0; i < N; ++i) t[i] = i % 6 == 1 ? -100 : static_cast<int64_t>(uniform(rng) * V);
+  const bool reduced = reduction != XENT_REDUCTION_NONE;
+  Buffer g(dtype, reduced ? 1 : N);
+  for (int64_t i = 0; i < static_cast<int64_t>(g.host.size()); ++i) g.set(i, 0.5 + uniform(rng));
+  const int64_t hs[] = {N, H}, ws[] = {V, H}, vs[] = {V}, ns[] = {N};
+  const int32_t loss_rank = reduced ? 0 : 1;
+  const xent_tensor hv = xent_make_tensor(h.data(), dtype, 2, hs, nullptr);
+  const xent_tensor tv = xent_make_tensor(t.data(), XENT_INT64, 1, ns, nullptr);
+  const xent_tensor gv = xent_make_tensor(g.data(), dtype, loss_rank, ns, nullptr);
+  xent_loss_options o = xent_default_loss_options();
+  o.reduction = reduction;
+  if (options) o.label_smoothing = 0.1, o.z_loss = 1e-3, o.softcap = 6;
+  // The whole head.
+  Buffer loss(dtype, N), gin(dtype, N * H), gw(dtype, V * H), gb(dtype, V);
+  {
+    const xent_tensor wv = xent_make_tensor(W.data(), dtype, 2, ws, nullptr), bv = xent_make_tensor(b.data(), dtype, 1, vs, nullptr);
+    const xent_tensor cv = xent_make_tensor(cw.data(), dtype, 1, vs, nullptr);
+    const xent_tensor lv = xent_make_tensor(loss.data(), dtype, loss_rank, ns, nullptr);
+    const xent_tensor giv = xent_make_tensor(gin.data(), dtype, 2, hs, nullptr);
+    const xent_tensor gwv = xent_make_tensor(gw.data(), dtype, 2, ws, nullptr), gbv = xent_make_tensor(gb.data(), dtype, 1, vs, nullptr);
+    xent_loss_options whole = o;
+    if (options) whole.weight = &cv;
+    ASSERT_EQ(xent_linear_cross_entropy_grad(&hv, &wv, bias ? &bv : nullptr, &tv, &whole, &gv, &lv, &giv, &gwv,
+                                             bias ? &gbv : nullptr),
+              XENT_OK)
+        << xent_last_error_message();
+  }
+  // This rank's rows of the head.
+  int64_t start = 0, count = 0;
+  shard_of(V, rank, size, &start, &count);
+  const int64_t wss[] = {count, H}, vss[] = {count};
+  const xent_tensor wk = xent_make_tensor(W.data(start * H), dtype, 2, wss, nullptr);
+  const xent_tensor bk = xent_make_tensor(b.data(start), dtype, 1, vss, nullptr);
+  const xent_tensor ck = xent_make_tensor(cw.data(start), dtype, 1, vss, nullptr);
+  Buffer sloss(dtype, N), sgin(dtype, N * H), sgw(dtype, std::max<int64_t>(count, 1) * H), sgb(dtype, std::max<int64_t>(count, 1));
+  const xent_tensor lk = xent_make_tensor(sloss.data(), dtype, loss_rank, ns, nullptr);
+  const xent_tensor gik = xent_make_tensor(sgin.data(), dtype, 2, hs, nullptr);
+  const xent_tensor gwk = xent_make_tensor(sgw.data(), dtype, 2, wss, nullptr), gbk = xent_make_tensor(sgb.data(), dtype, 1, vss, nullptr);
+  if (options) o.weight = &ck;
+  ASSERT_EQ(xent_mpi_linear_cross_entropy_grad(&hv, &wk, bias ? &bk : nullptr, &tv, start, &o, MPI_COMM_WORLD,
+                                               MPI_COMM_NULL, &gv, &lk, &gik, &gwk, bias ? &gbk : nullptr),
+            XENT_OK)
+      << xent_last_error_message();
+  const double tol = dtype == XENT_FLOAT64 ? 1e-11 : dtype == XENT_FLOAT32 ? 2e-5 : 3e-2;
+  const auto expect_close = [&](const Buffer& got, int64_t got_at, const Buffer& want, int64_t want_at, int64_t n,
+                                const char* what) {
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i)
+      worst = std::max(worst, std::fabs(got.get(got_at + i) - want.get(want_at + i)) / (std::fabs(want.get(want_at + i)) + 1e-2));
+    EXPECT_LE(worst, tol) << what;
+  };
+  expect_close(sloss, 0, loss, 0, reduced ? 1 : N, "loss");
+  expect_close(sgin, 0, gin, 0, N * H, "grad_input");
+  expect_close(sgw, 0, gw, start * H, count * H, "grad_linear_weight_shard");
+  if (bias) expect_close(sgb, 0, gb, start, count, "grad_linear_bias_shard");
+  Buffer lonly(dtype, N);
+  const xent_tensor lo = xent_make_tensor(lonly.data(), dtype, loss_rank, ns, nullptr);
+  ASSERT_EQ(xent_mpi_linear_cross_entropy(&hv, &wk, bias ? &bk : nullptr, &tv, start, &o, MPI_COMM_WORLD,
+                                          MPI_COMM_NULL, &lo),
+            XENT_OK)
+      << xent_last_error_message();
+  expect_close(lonly, 0, loss, 0, reduced ? 1 : N, "loss of the forward alone");
+}
+
+TEST(Mpi, FusedLinearEqualsTheSingleProcessOp) {
+  for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT64})
+    for (int reduction : {XENT_REDUCTION_NONE, XENT_REDUCTION_SUM, XENT_REDUCTION_MEAN})
+      for (bool options : {false, true}) check_linear(dtype, reduction, options, options);
+  check_linear(XENT_BFLOAT16, XENT_REDUCTION_MEAN, true, true);
 }
 
 // Rows split over two groups of vocabulary shards (data parallelism): MEAN divides by the batch's denominator.
