@@ -332,6 +332,53 @@ void shard_finish_raw(const py::tuple& logits, const py::tuple& target, int64_t 
   });
 }
 
+double linear_shard_statistics_raw(const py::tuple& input, const py::tuple& linear_weight,
+                                   std::optional<py::tuple> linear_bias, const py::tuple& target,
+                                   std::optional<py::tuple> weight, int64_t ignore_index, int reduction,
+                                   double label_smoothing, double z_loss, double softcap, int64_t vocab_start,
+                                   int64_t vocab_size, py::array statistics) {
+  const xent_tensor x = from_descriptor(input, "input"), w = from_descriptor(linear_weight, "linear_weight"),
+                    t = from_descriptor(target, "target");
+  std::optional<xent_tensor> b;
+  if (linear_bias) b = from_descriptor(*linear_bias, "linear_bias");
+  const ShardOptions o(weight, ignore_index, reduction, label_smoothing, z_loss, softcap);
+  xent_row_statistics* s = statistics_of(statistics, "statistics");
+  const int64_t rows = statistics.shape(0);
+  double denominator = 0;
+  call_released([&] {
+    return xent_linear_shard_statistics(&x, &w, b ? &*b : nullptr, &t, &o.options, vocab_start, vocab_size, rows, s,
+                                        &denominator);
+  });
+  return denominator;
+}
+
+void linear_shard_finish_raw(const py::tuple& input, const py::tuple& linear_weight,
+                             std::optional<py::tuple> linear_bias, const py::tuple& target,
+                             std::optional<py::tuple> weight, int64_t ignore_index, int reduction,
+                             double label_smoothing, double z_loss, double softcap, int64_t vocab_start,
+                             int64_t vocab_size, py::array merged, double denominator,
+                             std::optional<py::tuple> grad_loss, std::optional<py::tuple> loss,
+                             std::optional<py::tuple> grad_input, std::optional<py::tuple> grad_linear_weight,
+                             std::optional<py::tuple> grad_linear_bias) {
+  const auto from = [](const std::optional<py::tuple>& d, const char* name) {
+    return d ? std::optional<xent_tensor>(from_descriptor(*d, name)) : std::nullopt;
+  };
+  const xent_tensor x = from_descriptor(input, "input"), w = from_descriptor(linear_weight, "linear_weight"),
+                    t = from_descriptor(target, "target");
+  const std::optional<xent_tensor> b = from(linear_bias, "linear_bias"), g = from(grad_loss, "grad_loss"),
+                                   l = from(loss, "loss"), gx = from(grad_input, "grad_input"),
+                                   gw = from(grad_linear_weight, "grad_linear_weight"),
+                                   gb = from(grad_linear_bias, "grad_linear_bias");
+  const ShardOptions o(weight, ignore_index, reduction, label_smoothing, z_loss, softcap);
+  const xent_row_statistics* m = statistics_of(merged, "merged");
+  const int64_t rows = merged.shape(0);
+  const auto ptr = [](const std::optional<xent_tensor>& v) { return v ? &*v : nullptr; };
+  call_released([&] {
+    return xent_linear_shard_finish(&x, &w, ptr(b), &t, &o.options, vocab_start, vocab_size, rows, m, denominator,
+                                    ptr(g), ptr(l), ptr(gx), ptr(gw), ptr(gb));
+  });
+}
+
 void rebase_row_statistics(py::array statistics, py::array max) {
   xent_row_statistics* s = statistics_of(statistics, "statistics");
   if (max.dtype().kind() != 'f' || max.itemsize() != 8 || max.ndim() != 1 || max.shape(0) != statistics.shape(0) ||
@@ -397,6 +444,15 @@ PYBIND11_MODULE(_xent, m) {
         py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"), py::arg("z_loss"), py::arg("softcap"),
         py::arg("vocab_start"), py::arg("vocab_size"), py::arg("merged"), py::arg("denominator"), py::arg("grad_loss"),
         py::arg("loss"), py::arg("grad_logits"));
+  m.def("linear_shard_statistics_raw", &linear_shard_statistics_raw, py::arg("input"), py::arg("linear_weight"),
+        py::arg("linear_bias"), py::arg("target"), py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
+        py::arg("label_smoothing"), py::arg("z_loss"), py::arg("softcap"), py::arg("vocab_start"),
+        py::arg("vocab_size"), py::arg("statistics"));
+  m.def("linear_shard_finish_raw", &linear_shard_finish_raw, py::arg("input"), py::arg("linear_weight"),
+        py::arg("linear_bias"), py::arg("target"), py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
+        py::arg("label_smoothing"), py::arg("z_loss"), py::arg("softcap"), py::arg("vocab_start"),
+        py::arg("vocab_size"), py::arg("merged"), py::arg("denominator"), py::arg("grad_loss"), py::arg("loss"),
+        py::arg("grad_input"), py::arg("grad_linear_weight"), py::arg("grad_linear_bias"));
   m.def("rebase_row_statistics", &rebase_row_statistics, py::arg("statistics"), py::arg("max"));
   m.def("merge_row_statistics", &merge_row_statistics, py::arg("into"), py::arg("from"));
   m.def("set_num_threads", &xent_set_num_threads, py::arg("n"));

@@ -70,11 +70,12 @@ def _layout_error(headers):
     return None, end
 
 
-def combine(transport, data_transport, logits, target, axis, rows, classes, vocab_start, options, local_error):
+def combine(transport, data_transport, rows, classes, vocab_start, local_error, statistics_of):
     """Stages 1 and 2: (merged statistics [rows, 4], the whole denominator, vocab_size), the same on every process.
 
-    logits, target: descriptors of this process's shard (None when local_error is set); local_error: (kind, message)
-    of the caller's own checks, or None. Raises on every process when any of them failed.
+    local_error: (kind, message) of the caller's own checks, or None; statistics_of(vocab_size, statistics): stage 1
+    of this process's shard into statistics, returning its part of the denominator (called only when every process
+    passed its checks). Raises on every process when any of them failed.
     """
     headers = transport.allgather((local_error, int(rows), int(vocab_start), int(classes)))
     failed = next(((r, h[0]) for r, h in enumerate(headers) if h[0] is not None), None)
@@ -86,8 +87,7 @@ def combine(transport, data_transport, logits, target, axis, rows, classes, voca
     denominator, error = 0.0, None
     if failed is None and layout_message is None:
         try:
-            denominator = _xent.shard_statistics_raw(logits, target, axis, *options.args, int(vocab_start),
-                                                     int(vocab_size), statistics)
+            denominator = statistics_of(int(vocab_size), statistics)
         except Exception as e:  # any failure must reach the others, or they would wait for this process
             error = _describe(e)
     gathered = transport.allgather((error, denominator))
@@ -116,7 +116,29 @@ def combine(transport, data_transport, logits, target, axis, rows, classes, voca
     return statistics, denominator, vocab_size
 
 
+def logits_statistics(logits, target, axis, options, vocab_start):
+    """statistics_of for a shard of logits (descriptors)."""
+    return lambda vocab_size, statistics: _xent.shard_statistics_raw(
+        logits, target, axis, *options.args, int(vocab_start), vocab_size, statistics)
+
+
 def finish(logits, target, axis, options, vocab_start, vocab_size, merged, denominator, grad_loss, loss, grad_logits):
-    """Stage 3 on this process's shard (no communication): writes loss and grad_logits (descriptors, or None)."""
+    """Stage 3 on this process's shard of logits (no communication): writes loss and grad_logits (descriptors, or
+    None)."""
     _xent.shard_finish_raw(logits, target, axis, *options.args, int(vocab_start), int(vocab_size), merged,
                            float(denominator), grad_loss, loss, grad_logits)
+
+
+def linear_statistics(input, linear_weight, linear_bias, target, options, vocab_start):
+    """statistics_of for the fused op on a shard of the head's rows (descriptors)."""
+    return lambda vocab_size, statistics: _xent.linear_shard_statistics_raw(
+        input, linear_weight, linear_bias, target, *options.args, int(vocab_start), vocab_size, statistics)
+
+
+def linear_finish(input, linear_weight, linear_bias, target, options, vocab_start, vocab_size, merged, denominator,
+                  grad_loss, loss, grad_input, grad_linear_weight, grad_linear_bias):
+    """Stage 3 of the fused op on this process's shard: the loss, this shard's part of grad_input (to be summed over
+    the processes) and the gradients of its rows of the head."""
+    _xent.linear_shard_finish_raw(input, linear_weight, linear_bias, target, *options.args, int(vocab_start),
+                                  int(vocab_size), merged, float(denominator), grad_loss, loss, grad_input,
+                                  grad_linear_weight, grad_linear_bias)

@@ -14,12 +14,17 @@ ones too) and must tile the vocabulary; every process holds the same rows. data_
 rows are split (data parallelism), over which reduction="mean" divides by the batch's denominator.
 Communication per call: a few bytes per process and 40 bytes per row (two all-reduces of the row statistics); a bad
 argument on any process raises on every process of comm ("rank r of P: ..."). C programs: include/xent/xent_mpi.h.
+
+The fused linear + cross-entropy with the head's rows sharded (vocab_parallel_linear_cross_entropy[_grad]): each
+process holds rows [vocab_start, vocab_start + V_local) of linear_weight (and linear_bias, weight), the same input and
+target; the logits are never held; grad_input is summed over comm (one all-reduce of N x H).
 """
 import numpy as np
 
 from . import _REDUCTIONS, _check_options, _vocab_parallel, _xent
 
-__all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_cross_entropy_grad"]
+__all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_cross_entropy_grad", "vocab_parallel_linear_cross_entropy",
+           "vocab_parallel_linear_cross_entropy_grad"]
 
 _CODES = {np.dtype(np.float16): int(_xent.dtype.float16), np.dtype(np.float32): int(_xent.dtype.float32),
           np.dtype(np.float64): int(_xent.dtype.float64), np.dtype(np.int32): int(_xent.dtype.int32),
@@ -83,8 +88,9 @@ def _run(logits_shard, target, vocab_start, comm, data_comm, weight, ignore_inde
     except Exception as e:
         local_error = _vocab_parallel._describe(e)
         options = None
-    merged, denominator, vocab_size = _vocab_parallel.combine(transport, data_transport, x, t, -1, rows, classes,
-                                                              vocab_start, options, local_error)
+    merged, denominator, vocab_size = _vocab_parallel.combine(
+        transport, data_transport, rows, classes, vocab_start, local_error,
+        _vocab_parallel.logits_statistics(x, t, -1, options, vocab_start))
     loss = np.empty(logits_shard.shape[:-1] if reduction == "none" else (), dtype=logits_shard.dtype)
     grad = np.empty(logits_shard.shape, dtype=logits_shard.dtype) if gradients else None
     _vocab_parallel.finish(x, t, -1, options, vocab_start, vocab_size, merged, denominator, g,
@@ -107,3 +113,71 @@ def vocab_parallel_cross_entropy_grad(logits_shard, target, *, vocab_start, comm
     (grad_loss: the loss's shape, default 1). The gradient needs no communication beyond the loss's."""
     return _run(logits_shard, target, vocab_start, comm, data_comm, weight, ignore_index, reduction, label_smoothing,
                 z_loss, softcap, grad_loss, True)
+
+
+def _linear(input, linear_weight_shard, target, vocab_start, comm, data_comm, linear_bias, weight, ignore_index,
+            reduction, label_smoothing, z_loss, softcap, grad_loss, gradients):
+    if comm is None:
+        from mpi4py import MPI
+        comm = MPI.COMM_WORLD
+    transport = _MpiTransport(comm)
+    data_transport = _MpiTransport(data_comm) if data_comm is not None else None
+    keep, local_error, rows, classes, d, options, g = [], None, 0, 0, None, None, None
+    try:  # checks this process can make alone; their failure is raised on every process by the driver
+        _check_options(reduction, ignore_index, softcap)
+        input, linear_weight_shard = np.asarray(input), np.asarray(linear_weight_shard)
+        if input.ndim < 1 or linear_weight_shard.ndim != 2:
+            raise ValueError(f"input must be [..., H] and linear_weight_shard [V_local, H], received shapes "
+                             f"{input.shape} and {linear_weight_shard.shape}")
+        rows, classes = int(np.prod(input.shape[:-1], dtype=np.int64)), linear_weight_shard.shape[0]
+        keep = [_descriptor(input, "input"), _descriptor(linear_weight_shard, "linear_weight_shard"),
+                _descriptor(np.asarray(target), "target")]
+        b = None
+        if linear_bias is not None:
+            keep.append(_descriptor(np.asarray(linear_bias, dtype=input.dtype), "linear_bias"))
+            b = keep[-1][1]
+        w = None
+        if weight is not None:
+            keep.append(_descriptor(np.asarray(weight, dtype=input.dtype), "weight"))
+            w = keep[-1][1]
+        if grad_loss is not None:
+            keep.append(_descriptor(np.asarray(grad_loss, dtype=input.dtype), "grad_loss"))
+            g = keep[-1][1]
+        d = (keep[0][1], keep[1][1], b, keep[2][1])
+        options = _vocab_parallel.Options(w, ignore_index, _REDUCTIONS[reduction], label_smoothing, z_loss, softcap)
+    except Exception as e:
+        local_error = _vocab_parallel._describe(e)
+    merged, denominator, vocab_size = _vocab_parallel.combine(
+        transport, data_transport, rows, classes, vocab_start, local_error,
+        _vocab_parallel.linear_statistics(*d, options, vocab_start) if d else None)
+    loss = np.empty(input.shape[:-1] if reduction == "none" else (), dtype=input.dtype)
+    grads = [np.empty(t.shape, dtype=input.dtype) if gradients and t is not None else None
+             for t in (input, linear_weight_shard, None if linear_bias is None else np.asarray(linear_bias))]
+    _vocab_parallel.linear_finish(*d, options, vocab_start, vocab_size, merged, denominator, g,
+                                  _descriptor(loss, "loss")[1],
+                                  *[None if a is None else _descriptor(a, "gradient")[1] for a in grads])
+    if grads[0] is not None:  # every shard's part of grad_input, summed (16-bit through float64)
+        from mpi4py import MPI
+        wide = grads[0] if grads[0].dtype in (np.float32, np.float64) else grads[0].astype(np.float64)
+        comm.Allreduce(MPI.IN_PLACE, wide, op=MPI.SUM)
+        grads[0][...] = wide
+    return (loss, *grads)
+
+
+def vocab_parallel_linear_cross_entropy(input, linear_weight_shard, target, *, vocab_start, comm=None,
+                                        data_comm=None, linear_bias=None, weight=None, ignore_index=-100,
+                                        reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None):
+    """The loss of xent.linear_cross_entropy over the whole head, whose rows [vocab_start, vocab_start + V_local)
+    this process holds (linear_weight_shard [V_local, H]); input [..., H] and target the same on every process."""
+    return _linear(input, linear_weight_shard, target, vocab_start, comm, data_comm, linear_bias, weight,
+                   ignore_index, reduction, label_smoothing, z_loss, softcap, None, False)[0]
+
+
+def vocab_parallel_linear_cross_entropy_grad(input, linear_weight_shard, target, *, vocab_start, comm=None,
+                                             data_comm=None, linear_bias=None, weight=None, ignore_index=-100,
+                                             reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
+                                             grad_loss=None):
+    """(loss, grad_input, grad_linear_weight_shard, grad_linear_bias_shard): grad_input summed over comm, the other
+    gradients this process's rows of the head (grad_linear_bias_shard None without a linear_bias)."""
+    return _linear(input, linear_weight_shard, target, vocab_start, comm, data_comm, linear_bias, weight,
+                   ignore_index, reduction, label_smoothing, z_loss, softcap, grad_loss, True)

@@ -289,8 +289,9 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
             rows = math.prod(logits.shape[:-1])
         except Exception as e:
             local_error = _vocab_parallel._describe(e)
-        merged, denominator, vocab_size = _vocab_parallel.combine(transport, data_transport, x, t, -1, rows, classes,
-                                                                  vocab_start, o, local_error)
+        merged, denominator, vocab_size = _vocab_parallel.combine(
+            transport, data_transport, rows, classes, vocab_start, local_error,
+            _vocab_parallel.logits_statistics(x, t, -1, o, vocab_start))
         loss = torch.empty(tuple(logits.shape[:-1]) if reduction == "none" else (), dtype=logits.dtype)
         _vocab_parallel.finish(x, t, -1, o, vocab_start, vocab_size, merged, denominator, None,
                                _descriptor(loss, "loss"), None)
@@ -342,3 +343,108 @@ def vocab_parallel_cross_entropy(logits_shard, target, *, vocab_start, group=Non
     return _VocabParallelCrossEntropy.apply(logits_shard, target, weight, int(vocab_start), group, data_group,
                                             (int(ignore_index), reduction, float(label_smoothing), float(z_loss),
                                              softcap))
+
+
+def _sum_over(tensor, group):
+    """Σ over the group's processes, in place; 16-bit tensors through float32 (each part rounded once before)."""
+    import torch.distributed as dist
+    if tensor.dtype in (torch.float32, torch.float64):
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
+    else:
+        wide = tensor.float()
+        dist.all_reduce(wide, op=dist.ReduceOp.SUM, group=group)
+        tensor.copy_(wide)
+    return tensor
+
+
+class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, linear_weight, linear_bias, target, weight, vocab_start, group, data_group, options):
+        ignore_index, reduction, label_smoothing, z_loss, softcap = options
+        transport = _DistributedTransport(group)
+        data_transport = _DistributedTransport(data_group) if data_group is not None else None
+        d = o = None
+        local_error, rows, classes = None, 0, 0
+        try:  # checks this process can make alone; the driver raises their failure on every process
+            _check_vocab_parallel(input, target, weight, reduction, softcap)
+            for t, name in ((linear_weight, "linear_weight_shard"), (linear_bias, "linear_bias")):
+                if t is not None and t.dtype != input.dtype:
+                    raise TypeError(f"{name} must have input's dtype {input.dtype}, received {t.dtype}")
+            if linear_weight.dim() != 2:
+                raise ValueError(f"linear_weight_shard must have shape [V_local, H], received {tuple(linear_weight.shape)}")
+            d = (_descriptor(input, "input"), _descriptor(linear_weight, "linear_weight_shard"),
+                 _optional(linear_bias, "linear_bias"), _descriptor(target, "target"))
+            o = _shard_options(weight, *options)
+            classes = linear_weight.shape[0]
+            rows = math.prod(input.shape[:-1])
+        except Exception as e:
+            local_error = _vocab_parallel._describe(e)
+        merged, denominator, vocab_size = _vocab_parallel.combine(
+            transport, data_transport, rows, classes, vocab_start, local_error,
+            _vocab_parallel.linear_statistics(*d, o, vocab_start) if d else None)
+        ctx.shard = (vocab_start, vocab_size, merged, denominator, options, group)
+        wanted = ctx.needs_input_grad[:3]
+        loss = torch.empty(tuple(input.shape[:-1]) if reduction == "none" else (), dtype=input.dtype)
+        if not any(wanted) or reduction == "none":
+            # The forward alone; with per-row upstream gradients the backward runs the finish again with them.
+            _vocab_parallel.linear_finish(*d, o, vocab_start, vocab_size, merged, denominator, None,
+                                          _descriptor(loss, "loss"), None, None, None)
+            ctx.scaled = False
+            ctx.save_for_backward(input, linear_weight, linear_bias, target, weight)
+            return loss
+        # A reduced loss: the gradients for an upstream gradient of 1 in this same pass; the backward scales them.
+        grads = _shard_gradients(input, linear_weight, linear_bias, wanted)
+        _vocab_parallel.linear_finish(*d, o, vocab_start, vocab_size, merged, denominator, None,
+                                      _descriptor(loss, "loss"), *[_optional(g, "gradient") for g in grads])
+        if grads[0] is not None:
+            _sum_over(grads[0], group)
+        ctx.scaled = True
+        ctx.save_for_backward(*grads)
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):
+        wanted = ctx.needs_input_grad[:3]
+        vocab_start, vocab_size, merged, denominator, options, group = ctx.shard
+        if ctx.scaled:
+            grads = list(ctx.saved_tensors)
+            if not (grad_loss == 1).all():
+                grads = [g * grad_loss.to(g.dtype) if g is not None else None for g in grads]
+        else:
+            input, linear_weight, linear_bias, target, weight = ctx.saved_tensors
+            grads = _shard_gradients(input, linear_weight, linear_bias, wanted)
+            grad_loss = grad_loss.detach().to(input.dtype).contiguous()
+            _vocab_parallel.linear_finish(
+                _descriptor(input.detach(), "input"), _descriptor(linear_weight.detach(), "linear_weight_shard"),
+                _optional(None if linear_bias is None else linear_bias.detach(), "linear_bias"),
+                _descriptor(target, "target"), _shard_options(weight, *options), vocab_start, vocab_size, merged,
+                denominator, _descriptor(grad_loss, "grad_loss"), None, *[_optional(g, "gradient") for g in grads])
+            if grads[0] is not None:
+                _sum_over(grads[0], group)
+        grads = [g if want else None for g, want in zip(grads, wanted)]
+        return grads[0], grads[1], grads[2], None, None, None, None, None, None
+
+
+def _shard_gradients(input, linear_weight, linear_bias, wanted):
+    return [torch.empty(t.shape, dtype=t.dtype) if want and t is not None else None
+            for t, want in zip((input, linear_weight, linear_bias), wanted)]
+
+
+def vocab_parallel_linear_cross_entropy(input, linear_weight_shard, target, *, vocab_start, linear_bias=None,
+                                        group=None, weight=None, ignore_index=-100, reduction="mean",
+                                        label_smoothing=0.0, z_loss=0.0, softcap=None, data_group=None):
+    """linear_cross_entropy with the head's rows sharded across the processes of a torch.distributed group.
+
+    linear_weight_shard [V_local, H] (and linear_bias [V_local], weight [V_local]): rows [vocab_start, vocab_start +
+    V_local) of the head; input [..., H] and target (class indices into the whole vocabulary) the same on every
+    process. The logits are never held: each process computes its shard's in chunks (xent.h, xent_linear_shard_*).
+    The loss equals linear_cross_entropy on the whole head within rounding on every process; the backward gives each
+    process the gradients of its rows of the head and grad_input summed over the group (one all-reduce of N x H;
+    16-bit through float32). Products: four of N x V_local x H per step. Other arguments as
+    vocab_parallel_cross_entropy's.
+    """
+    return _VocabParallelLinearCrossEntropy.apply(input, linear_weight_shard, linear_bias, target, weight,
+                                                  int(vocab_start), group, data_group,
+                                                  (int(ignore_index), reduction, float(label_smoothing),
+                                                   float(z_loss), softcap))

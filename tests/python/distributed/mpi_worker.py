@@ -56,6 +56,29 @@ for dtype in (np.float32, np.float64):
 check(np.float32, True, "mean", dict(label_smoothing=0.3), V=3)  # 3 or 4 ranks: an empty shard
 check(np.float16, True, "none", dict(label_smoothing=0.1), tol=2e-2)
 
+# The fused linear + cross-entropy with the head's rows sharded, against the whole head in one process.
+for dtype in (np.float32, np.float64):
+    for reduction in ("none", "mean"):
+        rng = np.random.default_rng(7)
+        N, H, V = 29, 24, 300
+        h = rng.standard_normal((N, H)).astype(dtype)
+        W = (0.5 * rng.standard_normal((V, H))).astype(dtype)
+        b = rng.standard_normal(V).astype(dtype)
+        t = rng.integers(0, V, N)
+        t[1::6] = -100
+        opts = dict(label_smoothing=0.1, z_loss=1e-3, reduction=reduction)
+        want = xent.linear_cross_entropy_grad(h, W, t, linear_bias=b, **opts)
+        start, count = shard_of(V, rank, size)
+        got = xent.mpi.vocab_parallel_linear_cross_entropy_grad(h, W[start:start + count], t, vocab_start=start,
+                                                                linear_bias=b[start:start + count], **opts)
+        tol = 1e-11 if dtype == np.float64 else 3e-5
+        for g, w, name in zip(got, (want[0], want[1], want[2][start:start + count], want[3][start:start + count]),
+                              ("loss", "grad_input", "grad_linear_weight", "grad_linear_bias")):
+            np.testing.assert_allclose(g, w, rtol=tol, atol=tol * 1e-2, err_msg=f"linear {name} {dtype} {reduction}")
+        loss = xent.mpi.vocab_parallel_linear_cross_entropy(h, W[start:start + count], t, vocab_start=start,
+                                                            linear_bias=b[start:start + count], **opts)
+        np.testing.assert_allclose(loss, want[0], rtol=tol)
+
 # Rows split over two groups of vocabulary shards (data parallelism): MEAN over the whole batch.
 if size % 2 == 0:
     group = rank // (size // 2)
