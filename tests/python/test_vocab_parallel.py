@@ -41,3 +41,31 @@ def _free_port():
 def test_torch_distributed(processes):
     out = _run([sys.executable, os.path.join(HERE, "torch_worker.py"), str(processes), str(_free_port())])
     assert f"{processes} processes: ok" in out, out
+
+
+def test_readme_commands_run():
+    """The README's "Multiple processes" section: its commands run, and its code lines are the examples' own."""
+    import pathlib
+    import re
+    root = pathlib.Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Multiple processes"):]
+    section = section[:section.index("\n## ", 1)]
+    examples = " ".join(" ".join((root / "examples" / f).read_text().split())
+                        for f in ("vocab_parallel_mpi.py", "vocab_parallel_torch.py"))
+    for block in re.findall(r"```python\n(.*?)```", section, re.S):
+        for statement in re.split(r"\n(?=\S)", block.strip()):
+            assert " ".join(statement.split()) in examples, statement
+    commands = [line for block in re.findall(r"```sh\n(.*?)```", section, re.S) for line in block.splitlines() if line]
+    assert len(commands) == 2
+    for command in commands:
+        words = command.split()
+        if words[0] == "mpirun":
+            if shutil.which("mpirun") is None:
+                pytest.skip("mpirun not installed")
+            words[1:1] = ["--allow-run-as-root", "--oversubscribe"] if os.geteuid() == 0 else ["--oversubscribe"]
+        words = [sys.executable if w == "python3" else w for w in words]
+        result = subprocess.run(words, cwd=root, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, timeout=240)
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert result.stdout.count(" ok") + result.stdout.count("loss ") >= 2, result.stdout
