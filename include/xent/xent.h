@@ -187,8 +187,8 @@ xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_
  * another order), for every option: label smoothing spreads over vocab_size classes, z_loss takes the whole row's
  * logsumexp. Special values as xent_cross_entropy's; a NaN or +inf (without softcap) in any shard's row makes the
  * row NaN on every shard (the NaN reaches the combined `sum`).
- * Memory: 32 bytes of statistics per row (the caller's), and for SUM and MEAN 8 bytes per row. Communication:
- * 32 bytes per row and one double; nothing of size rows x classes.
+ * Memory: the caller's 32 bytes of statistics per row, as much again inside each call, and for SUM and MEAN 8 bytes
+ * per row. Communication: 32 bytes per row and one double; nothing of size rows x classes.
  * Errors as for xent_cross_entropy, plus: vocab_size < 0, the shard outside [0, vocab_size), `rows` not the number
  * of rows (the product of the loss's unreduced shape), statistics NULL, a target outside [0, vocab_size) that is not
  * ignore_index, broadcast probability targets with grad_logits. A process whose call fails must still take part in

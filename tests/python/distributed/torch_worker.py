@@ -1,7 +1,7 @@
 """Started by tests/python/test_vocab_parallel.py: `python torch_worker.py WORLD_SIZE PORT` spawns that many
 processes joined by torch.distributed (gloo, loopback) and checks xent.torch's vocabulary-parallel functions against
 the single-process xent.torch functions on the gathered logits (or the whole head), gradients included, a two-step
-training run, and a bad target on one rank. Exits non-zero when any process failed."""
+training run, rows split across processes as well (data_group), and a bad target on one rank. Exits non-zero when any process failed."""
 import os
 import sys
 import time
@@ -102,6 +102,33 @@ def check_training(rank, world):
     close(part.detach(), whole.detach()[start:start + count], 1e-12, "weights after two steps")
 
 
+def check_data_parallel(rank, world):
+    """Rows split over two groups of vocabulary shards: reduction "mean" divides by the batch's count, so that the
+    losses and gradients summed over the data-parallel group are the batch's."""
+    half = world // 2
+    vocab_groups = [dist.new_group(list(range(g * half, (g + 1) * half))) for g in range(2)]
+    data_groups = [dist.new_group([k, k + half]) for k in range(half)]
+    group, k = rank // half, rank % half
+    g = torch.Generator().manual_seed(4)
+    R, V = 20, 1000
+    logits = torch.randn(2 * R, V, generator=g, dtype=torch.float64)
+    targets = torch.randint(0, V, (2 * R,), generator=g)
+    targets[::5] = -100
+    full = logits.clone().requires_grad_()
+    want = xt.cross_entropy(full, targets, label_smoothing=0.1)
+    want.backward()
+    start, count = shard_of(V, k, half)
+    rows = slice(group * R, (group + 1) * R)
+    shard = logits[rows, start:start + count].clone().requires_grad_()
+    loss = xt.vocab_parallel_cross_entropy(shard, targets[rows], vocab_start=start, group=vocab_groups[group],
+                                           data_group=data_groups[k], label_smoothing=0.1)
+    loss.backward()
+    total = loss.detach().clone()
+    dist.all_reduce(total, group=data_groups[k])
+    close(total, want.detach(), 1e-12, "the batch's mean loss, summed over the data-parallel group")
+    close(shard.grad, full.grad[rows, start:start + count], 1e-12, "gradient with rows split across processes")
+
+
 def check_bad_target(rank, world):
     start, count = shard_of(40, rank, world)
     targets = torch.arange(5)
@@ -133,6 +160,8 @@ def run(rank, world, port):
             check_linear(rank, world, dtype, reduction, {}, False)
             check_linear(rank, world, dtype, reduction, dict(label_smoothing=0.1, z_loss=1e-3, softcap=6.0), True)
     check_training(rank, world)
+    if world % 2 == 0:
+        check_data_parallel(rank, world)
     check_bad_target(rank, world)
     dist.barrier()
     dist.destroy_process_group()
