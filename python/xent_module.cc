@@ -196,6 +196,11 @@ xent_tensor from_descriptor(const py::tuple& d, const char* name) {
                           static_cast<int32_t>(shape.size()), shape.data(), strides.data());
 }
 
+// An optional descriptor's tensor.
+std::optional<xent_tensor> from(const std::optional<py::tuple>& d, const char* name) {
+  return d ? std::optional<xent_tensor>(from_descriptor(*d, name)) : std::nullopt;
+}
+
 // The loss's shape of cross_entropy_raw's arguments (reduction: an xent_reduction).
 py::tuple loss_shape_raw(const py::tuple& logits, const py::tuple& target, int64_t axis, int reduction) {
   const xent_tensor x = from_descriptor(logits, "logits"), t = from_descriptor(target, "target");
@@ -259,9 +264,6 @@ void linear_raw(const py::tuple& input, const py::tuple& linear_weight, const py
                 int reduction, double label_smoothing, double z_loss, double softcap,
                 std::optional<py::tuple> grad_loss, std::optional<py::tuple> loss, std::optional<py::tuple> grad_input,
                 std::optional<py::tuple> grad_linear_weight, std::optional<py::tuple> grad_linear_bias) {
-  const auto from = [](const std::optional<py::tuple>& d, const char* name) {
-    return d ? std::optional<xent_tensor>(from_descriptor(*d, name)) : std::nullopt;
-  };
   const xent_tensor x = from_descriptor(input, "input"), w = from_descriptor(linear_weight, "linear_weight"),
                     t = from_descriptor(target, "target");
   const std::optional<xent_tensor> b = from(linear_bias, "linear_bias"), cw = from(weight, "weight"),
@@ -316,9 +318,6 @@ void shard_finish_raw(const py::tuple& logits, const py::tuple& target, int64_t 
                       int64_t vocab_start, int64_t vocab_size, py::array merged, double denominator,
                       std::optional<py::tuple> grad_loss, std::optional<py::tuple> loss,
                       std::optional<py::tuple> grad_logits) {
-  const auto from = [](const std::optional<py::tuple>& d, const char* name) {
-    return d ? std::optional<xent_tensor>(from_descriptor(*d, name)) : std::nullopt;
-  };
   const xent_tensor x = from_descriptor(logits, "logits"), t = from_descriptor(target, "target");
   const std::optional<xent_tensor> g = from(grad_loss, "grad_loss"), l = from(loss, "loss"),
                                    gx = from(grad_logits, "grad_logits");
@@ -360,9 +359,6 @@ void linear_shard_finish_raw(const py::tuple& input, const py::tuple& linear_wei
                              std::optional<py::tuple> grad_loss, std::optional<py::tuple> loss,
                              std::optional<py::tuple> grad_input, std::optional<py::tuple> grad_linear_weight,
                              std::optional<py::tuple> grad_linear_bias) {
-  const auto from = [](const std::optional<py::tuple>& d, const char* name) {
-    return d ? std::optional<xent_tensor>(from_descriptor(*d, name)) : std::nullopt;
-  };
   const xent_tensor x = from_descriptor(input, "input"), w = from_descriptor(linear_weight, "linear_weight"),
                     t = from_descriptor(target, "target");
   const std::optional<xent_tensor> b = from(linear_bias, "linear_bias"), g = from(grad_loss, "grad_loss"),

@@ -423,9 +423,7 @@ class Fused {
 
     if (reduced_) {
       const double upstream = p.grad_loss ? load_as_double(p.grad_loss, dtype, 0) : 1.0;
-      grad_scale_ = p.options.reduction == XENT_REDUCTION_SUM ? upstream
-                    : denominator == 0                         ? 0.0
-                                                               : upstream / denominator;
+      grad_scale_ = reduction_scale(p.options.reduction, upstream, denominator);
     }
   }
 
@@ -660,9 +658,7 @@ class Fused {
       store_from_double(p_.grad_bias, p_.dtype, v * p_.grad_bias_stride, gb_acc_[v]);
     if (!p_.loss) return;
     if (reduced_) {
-      double total = deterministic_sum(row_loss_, N_, threads_);
-      if (p_.options.reduction == XENT_REDUCTION_MEAN) total = denominator_ == 0 ? 0.0 : total / denominator_;
-      store_from_double(p_.loss, p_.dtype, 0, total);
+      store_from_double(p_.loss, p_.dtype, 0, reduced_loss(p_.options.reduction, row_loss_, N_, denominator_, threads_));
     } else {
       for (int64_t i = 0; i < N_; ++i) store_from_double(p_.loss, p_.dtype, p_.loss_rows.offset(i), row_loss_[i]);
     }

@@ -7,7 +7,6 @@
 
 #include "src/reductions.h"
 #include "src/row_state.h"
-#include "src/scalar.h"
 #include "src/stages.h"
 #include "src/targets.h"
 
@@ -76,21 +75,9 @@ xent_status shard_finish_call(const Request& request, int64_t rows, const xent_r
   if (status != XENT_OK) return status;
   std::vector<RowState> states(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) states[i] = from_public(merged[i]);
-  const xent_reduction reduction = layout.options.reduction;
-  std::vector<double> own_row_loss;
-  if (reduction != XENT_REDUCTION_NONE) {
-    layout.row_loss = row_loss_buffer(layout.rows, own_row_loss);
-    const double upstream = plan.scalar_grad_loss ? load_as_double(plan.scalar_grad_loss->data, plan.dtype, 0) : 1.0;
-    layout.grad_scale = reduction == XENT_REDUCTION_SUM ? upstream
-                        : denominator == 0             ? 0.0
-                                                       : upstream / denominator;
-  }
+  const ReducedLoss reduced(plan, layout, denominator);
   shard_finish(layout, plan.dtype, states.data(), threads);
-  if (reduction != XENT_REDUCTION_NONE && plan.scalar_loss) {
-    double total = deterministic_sum(layout.row_loss, layout.rows, threads);
-    if (reduction == XENT_REDUCTION_MEAN) total = denominator == 0 ? 0.0 : total / denominator;
-    store_from_double(plan.scalar_loss->data, plan.dtype, 0, total);
-  }
+  reduced.store(layout, threads);
   return XENT_OK;
 }
 

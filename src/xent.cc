@@ -21,7 +21,6 @@
 #include "src/plan.h"
 #include "src/reductions.h"
 #include "src/row_state.h"
-#include "src/scalar.h"
 #include "src/shards.h"
 #include "src/targets.h"
 
@@ -85,24 +84,11 @@ xent_status run(const xent::internal::Request& request) {
   const int threads = xent_get_num_threads();
   status = scan_targets(layout, plan.dtype, threads, &denominator, &error);
   if (status != XENT_OK) return finish(status, error);
-  const xent_reduction reduction = layout.options.reduction;
-  std::vector<double> own_row_loss;
-  if (reduction != XENT_REDUCTION_NONE) {
-    layout.row_loss = row_loss_buffer(layout.rows, own_row_loss);
-    const double upstream = plan.scalar_grad_loss ? load_as_double(plan.scalar_grad_loss->data, plan.dtype, 0) : 1.0;
-    // MEAN over nothing (every row ignored) is 0 with gradient 0, not PyTorch's NaN (see xent.h).
-    layout.grad_scale = reduction == XENT_REDUCTION_SUM ? upstream
-                        : denominator == 0             ? 0.0
-                                                       : upstream / denominator;
-  }
+  const ReducedLoss reduced(plan, layout, denominator);
   run_kernels(layout, plan.dtype, plan.gradients_in_compute_type(), threads);
   if (grad_logits) grad_logits->reduce();
   if (grad_labels) grad_labels->reduce();
-  if (reduction != XENT_REDUCTION_NONE && plan.scalar_loss) {
-    double total = deterministic_sum(layout.row_loss, layout.rows, threads);
-    if (reduction == XENT_REDUCTION_MEAN) total = denominator == 0 ? 0.0 : total / denominator;
-    store_from_double(plan.scalar_loss->data, plan.dtype, 0, total);
-  }
+  reduced.store(layout, threads);
   return finish(XENT_OK);
 }
 

@@ -57,13 +57,17 @@ class _MpiTransport(_vocab_parallel.Transport):
         self.comm.Allreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM)
 
 
-def _run(logits_shard, target, vocab_start, comm, data_comm, weight, ignore_index, reduction, label_smoothing,
-         z_loss, softcap, grad_loss, gradients):
+def _transports(comm, data_comm):
+    """(comm, its transport, data_comm's transport or None); comm defaults to MPI.COMM_WORLD."""
     if comm is None:
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
-    transport = _MpiTransport(comm)
-    data_transport = _MpiTransport(data_comm) if data_comm is not None else None
+    return comm, _MpiTransport(comm), _MpiTransport(data_comm) if data_comm is not None else None
+
+
+def _run(logits_shard, target, vocab_start, comm, data_comm, weight, ignore_index, reduction, label_smoothing,
+         z_loss, softcap, grad_loss, gradients):
+    comm, transport, data_transport = _transports(comm, data_comm)
     keep, local_error, rows, classes = [], None, 0, 0
     x = t = w = g = None
     try:  # checks this process can make alone; their failure is raised on every process by the driver
@@ -117,11 +121,7 @@ def vocab_parallel_cross_entropy_grad(logits_shard, target, *, vocab_start, comm
 
 def _linear(input, linear_weight_shard, target, vocab_start, comm, data_comm, linear_bias, weight, ignore_index,
             reduction, label_smoothing, z_loss, softcap, grad_loss, gradients):
-    if comm is None:
-        from mpi4py import MPI
-        comm = MPI.COMM_WORLD
-    transport = _MpiTransport(comm)
-    data_transport = _MpiTransport(data_comm) if data_comm is not None else None
+    comm, transport, data_transport = _transports(comm, data_comm)
     keep, local_error, rows, classes, d, options, g = [], None, 0, 0, None, None, None
     try:  # checks this process can make alone; their failure is raised on every process by the driver
         _check_options(reduction, ignore_index, softcap)
