@@ -3,6 +3,7 @@
 #include "xent/xent.h"
 
 #include <omp.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,6 +31,13 @@ thread_local std::string g_last_error;
 // Set instead of g_last_error when even the message could not be stored (out of memory).
 thread_local const char* g_fixed_error = nullptr;
 std::atomic<int32_t> g_num_threads{0};
+
+// GNU OpenMP's thread pool does not survive fork(): in a child of a process that ran a parallel region, the child's
+// first region of more than one thread waits forever for threads that were not copied. As PyTorch does, a forked
+// child runs xent single-threaded (a one-thread region does not touch the pool). Registered when the library loads.
+std::atomic<bool> g_forked_child{false};
+[[maybe_unused]] const int g_fork_handler =
+    pthread_atfork(nullptr, nullptr, [] { g_forked_child.store(true, std::memory_order_relaxed); });
 std::atomic<xent::internal::FaultHook> g_fault_hook{nullptr};
 
 // Records this thread's outcome: the message is `message` followed by `detail` (both may be empty or null).
@@ -373,6 +381,7 @@ xent_status xent_set_last_error(xent_status status, const char* message) XENT_NO
 void xent_set_num_threads(int32_t n) XENT_NOEXCEPT { g_num_threads.store(n > 0 ? n : 0); }
 
 int32_t xent_get_num_threads(void) XENT_NOEXCEPT {
+  if (g_forked_child.load(std::memory_order_relaxed)) return 1;
   const int32_t n = g_num_threads.load();
   return n > 0 ? n : omp_get_max_threads();
 }

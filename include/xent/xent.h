@@ -300,7 +300,9 @@ const char* xent_last_error_message(void) XENT_NOEXCEPT;
  * thread's last error message, as a failed xent call would, and returns `status`. */
 xent_status xent_set_last_error(xent_status status, const char* message) XENT_NOEXCEPT;
 
-/* Caps the threads xent uses (OpenMP); n <= 0 restores the default (all available). Process-wide. */
+/* Caps the threads xent uses (OpenMP); n <= 0 restores the default (all available). Process-wide. In a process
+ * created by fork() (multiprocessing, DataLoader workers) xent runs on one thread whatever the cap: GNU OpenMP's
+ * thread pool does not survive fork(), and a region of more threads would wait forever (PyTorch does the same). */
 void xent_set_num_threads(int32_t n) XENT_NOEXCEPT;
 int32_t xent_get_num_threads(void) XENT_NOEXCEPT;
 
