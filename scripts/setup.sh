@@ -9,6 +9,7 @@ packages=(
   libgtest-dev                  # C++ tests
   libbenchmark-dev              # benchmarks
   pybind11-dev python3-dev python3-numpy   # Python package
+  python3-pip python3-venv python3-setuptools   # pip install . (tests/install/pip.sh)
   python3-pytest python3-hypothesis python3-torch  # Python tests and the PyTorch cross-check
   libdnnl-dev libopenblas-dev   # the fused linear + cross-entropy's matrix products (oneDNN, OpenBLAS)
   libopenmpi-dev openmpi-bin python3-mpi4py   # the class axis sharded across processes (xent_mpi, xent.mpi)
