@@ -145,11 +145,13 @@ xent_tensor xent_make_tensor(void* data, xent_dtype dtype, int32_t rank, const i
   t.dtype = dtype;
   t.rank = rank;
   const int32_t n = shape == nullptr ? 0 : rank < 0 ? 0 : rank > XENT_MAX_RANK ? XENT_MAX_RANK : rank;
+  // Row-major strides; a product past int64 saturates (such a shape has more elements than int64 counts, or none,
+  // and validation refuses the first; the stride of an empty tensor is never used).
   int64_t stride = 1;
   for (int32_t d = n - 1; d >= 0; --d) {
     t.shape[d] = shape[d];
     t.strides[d] = strides ? strides[d] : stride;
-    stride *= shape[d];
+    if (__builtin_mul_overflow(stride, shape[d], &stride)) stride = INT64_MAX;
   }
   return t;
 }

@@ -258,7 +258,7 @@ xent_status run(const Stages& c) {
     }
 
   // 2. Stage 1, where everything so far is right.
-  const int64_t rows = failed == size ? all[0].rows : 0;
+  const int64_t rows = failed == size && layout == XENT_OK ? all[0].rows : 0;
   std::vector<xent_row_statistics> statistics(static_cast<size_t>(rows));
   Control control{0, static_cast<double>(size)};
   if (failed == size && layout == XENT_OK) {
@@ -366,7 +366,9 @@ xent_status linear_local_checks(const LinearCall& c, Header* h, std::string* mes
     return failed(XENT_INVALID_ARGUMENT, "input must have rank in [1, " + std::to_string(XENT_MAX_RANK) + "] ([..., H])");
   if (c.linear_weight->rank != 2) return failed(XENT_INVALID_ARGUMENT, "linear_weight_shard must have shape [V_local, H]");
   h->rows = 1;
-  for (int d = 0; d + 1 < in.rank; ++d) h->rows *= in.shape[d];
+  for (int d = 0; d + 1 < in.rank; ++d)
+    if (in.shape[d] < 0 || __builtin_mul_overflow(h->rows, in.shape[d], &h->rows))
+      return failed(XENT_INVALID_ARGUMENT, "input's leading dimensions must be >= 0 and their product fit int64");
   h->classes = c.linear_weight->shape[0];
   const bool reduced = c.options->reduction != XENT_REDUCTION_NONE;
   const std::pair<const xent_tensor*, const char*> loss_like[] = {{c.loss, "loss"}, {c.grad_loss, "grad_loss"}};
