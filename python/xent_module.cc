@@ -196,10 +196,11 @@ xent_tensor from_descriptor(const py::tuple& d, const char* name) {
                           static_cast<int32_t>(shape.size()), shape.data(), strides.data());
 }
 
-// An optional descriptor's tensor.
+// An optional descriptor's tensor, and a pointer to an optional tensor (NULL when absent) for the C API.
 std::optional<xent_tensor> from(const std::optional<py::tuple>& d, const char* name) {
   return d ? std::optional<xent_tensor>(from_descriptor(*d, name)) : std::nullopt;
 }
+const xent_tensor* ptr(const std::optional<xent_tensor>& v) { return v ? &*v : nullptr; }
 
 // The loss's shape of cross_entropy_raw's arguments (reduction: an xent_reduction).
 py::tuple loss_shape_raw(const py::tuple& logits, const py::tuple& target, int64_t axis, int reduction) {
@@ -251,7 +252,6 @@ py::tuple linear(py::array input, py::array linear_weight, py::array target, std
       gb = output_view(d, "grad_linear_bias"), grad_b = d;
     }
   }
-  const auto ptr = [](const std::optional<xent_tensor>& v) { return v ? &*v : nullptr; };
   call_released([&] {
     return xent_linear_cross_entropy_grad(&x, &w, ptr(b), &t, &o, ptr(g), &l, ptr(gx), ptr(gw), ptr(gb));
   });
@@ -271,7 +271,6 @@ void linear_raw(const py::tuple& input, const py::tuple& linear_weight, const py
                                    gx = from(grad_input, "grad_input"), gw = from(grad_linear_weight, "grad_linear_weight"),
                                    gb = from(grad_linear_bias, "grad_linear_bias");
   const xent_loss_options o = loss_options(cw ? &*cw : nullptr, ignore_index, reduction, label_smoothing, z_loss, softcap);
-  const auto ptr = [](const std::optional<xent_tensor>& v) { return v ? &*v : nullptr; };
   call_released([&] {
     return xent_linear_cross_entropy_grad(&x, &w, ptr(b), &t, &o, ptr(g), ptr(l), ptr(gx), ptr(gw), ptr(gb));
   });
@@ -293,8 +292,8 @@ struct ShardOptions {
   xent_loss_options options;
   ShardOptions(const std::optional<py::tuple>& w, int64_t ignore_index, int reduction, double label_smoothing,
                double z_loss, double softcap) {
-    if (w) weight = from_descriptor(*w, "weight");
-    options = loss_options(weight ? &*weight : nullptr, ignore_index, reduction, label_smoothing, z_loss, softcap);
+    weight = from(w, "weight");
+    options = loss_options(ptr(weight), ignore_index, reduction, label_smoothing, z_loss, softcap);
   }
 };
 
@@ -324,7 +323,6 @@ void shard_finish_raw(const py::tuple& logits, const py::tuple& target, int64_t 
   const ShardOptions o(weight, ignore_index, reduction, label_smoothing, z_loss, softcap);
   const xent_row_statistics* m = statistics_of(merged, "merged");
   const int64_t rows = merged.shape(0);
-  const auto ptr = [](const std::optional<xent_tensor>& v) { return v ? &*v : nullptr; };
   call_released([&] {
     return xent_shard_finish(&x, &t, axis, &o.options, vocab_start, vocab_size, rows, m, denominator, ptr(g), ptr(l),
                              ptr(gx));
@@ -338,14 +336,13 @@ double linear_shard_statistics_raw(const py::tuple& input, const py::tuple& line
                                    int64_t vocab_size, py::array statistics) {
   const xent_tensor x = from_descriptor(input, "input"), w = from_descriptor(linear_weight, "linear_weight"),
                     t = from_descriptor(target, "target");
-  std::optional<xent_tensor> b;
-  if (linear_bias) b = from_descriptor(*linear_bias, "linear_bias");
+  const std::optional<xent_tensor> b = from(linear_bias, "linear_bias");
   const ShardOptions o(weight, ignore_index, reduction, label_smoothing, z_loss, softcap);
   xent_row_statistics* s = statistics_of(statistics, "statistics");
   const int64_t rows = statistics.shape(0);
   double denominator = 0;
   call_released([&] {
-    return xent_linear_shard_statistics(&x, &w, b ? &*b : nullptr, &t, &o.options, vocab_start, vocab_size, rows, s,
+    return xent_linear_shard_statistics(&x, &w, ptr(b), &t, &o.options, vocab_start, vocab_size, rows, s,
                                         &denominator);
   });
   return denominator;
@@ -368,7 +365,6 @@ void linear_shard_finish_raw(const py::tuple& input, const py::tuple& linear_wei
   const ShardOptions o(weight, ignore_index, reduction, label_smoothing, z_loss, softcap);
   const xent_row_statistics* m = statistics_of(merged, "merged");
   const int64_t rows = merged.shape(0);
-  const auto ptr = [](const std::optional<xent_tensor>& v) { return v ? &*v : nullptr; };
   call_released([&] {
     return xent_linear_shard_finish(&x, &w, ptr(b), &t, &o.options, vocab_start, vocab_size, rows, m, denominator,
                                     ptr(g), ptr(l), ptr(gx), ptr(gw), ptr(gb));
@@ -383,14 +379,6 @@ void rebase_row_statistics(py::array statistics, py::array max) {
   const double* m = static_cast<const double*>(max.data());
   const int64_t rows = statistics.shape(0);
   call_released([&] { return xent_rebase_row_statistics(s, m, rows); });
-}
-
-void merge_row_statistics(py::array into, py::array from) {
-  xent_row_statistics* a = statistics_of(into, "into");
-  xent_row_statistics* b = statistics_of(from, "from");
-  if (into.shape(0) != from.shape(0)) throw py::value_error("into and from must have the same rows");
-  const int64_t rows = into.shape(0);
-  call_released([&] { return xent_merge_row_statistics(a, b, rows); });
 }
 
 }  // namespace
@@ -450,7 +438,6 @@ PYBIND11_MODULE(_xent, m) {
         py::arg("vocab_size"), py::arg("merged"), py::arg("denominator"), py::arg("grad_loss"), py::arg("loss"),
         py::arg("grad_input"), py::arg("grad_linear_weight"), py::arg("grad_linear_bias"));
   m.def("rebase_row_statistics", &rebase_row_statistics, py::arg("statistics"), py::arg("max"));
-  m.def("merge_row_statistics", &merge_row_statistics, py::arg("into"), py::arg("from"));
   m.def("set_num_threads", &xent_set_num_threads, py::arg("n"));
   m.def("get_num_threads", &xent_get_num_threads);
 }

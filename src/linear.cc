@@ -36,6 +36,7 @@
 #include "src/plan.h"
 #include "src/reductions.h"
 #include "src/scalar.h"
+#include "src/shards.h"
 #include "src/stages.h"
 #include "src/targets.h"
 #include "xent/half.h"
@@ -437,15 +438,14 @@ class Fused {
   void statistics(xent_row_statistics* out) {
     if (tiled_) statistics_by_tiles();
     for (int64_t i = 0; i < N_; ++i) {
-      const RowState s = tiled_ ? states_[i] : RowState{};
-      out[i] = {s.max, s.sum, s.label_sum, s.label_dot};
+      out[i] = to_public(tiled_ ? states_[i] : RowState{});
     }
   }
 
   // Stage 3 of a shard, from every row's merged statistics.
   void finish_shard(const xent_row_statistics* merged) {
     for (int64_t i = 0; i < static_cast<int64_t>(states_.size()); ++i)
-      states_[i] = {merged[i].max, merged[i].sum, merged[i].label_sum, merged[i].label_dot};
+      states_[i] = from_public(merged[i]);
     if (tiled_) finish_by_tiles();
     else by_rows();  // no rows: the outputs' zeros
     finish();
@@ -698,11 +698,13 @@ int64_t linear_chunk_bytes() {
 
 namespace {
 
-// Validates the request (and for a shard, the statistics' rows), checks the targets, and calls
+// Validates the request (and for a shard, its vocabulary and the statistics' rows), checks the targets, and calls
 // f(Fused<A, O>&&) with the plan's types; *denominator: the targets' (a shard's part).
 template <typename F>
 xent_status with_fused(const LinearRequest& request, int threads, std::string* error, const int64_t* rows,
                        const void* statistics, double* denominator, Stage stage, const F& f) {
+  if (stage != Stage::kWhole)
+    if (const xent_status status = check_vocab_size(request.vocab_size, error); status != XENT_OK) return status;
   LinearPlan plan;
   try {
     resolve(request, &plan);
@@ -710,15 +712,11 @@ xent_status with_fused(const LinearRequest& request, int threads, std::string* e
     *error = failure.message;
     return failure.status;
   }
-  if (rows && *rows != plan.N) {
-    *error = "rows must be the number of rows (input's leading dimensions' product), " + std::to_string(plan.N) +
-             ", received " + std::to_string(*rows);
-    return XENT_INVALID_ARGUMENT;
-  }
-  if (rows && *rows > 0 && statistics == nullptr) {
-    *error = "the row statistics must not be NULL (rows = " + std::to_string(*rows) + ")";
-    return XENT_INVALID_ARGUMENT;
-  }
+  if (rows)
+    if (const xent_status status = check_statistics(*rows, plan.N, statistics, "input's leading dimensions' product",
+                                                    error);
+        status != XENT_OK)
+      return status;
   // The products' operands: bfloat16 where the library multiplies it, else float32 (float16 too), float64.
   const bool bf16 = plan.dtype == XENT_BFLOAT16 && gemm_supports(GemmType::kBFloat16);
   const GemmType type = plan.dtype == XENT_FLOAT64 ? GemmType::kFloat64 : bf16 ? GemmType::kBFloat16 : GemmType::kFloat32;
@@ -747,10 +745,8 @@ xent_status linear_cross_entropy(const LinearRequest& request, int threads, std:
 
 xent_status linear_shard_statistics(const LinearRequest& request, int64_t rows, xent_row_statistics* statistics,
                                     double* denominator, int threads, std::string* error) {
-  if (request.vocab_size < 0 || denominator == nullptr) {
-    *error = request.vocab_size < 0 ? "vocab_size must be >= 0 (the number of classes of the whole vocabulary), "
-                                      "received " + std::to_string(request.vocab_size)
-                                    : std::string("denominator must not be NULL");
+  if (denominator == nullptr) {
+    *error = "denominator must not be NULL";
     return XENT_INVALID_ARGUMENT;
   }
   double part = 0;
@@ -762,11 +758,6 @@ xent_status linear_shard_statistics(const LinearRequest& request, int64_t rows, 
 
 xent_status linear_shard_finish(const LinearRequest& request, int64_t rows, const xent_row_statistics* merged,
                                 double denominator, int threads, std::string* error) {
-  if (request.vocab_size < 0) {
-    *error = "vocab_size must be >= 0 (the number of classes of the whole vocabulary), received " +
-             std::to_string(request.vocab_size);
-    return XENT_INVALID_ARGUMENT;
-  }
   return with_fused(request, threads, error, &rows, merged, &denominator, Stage::kFinish,
                     [&](auto&& fused) { fused.finish_shard(merged); });
 }

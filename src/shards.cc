@@ -6,31 +6,41 @@
 #include <vector>
 
 #include "src/reductions.h"
-#include "src/row_state.h"
 #include "src/stages.h"
 #include "src/targets.h"
 
 namespace xent::internal {
-namespace {
 
-// The validated plan of a shard request whose statistics buffer has `rows` entries.
-xent_status shard_plan(const Request& r, int64_t rows, const void* statistics, Plan* plan, std::string* error) {
-  if (r.vocab_size < 0) {
-    *error = "vocab_size must be >= 0 (the number of classes of the whole vocabulary), received " +
-             std::to_string(r.vocab_size);
-    return XENT_INVALID_ARGUMENT;
-  }
-  const xent_status status = make_plan(r, plan, error);
-  if (status != XENT_OK) return status;
-  if (rows != plan->layout.rows) {
-    *error = "rows must be the number of rows (the product of the loss's unreduced shape), " +
-             std::to_string(plan->layout.rows) + ", received " + std::to_string(rows);
+xent_status check_vocab_size(int64_t vocab_size, std::string* error) {
+  if (vocab_size >= 0) return XENT_OK;
+  *error = "vocab_size must be >= 0 (the number of classes of the whole vocabulary), received " +
+           std::to_string(vocab_size);
+  return XENT_INVALID_ARGUMENT;
+}
+
+xent_status check_statistics(int64_t rows, int64_t expected, const void* statistics, const char* rows_are,
+                             std::string* error) {
+  if (rows != expected) {
+    *error = std::string("rows must be the number of rows (") + rows_are + "), " + std::to_string(expected) +
+             ", received " + std::to_string(rows);
     return XENT_INVALID_ARGUMENT;
   }
   if (statistics == nullptr && rows > 0) {
     *error = "the row statistics must not be NULL (rows = " + std::to_string(rows) + ")";
     return XENT_INVALID_ARGUMENT;
   }
+  return XENT_OK;
+}
+
+namespace {
+
+// The validated plan of a shard request whose statistics buffer has `rows` entries.
+xent_status shard_plan(const Request& r, int64_t rows, const void* statistics, Plan* plan, std::string* error) {
+  xent_status status = check_vocab_size(r.vocab_size, error);
+  if (status == XENT_OK) status = make_plan(r, plan, error);
+  if (status == XENT_OK)
+    status = check_statistics(rows, plan->layout.rows, statistics, "the product of the loss's unreduced shape", error);
+  if (status != XENT_OK) return status;
   if (plan->gradients_in_compute_type()) {
     *error = "a shard's probability targets must have the logits' shape when grad_logits is asked for (no "
              "broadcasting): received target " + shape_string(r.labels->shape, r.labels->rank) + " and logits " +
@@ -39,9 +49,6 @@ xent_status shard_plan(const Request& r, int64_t rows, const void* statistics, P
   }
   return XENT_OK;
 }
-
-RowState from_public(const xent_row_statistics& s) { return {s.max, s.sum, s.label_sum, s.label_dot}; }
-xent_row_statistics to_public(const RowState& s) { return {s.max, s.sum, s.label_sum, s.label_dot}; }
 
 }  // namespace
 

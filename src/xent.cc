@@ -254,12 +254,8 @@ xent_status xent_merge_row_statistics(xent_row_statistics* into, const xent_row_
   if (rows < 0) return finish(XENT_INVALID_ARGUMENT, "rows must be >= 0, received ", std::to_string(rows).c_str());
   if (rows > 0 && (into == nullptr || from == nullptr))
     return finish(XENT_INVALID_ARGUMENT, "the row statistics must not be NULL");
-  using xent::internal::RowState;
-  for (int64_t i = 0; i < rows; ++i) {
-    const RowState m = xent::internal::Merge({into[i].max, into[i].sum, into[i].label_sum, into[i].label_dot},
-                                             {from[i].max, from[i].sum, from[i].label_sum, from[i].label_dot});
-    into[i] = {m.max, m.sum, m.label_sum, m.label_dot};
-  }
+  using xent::internal::from_public, xent::internal::to_public, xent::internal::Merge;
+  for (int64_t i = 0; i < rows; ++i) into[i] = to_public(Merge(from_public(into[i]), from_public(from[i])));
   return finish(XENT_OK);
 }
 

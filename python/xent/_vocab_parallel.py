@@ -18,7 +18,7 @@ _EXCEPTIONS = {"ValueError": ValueError, "TypeError": TypeError, "MemoryError": 
 
 
 class Transport:
-    """What the driver needs of a process group. allreduce_* work in place on float64 numpy arrays."""
+    """What the driver needs of a process group. allreduce_* work in place on float32/float64 numpy arrays."""
 
     rank = 0
     size = 1
@@ -39,7 +39,6 @@ class Options:
     def __init__(self, weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
         self.args = (weight, int(ignore_index), int(reduction), float(label_smoothing), float(z_loss),
                      0.0 if softcap is None else float(softcap))
-        self.reduction = int(reduction)
 
 
 def _describe(error):

@@ -57,19 +57,27 @@ class _MpiTransport(_vocab_parallel.Transport):
         self.comm.Allreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM)
 
 
+def _optional(keep, value, dtype, name):
+    """The descriptor of value as an array of dtype (kept alive in `keep`), or None."""
+    if value is None:
+        return None
+    keep.append(_descriptor(np.asarray(value, dtype=dtype), name))
+    return keep[-1][1]
+
+
 def _transports(comm, data_comm):
-    """(comm, its transport, data_comm's transport or None); comm defaults to MPI.COMM_WORLD."""
+    """(comm's transport, data_comm's or None); comm defaults to MPI.COMM_WORLD."""
     if comm is None:
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
-    return comm, _MpiTransport(comm), _MpiTransport(data_comm) if data_comm is not None else None
+    return _MpiTransport(comm), _MpiTransport(data_comm) if data_comm is not None else None
 
 
 def _run(logits_shard, target, vocab_start, comm, data_comm, weight, ignore_index, reduction, label_smoothing,
          z_loss, softcap, grad_loss, gradients):
-    comm, transport, data_transport = _transports(comm, data_comm)
+    transport, data_transport = _transports(comm, data_comm)
     keep, local_error, rows, classes = [], None, 0, 0
-    x = t = w = g = None
+    x = t = g = None
     try:  # checks this process can make alone; their failure is raised on every process by the driver
         _check_options(reduction, ignore_index, softcap)
         logits_shard = np.asarray(logits_shard)
@@ -82,12 +90,8 @@ def _run(logits_shard, target, vocab_start, comm, data_comm, weight, ignore_inde
         rows = int(np.prod(logits_shard.shape[:-1], dtype=np.int64))
         keep = [_descriptor(logits_shard, "logits_shard"), _descriptor(target, "target")]
         x, t = keep[0][1], keep[1][1]
-        if weight is not None:
-            keep.append(_descriptor(np.asarray(weight, dtype=logits_shard.dtype), "weight"))
-            w = keep[-1][1]
-        if grad_loss is not None:
-            keep.append(_descriptor(np.asarray(grad_loss, dtype=logits_shard.dtype), "grad_loss"))
-            g = keep[-1][1]
+        w = _optional(keep, weight, logits_shard.dtype, "weight")
+        g = _optional(keep, grad_loss, logits_shard.dtype, "grad_loss")
         options = _vocab_parallel.Options(w, ignore_index, _REDUCTIONS[reduction], label_smoothing, z_loss, softcap)
     except Exception as e:
         local_error = _vocab_parallel._describe(e)
@@ -121,7 +125,7 @@ def vocab_parallel_cross_entropy_grad(logits_shard, target, *, vocab_start, comm
 
 def _linear(input, linear_weight_shard, target, vocab_start, comm, data_comm, linear_bias, weight, ignore_index,
             reduction, label_smoothing, z_loss, softcap, grad_loss, gradients):
-    comm, transport, data_transport = _transports(comm, data_comm)
+    transport, data_transport = _transports(comm, data_comm)
     keep, local_error, rows, classes, d, options, g = [], None, 0, 0, None, None, None
     try:  # checks this process can make alone; their failure is raised on every process by the driver
         _check_options(reduction, ignore_index, softcap)
@@ -132,17 +136,9 @@ def _linear(input, linear_weight_shard, target, vocab_start, comm, data_comm, li
         rows, classes = int(np.prod(input.shape[:-1], dtype=np.int64)), linear_weight_shard.shape[0]
         keep = [_descriptor(input, "input"), _descriptor(linear_weight_shard, "linear_weight_shard"),
                 _descriptor(np.asarray(target), "target")]
-        b = None
-        if linear_bias is not None:
-            keep.append(_descriptor(np.asarray(linear_bias, dtype=input.dtype), "linear_bias"))
-            b = keep[-1][1]
-        w = None
-        if weight is not None:
-            keep.append(_descriptor(np.asarray(weight, dtype=input.dtype), "weight"))
-            w = keep[-1][1]
-        if grad_loss is not None:
-            keep.append(_descriptor(np.asarray(grad_loss, dtype=input.dtype), "grad_loss"))
-            g = keep[-1][1]
+        b = _optional(keep, linear_bias, input.dtype, "linear_bias")
+        w = _optional(keep, weight, input.dtype, "weight")
+        g = _optional(keep, grad_loss, input.dtype, "grad_loss")
         d = (keep[0][1], keep[1][1], b, keep[2][1])
         options = _vocab_parallel.Options(w, ignore_index, _REDUCTIONS[reduction], label_smoothing, z_loss, softcap)
     except Exception as e:
@@ -157,9 +153,8 @@ def _linear(input, linear_weight_shard, target, vocab_start, comm, data_comm, li
                                   _descriptor(loss, "loss")[1],
                                   *[None if a is None else _descriptor(a, "gradient")[1] for a in grads])
     if grads[0] is not None:  # every shard's part of grad_input, summed (16-bit through float64)
-        from mpi4py import MPI
         wide = grads[0] if grads[0].dtype in (np.float32, np.float64) else grads[0].astype(np.float64)
-        comm.Allreduce(MPI.IN_PLACE, wide, op=MPI.SUM)
+        transport.allreduce_sum(wide)
         grads[0][...] = wide
     return (loss, *grads)
 

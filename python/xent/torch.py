@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from . import _vocab_parallel, _xent
+from . import _check_options, _vocab_parallel, _xent
 
 __all__ = ["cross_entropy", "CrossEntropyLoss", "linear_cross_entropy", "LinearCrossEntropyLoss",
            "vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
@@ -268,6 +268,11 @@ class _DistributedTransport(_vocab_parallel.Transport):
         self.dist.all_reduce(torch.from_numpy(array), op=self.dist.ReduceOp.SUM, group=self.group)
 
 
+def _transports(group, data_group):
+    """(group's transport, data_group's or None)."""
+    return _DistributedTransport(group), _DistributedTransport(data_group) if data_group is not None else None
+
+
 def _shard_options(weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
     return _vocab_parallel.Options(_optional(weight, "weight"), ignore_index, _REDUCTIONS[reduction], label_smoothing,
                                    z_loss, softcap)
@@ -277,12 +282,11 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, weight, vocab_start, group, data_group, options):
         ignore_index, reduction, label_smoothing, z_loss, softcap = options
-        transport = _DistributedTransport(group)
-        data_transport = _DistributedTransport(data_group) if data_group is not None else None
+        transport, data_transport = _transports(group, data_group)
         x = t = o = None
         local_error, rows, classes = None, 0, 0
         try:  # checks this process can make alone; the driver raises their failure on every process
-            _check_vocab_parallel(logits, target, weight, reduction, softcap)
+            _check_vocab_parallel(logits, target, weight, reduction, ignore_index, softcap)
             x, t = _descriptor(logits, "logits_shard"), _descriptor(target, "target")
             o = _shard_options(weight, *options)
             classes = logits.shape[-1]
@@ -312,17 +316,14 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
         return grad, None, None, None, None, None, None
 
 
-def _check_vocab_parallel(logits, target, weight, reduction, softcap):
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', received {reduction!r}")
+def _check_vocab_parallel(logits, target, weight, reduction, ignore_index, softcap):
+    _check_options(reduction, ignore_index, softcap)
     if logits.dim() < 1:
         raise ValueError("logits_shard must have rank >= 1 (a class axis), received a scalar")
     if target.is_floating_point() and target.dtype != logits.dtype:
         raise TypeError(f"target probabilities must have logits' dtype {logits.dtype}, received {target.dtype}")
     if weight is not None and weight.dtype != logits.dtype:
         raise TypeError(f"weight must have logits' dtype {logits.dtype}, received {weight.dtype}")
-    if softcap is not None and not softcap > 0:
-        raise ValueError(f"softcap must be > 0 (or None for no soft-capping), received {softcap}")
 
 
 def vocab_parallel_cross_entropy(logits_shard, target, *, vocab_start, group=None, weight=None, ignore_index=-100,
@@ -361,12 +362,11 @@ class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, linear_weight, linear_bias, target, weight, vocab_start, group, data_group, options):
         ignore_index, reduction, label_smoothing, z_loss, softcap = options
-        transport = _DistributedTransport(group)
-        data_transport = _DistributedTransport(data_group) if data_group is not None else None
+        transport, data_transport = _transports(group, data_group)
         d = o = None
         local_error, rows, classes = None, 0, 0
         try:  # checks this process can make alone; the driver raises their failure on every process
-            _check_vocab_parallel(input, target, weight, reduction, softcap)
+            _check_vocab_parallel(input, target, weight, reduction, ignore_index, softcap)
             for t, name in ((linear_weight, "linear_weight_shard"), (linear_bias, "linear_bias")):
                 if t is not None and t.dtype != input.dtype:
                     raise TypeError(f"{name} must have input's dtype {input.dtype}, received {t.dtype}")

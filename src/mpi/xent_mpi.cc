@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "xent/half.h"
+#include "src/scalar.h"
 
 namespace {
 
@@ -137,15 +137,22 @@ xent_status local_checks(const Call& c, Header* h, std::string* message) {
   return XENT_OK;
 }
 
-// The shards' layout as every process sees it (the same verdict everywhere): the same rows, and shards that tile
-// [0, V). Sets *vocab_size.
+// The shards' layout as every process sees it (the same verdict everywhere): the same rows, the same request for a
+// summed output (the collectives that follow depend on it), and shards that tile [0, V). Sets *vocab_size.
 xent_status layout_checks(const std::vector<Header>& all, int64_t* vocab_size, std::string* message) {
-  for (size_t r = 1; r < all.size(); ++r)
+  for (size_t r = 1; r < all.size(); ++r) {
     if (all[r].rows != all[0].rows) {
       *message = "every process must hold the same rows: rank 0 has " + std::to_string(all[0].rows) + " rows, rank " +
                  std::to_string(r) + " has " + std::to_string(all[r].rows);
       return XENT_INVALID_ARGUMENT;
     }
+    if (all[r].sums_output != all[0].sums_output) {
+      *message = "every process must ask for grad_input, or none: rank 0 " +
+                 std::string(all[0].sums_output ? "does" : "does not") + ", rank " + std::to_string(r) +
+                 (all[r].sums_output ? " does" : " does not");
+      return XENT_INVALID_ARGUMENT;
+    }
+  }
   std::vector<size_t> order(all.size());
   for (size_t r = 0; r < all.size(); ++r) order[r] = r;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -174,7 +181,17 @@ std::string shared_message(const std::string& own, int root, int rank, int size,
   return "xent_mpi: rank " + std::to_string(root) + " of " + std::to_string(size) + ": " + buffer.data();
 }
 
-// The lowest failing rank of comm (size if none), and for data_comm whether any process there failed.
+// Every process of comm returns the failure of the process `root` (collective): its status and its message.
+xent_status failure_of(int root, xent_status own, const std::string& message, int rank, int size, MPI_Comm comm) {
+  int code = own;
+  mpi(MPI_Bcast(&code, 1, MPI_INT, root, comm), "MPI_Bcast");
+  return xent_set_last_error(static_cast<xent_status>(code), shared_message(message, root, rank, size, comm).c_str());
+}
+
+constexpr const char* kDataCommFailed =
+    "xent_mpi: a process of data_comm (another group of vocabulary shards) failed; its message says why";
+
+// The lowest failing rank of comm (size if none).
 double lowest_failure(double own, MPI_Comm comm) {
   double lowest = own;
   mpi(MPI_Allreduce(&own, &lowest, 1, MPI_DOUBLE, MPI_MIN, comm), "MPI_Allreduce");
@@ -205,26 +222,11 @@ void sum_over(const xent_tensor& t, MPI_Comm comm) {
     for (int d = t.rank - 1; d >= 0; --d) at += (k % t.shape[d]) * t.strides[d], k /= t.shape[d];
     return at;
   };
+  const auto dtype = static_cast<xent_dtype>(t.dtype);
   std::vector<double> copy(static_cast<size_t>(count));
-  for (int64_t k = 0; k < count; ++k) {
-    const int64_t at = offset(k);
-    switch (t.dtype) {
-      case XENT_FLOAT16: copy[k] = xent::to_float(static_cast<const xent::float16*>(t.data)[at]); break;
-      case XENT_BFLOAT16: copy[k] = xent::to_float(static_cast<const xent::bfloat16*>(t.data)[at]); break;
-      case XENT_FLOAT32: copy[k] = static_cast<const float*>(t.data)[at]; break;
-      default: copy[k] = static_cast<const double*>(t.data)[at];
-    }
-  }
+  for (int64_t k = 0; k < count; ++k) copy[k] = xent::internal::load_as_double(t.data, dtype, offset(k));
   reduce(copy.data(), MPI_DOUBLE, 8);
-  for (int64_t k = 0; k < count; ++k) {
-    const int64_t at = offset(k);
-    switch (t.dtype) {
-      case XENT_FLOAT16: static_cast<xent::float16*>(t.data)[at] = xent::to_float16(copy[k]); break;
-      case XENT_BFLOAT16: static_cast<xent::bfloat16*>(t.data)[at] = xent::to_bfloat16(copy[k]); break;
-      case XENT_FLOAT32: static_cast<float*>(t.data)[at] = static_cast<float>(copy[k]); break;
-      default: static_cast<double*>(t.data)[at] = copy[k];
-    }
-  }
+  for (int64_t k = 0; k < count; ++k) xent::internal::store_from_double(t.data, dtype, offset(k), copy[k]);
 }
 
 xent_status run(const Stages& c) {
@@ -248,14 +250,7 @@ xent_status run(const Stages& c) {
     if (all[r].status != XENT_OK) failed = r, status = static_cast<xent_status>(all[r].status);
   int64_t vocab_size = 0;
   std::string layout_message;
-  xent_status layout = failed == size ? layout_checks(all, &vocab_size, &layout_message) : XENT_OK;
-  for (int r = 1; r < size && layout == XENT_OK && failed == size; ++r)
-    if (all[r].sums_output != all[0].sums_output) {
-      layout = XENT_INVALID_ARGUMENT;
-      layout_message = "every process must ask for grad_input, or none: rank 0 " +
-                       std::string(all[0].sums_output ? "does" : "does not") + ", rank " + std::to_string(r) +
-                       (all[r].sums_output ? " does" : " does not");
-    }
+  const xent_status layout = failed == size ? layout_checks(all, &vocab_size, &layout_message) : XENT_OK;
 
   // 2. Stage 1, where everything so far is right.
   const int64_t rows = failed == size && layout == XENT_OK ? all[0].rows : 0;
@@ -276,18 +271,10 @@ xent_status run(const Stages& c) {
     mpi(MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, c.data_comm), "MPI_Allreduce");
     control.denominator = sums[0], any_failed = sums[1];
   }
-  if (failed < size) return xent_set_last_error(status, shared_message(message, failed, rank, size, c.comm).c_str());
+  if (failed < size) return failure_of(failed, status, message, rank, size, c.comm);
   if (layout != XENT_OK) return xent_set_last_error(layout, ("xent_mpi: " + layout_message).c_str());
-  if (control.failed < size) {
-    // The status of the process that failed travels with its message.
-    const int root = static_cast<int>(control.failed);
-    int code = status;
-    mpi(MPI_Bcast(&code, 1, MPI_INT, root, c.comm), "MPI_Bcast");
-    return xent_set_last_error(static_cast<xent_status>(code), shared_message(message, root, rank, size, c.comm).c_str());
-  }
-  if (any_failed > 0)
-    return xent_set_last_error(XENT_INVALID_ARGUMENT, "xent_mpi: a process of data_comm (another group of "
-                                                      "vocabulary shards) failed; its message says why");
+  if (control.failed < size) return failure_of(static_cast<int>(control.failed), status, message, rank, size, c.comm);
+  if (any_failed > 0) return xent_set_last_error(XENT_INVALID_ARGUMENT, kDataCommFailed);
 
   // 3. Every row's statistics merged over the shards, then stage 3.
   Reduction merge(4, merge_statistics);
@@ -302,15 +289,8 @@ xent_status run(const Stages& c) {
   const double lowest = lowest_failure(s == XENT_OK ? size : rank, c.comm);
   double data_failed = lowest < size ? 1 : 0;
   if (data) mpi(MPI_Allreduce(MPI_IN_PLACE, &data_failed, 1, MPI_DOUBLE, MPI_MAX, c.data_comm), "MPI_Allreduce");
-  if (lowest < size) {
-    const int root = static_cast<int>(lowest);
-    int code = s;
-    mpi(MPI_Bcast(&code, 1, MPI_INT, root, c.comm), "MPI_Bcast");
-    return xent_set_last_error(static_cast<xent_status>(code), shared_message(message, root, rank, size, c.comm).c_str());
-  }
-  if (data_failed > 0)
-    return xent_set_last_error(XENT_INVALID_ARGUMENT, "xent_mpi: a process of data_comm (another group of "
-                                                      "vocabulary shards) failed; its message says why");
+  if (lowest < size) return failure_of(static_cast<int>(lowest), s, message, rank, size, c.comm);
+  if (data_failed > 0) return xent_set_last_error(XENT_INVALID_ARGUMENT, kDataCommFailed);
   // 5. The fused op's grad_input: every shard's part, summed.
   if (c.summed) sum_over(*c.summed, c.comm);
   return xent_set_last_error(XENT_OK, "");
