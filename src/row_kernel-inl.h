@@ -169,6 +169,7 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
                 dot[4] = {zero, zero, zero, zero};
     const auto half = hn::Set(da, A{0.5});
     const auto half_ref = hn::Mul(ref, half);
+    const auto beta = hn::Set(da, static_cast<A>(tr.beta));
     const bool labels = load.HasLabels();
     // While this block computes, the next one streams in: software prefetch one block ahead keeps both
     // inputs' DRAM reads in flight during the exp work (contiguous rows only).
@@ -182,9 +183,11 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
     // comes per row), so the loop is Σ exp alone. Chosen once per block: with the per-vector soft-cap and label
     // checks of the general path, GCC kept the accumulators in memory.
     // kUniformLabels: every effective label is β (class-index targets with label smoothing, no class weights
-    // or soft-cap): the loop sums x/2 − r/2 alone, and β and Σ y = β·len come in once per block. Through the
-    // general loop it would pay a label vector, a compare and a select per vector, and the per-vector option
-    // checks.
+    // or soft-cap): the loop sums β·(x/2 − r/2) with one fused multiply-add, and Σ y = β·len comes in once per
+    // block. Through the general loop it would pay a label vector, a compare and a select per vector, and the
+    // per-vector option checks. β is applied per term, not to the block's sum: unweighted, two logits near −3e38
+    // under a max near 3e38 overflow the float sum of x/2 − r/2 (found by the fuzzer), while the weighted terms
+    // add up to at most ε·FLT_MAX per block.
     // kDirect: full vectors of contiguous operands, one load each (see GradientRange).
     // kKeep: store each exp at kept_values (a partial last vector stores its padding's 0s too).
     A* HWY_RESTRICT kept_values = kept ? kept->values + begin : nullptr;
@@ -203,7 +206,8 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
         if constexpr (kKeep) hn::StoreU(e, da, kept_values + i);
         if constexpr (kUniformLabels) {  // padding adds 0 (its x is −inf)
           const auto half_t = hn::MulSub(xv, half, half_ref);
-          dot[k] = hn::Add(dot[k], count == static_cast<size_t>(N) ? half_t : hn::IfThenElseZero(hn::FirstN(da, count), half_t));
+          dot[k] = hn::MulAdd(beta, count == static_cast<size_t>(N) ? half_t : hn::IfThenElseZero(hn::FirstN(da, count), half_t),
+                              dot[k]);
           return;
         }
         if (kLogitsOnly || !labels) return;
@@ -247,7 +251,7 @@ RowState ForwardRange(DA da, const T* HWY_RESTRICT x, int64_t x_stride, const T*
     block.max = max;
     block.sum = total(sum);
     block.label_sum = uniform_labels ? tr.beta * static_cast<double>(len) : labels ? total(ysum) : 0.0;
-    block.label_dot = labels ? (uniform_labels ? 2.0 * tr.beta : 2.0) * total(dot) : 0.0;
+    block.label_dot = labels ? 2.0 * total(dot) : 0.0;
     state = Merge(state, block);
   }
   return state;
@@ -327,8 +331,10 @@ void GradientRange(DA da, const T* x, int64_t x_stride, const T* y, int64_t y_st
   const auto columns = [&](int64_t j, size_t count, bool write_gx, bool write_gy, auto direct, bool streamed,
                            hn::Vec<DA> s, auto kept_tag) XENT_LAMBDA_INLINE {
     constexpr bool kDirect = decltype(direct)::value, kKept = decltype(kept_tag)::value;
-    const auto store = [&](hn::Vec<DA> v, G* p, int64_t stride, bool streams_here) XENT_LAMBDA_INLINE {
-      if constexpr (kDirect && std::is_same_v<G, A>) {
+    // p's type is a parameter of the lambda (auto) so that clang discards the Stream branch for a G other than A
+    // (clang 14 checks a non-dependent discarded statement inside a lambda of a generic lambda).
+    const auto store = [&](hn::Vec<DA> v, auto* p, int64_t stride, bool streams_here) XENT_LAMBDA_INLINE {
+      if constexpr (kDirect && std::is_same_v<std::remove_pointer_t<decltype(p)>, A>) {
         if (streamed && streams_here) return hn::Stream(v, da, p + j);
       }
       if constexpr (kDirect) DemoteStore(da, v, p + j);

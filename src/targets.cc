@@ -94,8 +94,8 @@ xent_status scan(const Layout& l, xent_dtype dtype, int threads, double* denomin
 }  // namespace
 
 xent_status scan_targets(const Layout& l, xent_dtype dtype, int threads, double* denominator, std::string* error) {
-  if (!l.sparse) {  // a vocabulary's rows are counted once, by its first shard
-    *denominator = l.vocab_start == 0 ? static_cast<double>(l.rows) : 0.0;
+  if (!l.sparse) {  // a vocabulary's rows are counted once, by the shard holding class 0 (not an empty one beside it)
+    *denominator = l.vocab_start == 0 && l.classes > 0 ? static_cast<double>(l.rows) : 0.0;
     return XENT_OK;
   }
   return l.label_dtype == XENT_INT32 ? scan<int32_t>(l, dtype, threads, denominator, error)

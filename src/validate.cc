@@ -11,9 +11,19 @@
 namespace xent::internal {
 namespace {
 
+// A tensor of no elements addresses no memory, so its strides may be anything (INT64_MIN included); the kernels
+// still step their row pointers over its batch dimensions (a row of 0 classes has a loss), and the pointer
+// arithmetic of such strides overflows (undefined behaviour, found by the fuzzer). Its strides become 0.
+bool has_no_elements(const xent_tensor& t) {
+  for (int d = 0; d < t.rank; ++d)
+    if (t.shape[d] == 0) return true;
+  return false;
+}
+
 // Strides of t over the broadcast shape (right-aligned); 0 where t has size 1.
 std::array<int64_t, XENT_MAX_RANK> broadcast_strides(const xent_tensor& t, int rank) {
   std::array<int64_t, XENT_MAX_RANK> s{};
+  if (has_no_elements(t)) return s;
   const int offset = rank - t.rank;
   for (int d = 0; d < t.rank; ++d) s[offset + d] = t.shape[d] == 1 ? 0 : t.strides[d];
   return s;
@@ -31,6 +41,7 @@ std::array<int64_t, XENT_MAX_RANK> shape_without_axis(const Plan& p) {
 // indices): 0 on the axis and on size-1 dimensions.
 std::array<int64_t, XENT_MAX_RANK> strides_without_axis(const xent_tensor& t, const Plan& p) {
   std::array<int64_t, XENT_MAX_RANK> s{};
+  if (has_no_elements(t)) return s;
   for (int d = 0, k = 0; d < p.rank; ++d) {
     if (d == p.axis) continue;
     s[d] = p.shape[d] == 1 ? 0 : t.strides[k];
@@ -50,7 +61,7 @@ void resolve_options(const xent_loss_options& o, int64_t vocab_size, Plan& p) {
       throw fail(XENT_INVALID_ARGUMENT, "weight must have shape [", C, "] (one weight per class), received ",
                  shape_string(w.shape, w.rank));
     out.weight = w.data;
-    out.weight_stride = w.strides[0];
+    out.weight_stride = C == 0 ? 0 : w.strides[0];
   }
   out.reduction = static_cast<xent_reduction>(o.reduction);
   out.alpha = 1 - o.label_smoothing;

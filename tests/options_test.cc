@@ -384,6 +384,24 @@ TEST(Options, MaskedLogitsAndHugeValues) {
                     }});
 }
 
+// Label smoothing beside logits near ±3e38: every class's label term is β·(x − r) with x − r near −3e38, finite
+// terms whose unweighted float sum overflowed (the loss was inf where it is 1.2e38; found by the fuzzer,
+// tests/fuzz/corpus/regression-smoothing-huge-logits). Rows long enough for the row kernel, and short ones.
+TEST(Options, LabelSmoothingBesideHugeLogits) {
+  for (int64_t C : {5, 40, 300}) {
+    LossOptions o;
+    o.reduction = 0;
+    o.label_smoothing = 0.5;
+    run_options_case({.shape = {3, C}, .options = o, .ignored_fraction = 0,
+                      .edit = [C](Tensor& x, std::vector<int64_t>& t) {
+                        x.set(2, 3e38), t[0] = 2;                        // max at the target
+                        for (int64_t j = 0; j < C; j += 2) x.set(C + j, -3e38);
+                        x.set(C + 1, 3e38), t[1] = 3;                    // max away from the target, huge gaps
+                        x.set(2 * C, 1e38), x.set(2 * C + 1, -1e38), t[2] = 0;
+                      }});
+  }
+}
+
 // The same, one row per SIMD lane (the lane kernel picks each lane's logit at its target in the max pass): short
 // rows (C = 10, column tiles), classes strided in one block (37), across blocks (200, staged) and swept (1000).
 // Each special row sits among ordinary ones: −inf away from the target and at it, a row of only −inf, a NaN away

@@ -255,6 +255,10 @@ TEST(Stages, ShardsOfTheClassAxisComposeToTheSingleOp) {
       }
   run_shards({.cuts = {1, 333, 334}, .options = {.weight = weights, .label_smoothing = 0.3},
               .combine = Combine::kMaxRebaseSum});
+  // Empty shards at vocab_start 0 beside the one holding class 0: MEAN over probabilities counts the rows once
+  // (the fuzzer found them counted by every shard at vocab_start 0: tests/fuzz/corpus/regression-mean-empty-shards).
+  for (bool indices : {true, false})
+    run_shards({.cuts = {0, 0}, .indices = indices, .options = {.reduction = 2}});
   // Short rows and long ones: the lane kernels never run in stages, the row kernel's pieces do.
   run_shards({.rows = 64, .C = 10, .cuts = {3, 4}, .options = {.label_smoothing = 0.2}});
   run_shards({.rows = 2, .C = 300000, .cuts = {70000, 200001}, .options = {.z_loss = 1e-4}});
@@ -305,6 +309,31 @@ TEST(Stages, NanInOneShardMakesItsRowNanEverywhere) {
       EXPECT_TRUE(std::isnan(gx[1 * C + 0]));
       EXPECT_FALSE(std::isnan(gx[0 * C + 6]));
     }
+}
+
+// A shard of no classes addresses no memory, so any strides are valid, INT64_MIN included; its rows still have
+// statistics (the empty state) and, finished, a loss and an empty gradient. The kernels stepped their row pointers
+// by those strides (pointer overflow under UBSan; found by the fuzzer,
+// tests/fuzz/corpus/regression-empty-shard-int64-min-stride).
+TEST(Stages, EmptyShardWithAnyStrides) {
+  const int64_t R = 6, shape[] = {R, 0}, strides[] = {std::numeric_limits<int64_t>::min(), 1}, tshape[] = {R};
+  double x = 0, gx = 0;
+  std::vector<int64_t> t(R, 3);
+  const xent_tensor xv = xent_make_tensor(&x, XENT_FLOAT64, 2, shape, strides);
+  const xent_tensor gv = xent_make_tensor(&gx, XENT_FLOAT64, 2, shape, strides);
+  const xent_tensor tv = xent_make_tensor(t.data(), XENT_INT64, 1, tshape, nullptr);
+  xent_loss_options o = xent_default_loss_options();
+  o.reduction = XENT_REDUCTION_NONE;
+  std::vector<xent_row_statistics> s(R);
+  double d = -1;
+  expect_ok(xent_shard_statistics(&xv, &tv, -1, &o, 0, 5, R, s.data(), &d));
+  for (const xent_row_statistics& r : s) EXPECT_EQ(r.max, -kInf);
+  EXPECT_EQ(d, 0);
+  std::vector<double> loss(R, 7);
+  const xent_tensor lv = xent_make_tensor(loss.data(), XENT_FLOAT64, 1, tshape, nullptr);
+  expect_ok(xent_shard_finish(&xv, &tv, -1, &o, 0, 5, R, s.data(), 6, nullptr, &lv, &gv));
+  // The merged statistics of this shard alone: no class seen, the target's logit not among them.
+  for (double l : loss) EXPECT_FALSE(l == 7);
 }
 
 // Bad arguments to the stages: a clear error, nothing written.
