@@ -21,7 +21,14 @@
 // then reloads its captures and re-broadcasts its constants. Not under sanitizers, whose instrumentation of the
 // forcibly inlined lambdas makes the build of the kernels several times slower.
 #ifndef XENT_LAMBDA_INLINE
-#if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__)  // gcc
+#define XENT_ADDRESS_SANITIZER 1
+#elif defined(__has_feature)       // clang
+#if __has_feature(address_sanitizer)
+#define XENT_ADDRESS_SANITIZER 1
+#endif
+#endif
+#if defined(__GNUC__) && !defined(XENT_ADDRESS_SANITIZER)
 #define XENT_LAMBDA_INLINE __attribute__((always_inline))
 #else
 #define XENT_LAMBDA_INLINE

@@ -122,8 +122,12 @@ TEST(Concurrency, EachThreadKeepsItsOwnErrorMessage) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__)  // gcc
 #define XENT_UNDER_ASAN 1
+#elif defined(__has_feature)       // clang
+#if __has_feature(address_sanitizer)
+#define XENT_UNDER_ASAN 1
+#endif
 #endif
 
 // Bytes of address space this process maps now.
