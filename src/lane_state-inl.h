@@ -139,7 +139,7 @@ HWY_INLINE LaneStates<DD> MergeLanes(DD dd, const LaneStates<DD>& a, const LaneS
   // are not (their result is not selected); a NaN (Exp gives 0 for it) is kept.
   const auto rescale = [&](hn::Vec<DD> sum, hn::Vec<DD> ref) {
     const auto t = hn::Sub(ref, r);
-    const auto e = hn::IfThenElse(hn::IsNaN(t), t, hn::Exp(dd, hn::Min(hn::Max(t, hn::Set(dd, -1000.0)), zero)));
+    const auto e = hn::IfThenElse(hn::IsNaN(t), t, hn::Exp(dd, NaNToZeroOnEmulated(dd, hn::Min(hn::Max(t, hn::Set(dd, -1000.0)), zero))));
     return hn::IfThenZeroElse(hn::Eq(sum, zero), hn::IfThenElse(hn::Eq(ref, r), sum, hn::Mul(sum, e)));
   };
   const auto shift = [&](hn::Vec<DD> label_sum, hn::Vec<DD> ref) {

@@ -70,10 +70,26 @@ HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
   return hn::IfThenZeroElse(hn::Lt(t, hn::Set(d, -87.68f)), hn::Mul(p, scale));
 }
 
+// Highway 1.0.3's Exp and Tanh of double convert to int32 inside; on the emulated targets (EMU128, SCALAR) that
+// conversion is a C++ cast, undefined behaviour for a NaN lane (UBSan; found by the fuzzer). Those targets get 0
+// in NaN lanes, and the callers select the NaN back; real SIMD targets convert NaN by instruction (defined) and
+// skip the select.
+#define XENT_EMULATED_TARGET (HWY_TARGET == HWY_EMU128 || HWY_TARGET == HWY_SCALAR)
+template <class D>
+HWY_INLINE hn::Vec<D> NaNToZeroOnEmulated(D d, hn::Vec<D> v) {
+#if XENT_EMULATED_TARGET
+  (void)d;
+  return hn::IfThenZeroElse(hn::IsNaN(v), v);
+#else
+  (void)d;
+  return v;
+#endif
+}
+
 // exp(t) for t ≤ 0, double: Highway's Exp (≤ 1 ulp), with −inf → 0 and NaN → NaN made explicit.
 template <class D, HWY_IF_FLOAT(hn::TFromD<D>), hwy::EnableIf<sizeof(hn::TFromD<D>) == 8>* = nullptr>
 HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> t) {
-  const auto e = hn::IfThenZeroElse(hn::Lt(t, hn::Set(d, -745.0)), hn::Exp(d, t));
+  const auto e = hn::IfThenZeroElse(hn::Lt(t, hn::Set(d, -745.0)), hn::Exp(d, NaNToZeroOnEmulated(d, t)));
   return hn::IfThenElse(hn::IsNaN(t), t, e);
 }
 
@@ -100,7 +116,11 @@ HWY_INLINE hn::Vec<D> TanhAny(D d, hn::Vec<D> y) {
 // tanh(y), double: Highway's Tanh.
 template <class D, HWY_IF_FLOAT(hn::TFromD<D>), hwy::EnableIf<sizeof(hn::TFromD<D>) == 8>* = nullptr>
 HWY_INLINE hn::Vec<D> TanhAny(D d, hn::Vec<D> y) {
+#if XENT_EMULATED_TARGET
+  return hn::IfThenElse(hn::IsNaN(y), y, hn::Tanh(d, NaNToZeroOnEmulated(d, y)));
+#else
   return hn::Tanh(d, y);
+#endif
 }
 
 }  // namespace xent::internal::HWY_NAMESPACE
