@@ -14,6 +14,8 @@ packages=(
   libdnnl-dev libopenblas-dev   # the fused linear + cross-entropy's matrix products (oneDNN, OpenBLAS)
   libopenmpi-dev openmpi-bin python3-mpi4py   # the class axis sharded across processes (xent_mpi, xent.mpi)
   libeigen3-dev python3-matplotlib                  # peers and plot of the comparison benchmark
+  clang libclang-rt-14-dev libomp-14-dev   # the sanitizer build and the fuzzer (libFuzzer; clang's OpenMP)
+  doxygen                       # the API reference (scripts/docs.sh)
 )
 
 missing=()
