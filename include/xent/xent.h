@@ -1,4 +1,5 @@
-/* xent/xent.h — softmax cross-entropy, C API. This header is the source of truth; xent.hpp is a thin C++ layer.
+/** @file xent/xent.h
+ * Softmax cross-entropy, C API. This header is the source of truth; xent.hpp is a thin C++ layer.
  *
  * For logits x and labels y along the class axis of length C, per row (every other index):
  *   loss        = sum_j y_j * (logsumexp(x) - x_j)
@@ -30,7 +31,8 @@
  *   - Every logit of a row -inf: loss 0 if the row's labels are all 0, else +-inf as above; grad_logits = -g*y.
  *   - Huge finite logits (1e30, 3e38) give the finite, correct loss: everything is computed relative to the row max.
  *   - A NaN in a row's logits or labels makes that row's loss and gradients NaN, and no other row's.
- *   - A +inf logit makes its row NaN (inf - inf), as in TensorFlow.
+ *   - A +inf logit makes its row NaN (inf - inf), as in TensorFlow. A +-inf label makes its row +-inf or NaN
+ *     (unspecified; labels are meant to be finite).
  *
  * Determinism: the same inputs give the same bits on every call and whatever the thread count (a row is split into
  * pieces by its length, never by the threads, and every sum has a fixed order).
@@ -48,6 +50,7 @@
 
 #include <stdint.h>
 
+/** noexcept in C++: no function of this header throws. */
 #ifdef __cplusplus
 #define XENT_NOEXCEPT noexcept
 extern "C" {
@@ -55,53 +58,56 @@ extern "C" {
 #define XENT_NOEXCEPT
 #endif
 
+/** The largest rank of a tensor. */
 #define XENT_MAX_RANK 16
 
+/** Element types. */
 typedef enum xent_dtype {
   XENT_FLOAT16 = 1,
   XENT_BFLOAT16 = 2,
   XENT_FLOAT32 = 3,
   XENT_FLOAT64 = 4,
-  XENT_INT32 = 5, /* class indices (sparse labels, integer targets) */
+  XENT_INT32 = 5, /**< class indices (sparse labels, integer targets) */
   XENT_INT64 = 6,
 } xent_dtype;
 
+/** What every function returns; xent_last_error_message() says more. */
 typedef enum xent_status {
   XENT_OK = 0,
-  XENT_INVALID_ARGUMENT = 1, /* bad shape, rank, axis, stride, pointer or overlap */
-  XENT_INVALID_DTYPE = 2,    /* dtype not supported or not matching the other tensors */
-  XENT_UNSUPPORTED = 3,      /* a valid request this build does not implement */
-  XENT_OUT_OF_MEMORY = 4,    /* a temporary buffer could not be allocated */
-  XENT_INTERNAL = 5,         /* a bug in xent: please report it */
+  XENT_INVALID_ARGUMENT = 1, /**< bad shape, rank, axis, stride, pointer or overlap */
+  XENT_INVALID_DTYPE = 2,    /**< dtype not supported or not matching the other tensors */
+  XENT_UNSUPPORTED = 3,      /**< a valid request this build does not implement */
+  XENT_OUT_OF_MEMORY = 4,    /**< a temporary buffer could not be allocated */
+  XENT_INTERNAL = 5,         /**< a bug in xent: please report it */
 } xent_status;
 
-/* A strided view of memory. data points at element [0, ..., 0]; element [i0, ..., i(rank-1)] lives at
+/** A strided view of memory. data points at element [0, ..., 0]; element [i0, ..., i(rank-1)] lives at
  * data + sum_k i_k * strides[k] elements. Entries past `rank` are ignored. */
 typedef struct xent_tensor {
-  void* data;
-  int32_t dtype; /* an xent_dtype; a fixed-size integer so the struct's layout does not depend on enum sizes */
-  int32_t rank;
-  int64_t shape[XENT_MAX_RANK];
-  int64_t strides[XENT_MAX_RANK]; /* in elements, not bytes */
+  void* data;    /**< element [0, ..., 0] */
+  int32_t dtype; /**< an xent_dtype; a fixed-size integer so the struct's layout does not depend on enum sizes */
+  int32_t rank;  /**< in [0, XENT_MAX_RANK] */
+  int64_t shape[XENT_MAX_RANK]; /**< sizes, >= 0 */
+  int64_t strides[XENT_MAX_RANK]; /**< in elements, not bytes */
 } xent_tensor;
 
-/* A view with the given shape (rank entries); strides == NULL means row-major contiguous. The rank is kept as
+/** A view with the given shape (rank entries); strides == NULL means row-major contiguous. The rank is kept as
  * given and the functions below reject one outside [0, XENT_MAX_RANK] with a clear message; only the first
  * min(rank, XENT_MAX_RANK) entries of shape and strides are read (none when shape is NULL). */
 xent_tensor xent_make_tensor(void* data, xent_dtype dtype, int32_t rank, const int64_t* shape,
                              const int64_t* strides) XENT_NOEXCEPT;
 
-/* Forward: writes the loss (broadcast shape without the class axis) into *loss. */
+/** Forward: writes the loss (broadcast shape without the class axis) into *loss. */
 xent_status xent_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
                                        const xent_tensor* loss) XENT_NOEXCEPT;
 
-/* Forward and gradients in one pass over the inputs. grad_loss (loss's shape) may be NULL for g = 1.
+/** Forward and gradients in one pass over the inputs. grad_loss (loss's shape) may be NULL for g = 1.
  * Each of loss, grad_logits, grad_labels may be NULL when not wanted. */
 xent_status xent_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
                                             const xent_tensor* grad_loss, const xent_tensor* loss,
                                             const xent_tensor* grad_logits, const xent_tensor* grad_labels) XENT_NOEXCEPT;
 
-/* ---- Sparse (integer-label) softmax cross-entropy: tf.nn.sparse_softmax_cross_entropy_with_logits.
+/** ---- Sparse (integer-label) softmax cross-entropy: tf.nn.sparse_softmax_cross_entropy_with_logits.
  *   loss        = logsumexp(x) - x[t]             per row, t = labels[row]
  *   grad_logits = g * (softmax(x) - onehot(t))
  * labels: int32 or int64, shape = logits' shape without the class axis (a scalar label for 1-D logits).
@@ -110,11 +116,13 @@ xent_status xent_softmax_cross_entropy_grad(const xent_tensor* labels, const xen
  * a -inf logit at the label gives +inf. Dtypes, accuracy, huge logits and NaN as for the dense op. */
 xent_status xent_sparse_softmax_cross_entropy(const xent_tensor* labels, const xent_tensor* logits, int64_t axis,
                                               const xent_tensor* loss) XENT_NOEXCEPT;
+/** The sparse op's loss and grad_logits in one pass; grad_loss (loss's shape) may be NULL for g = 1, loss and
+ * grad_logits may be NULL when not wanted. */
 xent_status xent_sparse_softmax_cross_entropy_grad(const xent_tensor* labels, const xent_tensor* logits,
                                                    int64_t axis, const xent_tensor* grad_loss,
                                                    const xent_tensor* loss, const xent_tensor* grad_logits) XENT_NOEXCEPT;
 
-/* ---- Cross-entropy with the options of torch.nn.functional.cross_entropy, z-loss and logit soft-capping, all
+/** ---- Cross-entropy with the options of torch.nn.functional.cross_entropy, z-loss and logit soft-capping, all
  * fused into the same pass. target: class indices (int32/int64, logits' shape without the class axis) or
  * probabilities (logits' dtype, broadcastable against logits as in the dense op).
  * Per row, with x' = softcap ? c*tanh(x/c) : x, lse = logsumexp(x'), eps = label_smoothing, C classes,
@@ -136,37 +144,41 @@ typedef enum xent_reduction {
   XENT_REDUCTION_MEAN = 2,
 } xent_reduction;
 
+/** The options of xent_cross_entropy (start from xent_default_loss_options()). */
 typedef struct xent_loss_options {
-  const xent_tensor* weight; /* [C] per-class weights in logits' dtype, or NULL */
-  int64_t ignore_index;      /* class-index targets equal to this are ignored (default -100) */
-  int32_t reduction;         /* an xent_reduction (default MEAN, as PyTorch) */
-  double label_smoothing;    /* in [0, 1] (default 0) */
-  double z_loss;             /* >= 0 (default 0) */
-  double softcap;            /* > 0, or 0 for no soft-capping (default 0) */
+  const xent_tensor* weight; /**< [C] per-class weights in logits' dtype, or NULL */
+  int64_t ignore_index;      /**< class-index targets equal to this are ignored (default -100) */
+  int32_t reduction;         /**< an xent_reduction (default MEAN, as PyTorch) */
+  double label_smoothing;    /**< in [0, 1] (default 0) */
+  double z_loss;             /**< >= 0 (default 0) */
+  double softcap;            /**< > 0, or 0 for no soft-capping (default 0) */
 } xent_loss_options;
 
-/* PyTorch's defaults: no weight, ignore_index -100, MEAN, no smoothing, no z-loss, no soft-cap. */
+/** PyTorch's defaults: no weight, ignore_index -100, MEAN, no smoothing, no z-loss, no soft-cap. */
 xent_loss_options xent_default_loss_options(void) XENT_NOEXCEPT;
 
+/** Forward: the loss (the target's shape for NONE, [] for SUM and MEAN) into *loss. options NULL: the defaults. */
 xent_status xent_cross_entropy(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
                                const xent_loss_options* options, const xent_tensor* loss) XENT_NOEXCEPT;
+/** Loss and grad_logits in one pass; grad_loss (the loss's shape) may be NULL for g = 1, loss and grad_logits may
+ * be NULL when not wanted. */
 xent_status xent_cross_entropy_grad(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
                                     const xent_loss_options* options, const xent_tensor* grad_loss,
                                     const xent_tensor* loss, const xent_tensor* grad_logits) XENT_NOEXCEPT;
 
-/* The loss's shape for these inputs, without computing anything: writes *rank and shape[0..rank). labels are
+/** The loss's shape for these inputs, without computing anything: writes *rank and shape[0..rank). labels are
  * probabilities (xent_softmax_cross_entropy) or class indices of dtype int32/int64
  * (xent_sparse_softmax_cross_entropy); the same checks as those functions, so a bad input is reported here. */
 xent_status xent_loss_shape(const xent_tensor* labels, const xent_tensor* logits, int64_t axis, int32_t* rank,
                             int64_t shape[XENT_MAX_RANK]) XENT_NOEXCEPT;
 
-/* The same for xent_cross_entropy: target holds probabilities or class indices; rank 0 (a scalar) when
+/** The same for xent_cross_entropy: target holds probabilities or class indices; rank 0 (a scalar) when
  * options->reduction is SUM or MEAN. */
 xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
                                           const xent_loss_options* options, int32_t* rank,
                                           int64_t shape[XENT_MAX_RANK]) XENT_NOEXCEPT;
 
-/* ---- The class axis sharded across processes (vocabulary parallelism): xent_cross_entropy as three stages that
+/** ---- The class axis sharded across processes (vocabulary parallelism): xent_cross_entropy as three stages that
  * any transport (MPI, NCCL, gloo, a user's own) can drive; xent_mpi.h drives them over MPI.
  * Each process holds classes [vocab_start, vocab_start + C) of a vocabulary of vocab_size classes: its shard of the
  * logits (C classes along `axis`; C may be 0), of options->weight ([C]) and of probability targets (the logits'
@@ -174,7 +186,7 @@ xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_
  * process. Every process holds the same rows. Per call:
  *   1. xent_shard_statistics: each row's statistics over the shard's classes (no communication), and the shard's
  *      part of MEAN's denominator (the targets' weights among its classes; probabilities: the rows, counted by the
- *      shard at vocab_start 0).
+ *      shard that holds class 0).
  *   2. Combine the statistics of every shard, row by row, and sum the denominators. Either one all-reduce with a
  *      custom reduction, xent_merge_row_statistics (associative and commutative); or two with standard ones: MAX
  *      over the `max` fields, xent_rebase_row_statistics on each shard with that maximum, SUM over all four
@@ -194,23 +206,23 @@ xent_status xent_cross_entropy_loss_shape(const xent_tensor* logits, const xent_
  * ignore_index, broadcast probability targets with grad_logits. A process whose call fails must still take part in
  * the transport's collectives (or tell the others): xent_mpi.h does. */
 typedef struct xent_row_statistics {
-  double max;       /* max_j x'_j over the classes seen (x' = soft-capped logits); -inf when none */
-  double sum;       /* sum_j exp(x'_j - r), r = max (or 0 when max is -inf) */
-  double label_sum; /* sum_j a_j, the effective labels of xent_cross_entropy */
-  double label_dot; /* sum_{j: a_j != 0} a_j (x'_j - r) */
+  double max;       /**< max_j x'_j over the classes seen (x' = soft-capped logits); -inf when none */
+  double sum;       /**< sum_j exp(x'_j - r), r = max (or 0 when max is -inf) */
+  double label_sum; /**< sum_j a_j, the effective labels of xent_cross_entropy */
+  double label_dot; /**< sum_{j: a_j != 0} a_j (x'_j - r) */
 } xent_row_statistics;
 
-/* Stage 1: statistics[0..rows) (row-major over the loss's unreduced shape) and *denominator. */
+/** Stage 1: statistics[0..rows) (row-major over the loss's unreduced shape) and *denominator. */
 xent_status xent_shard_statistics(const xent_tensor* logits, const xent_tensor* target, int64_t axis,
                                   const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size,
                                   int64_t rows, xent_row_statistics* statistics, double* denominator) XENT_NOEXCEPT;
-/* into[i] = the statistics of the union of the classes of into[i] and from[i] (disjoint), for i < rows. */
+/** into[i] = the statistics of the union of the classes of into[i] and from[i] (disjoint), for i < rows. */
 xent_status xent_merge_row_statistics(xent_row_statistics* into, const xent_row_statistics* from,
                                       int64_t rows) XENT_NOEXCEPT;
-/* Re-expresses statistics[i] against max[i] (the maximum of every shard's statistics[i].max) so that the shards'
+/** Re-expresses statistics[i] against max[i] (the maximum of every shard's statistics[i].max) so that the shards'
  * statistics add up field by field; NaN maxima make the row NaN. */
 xent_status xent_rebase_row_statistics(xent_row_statistics* statistics, const double* max, int64_t rows) XENT_NOEXCEPT;
-/* Stage 3: loss (target's shape for reduction NONE, [] for SUM and MEAN: the sum over these rows, divided by
+/** Stage 3: loss (target's shape for reduction NONE, [] for SUM and MEAN: the sum over these rows, divided by
  * `denominator` for MEAN, 0 when it is 0) and grad_logits (the shard's logits' shape), each may be NULL; grad_loss as
  * for xent_cross_entropy_grad. merged: every row's combined statistics; denominator: the combined one (read for
  * MEAN only). */
@@ -219,7 +231,7 @@ xent_status xent_shard_finish(const xent_tensor* logits, const xent_tensor* targ
                               const xent_row_statistics* merged, double denominator, const xent_tensor* grad_loss,
                               const xent_tensor* loss, const xent_tensor* grad_logits) XENT_NOEXCEPT;
 
-/* ---- Fused linear + cross-entropy: the language-model head's loss without holding the logits.
+/** ---- Fused linear + cross-entropy: the language-model head's loss without holding the logits.
  * For input h of shape [..., H] (N rows: the product of the leading dimensions), linear_weight W [V, H] (the layout
  * of torch.nn.Linear.weight), optional linear_bias b [V] and class-index target of shape [...] (input's shape
  * without its last dimension, int32/int64): the loss of xent_cross_entropy(h·Wᵀ + b, target, options) along the last
@@ -254,7 +266,7 @@ xent_status xent_shard_finish(const xent_tensor* logits, const xent_tensor* targ
 xent_status xent_linear_cross_entropy(const xent_tensor* input, const xent_tensor* linear_weight,
                                       const xent_tensor* linear_bias, const xent_tensor* target,
                                       const xent_loss_options* options, const xent_tensor* loss) XENT_NOEXCEPT;
-/* The loss and the gradients in one pass over the chunks; each of loss, grad_input, grad_linear_weight and
+/** The loss and the gradients in one pass over the chunks; each of loss, grad_input, grad_linear_weight and
  * grad_linear_bias may be NULL when not wanted (grad_linear_bias needs a linear_bias). grad_loss: the loss's shape
  * (target's shape for reduction NONE, [] otherwise), or NULL for 1. */
 xent_status xent_linear_cross_entropy_grad(const xent_tensor* input, const xent_tensor* linear_weight,
@@ -264,7 +276,7 @@ xent_status xent_linear_cross_entropy_grad(const xent_tensor* input, const xent_
                                            const xent_tensor* grad_linear_weight,
                                            const xent_tensor* grad_linear_bias) XENT_NOEXCEPT;
 
-/* The fused op with the vocabulary sharded across processes: the stages of the sharded op above (statistics,
+/** The fused op with the vocabulary sharded across processes: the stages of the sharded op above (statistics,
  * combine, finish) for linear_weight [V, H] holding rows [vocab_start, vocab_start + V) of the whole head (and
  * linear_bias, options->weight the same rows); input and target are the same on every process. V may be 0.
  *   xent_linear_shard_statistics: statistics[0..N) (N = input's rows) and the shard's part of MEAN's denominator,
@@ -280,6 +292,8 @@ xent_status xent_linear_shard_statistics(const xent_tensor* input, const xent_te
                                          const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size,
                                          int64_t rows, xent_row_statistics* statistics,
                                          double* denominator) XENT_NOEXCEPT;
+/** Stage 3 of the fused op on a shard of the head's rows (see above); grad_input is the shard's part, to be summed
+ * over the processes. */
 xent_status xent_linear_shard_finish(const xent_tensor* input, const xent_tensor* linear_weight,
                                      const xent_tensor* linear_bias, const xent_tensor* target,
                                      const xent_loss_options* options, int64_t vocab_start, int64_t vocab_size,
@@ -288,26 +302,29 @@ xent_status xent_linear_shard_finish(const xent_tensor* input, const xent_tensor
                                      const xent_tensor* grad_input, const xent_tensor* grad_linear_weight,
                                      const xent_tensor* grad_linear_bias) XENT_NOEXCEPT;
 
-/* The fused linear + cross-entropy's working memory, in bytes (default 64 MiB; at least one row of a tile of the
+/** The fused linear + cross-entropy's working memory, in bytes (default 64 MiB; at least one row of a tile of the
  * logits is used whatever the setting). Larger budgets take larger chunks (fewer, larger products) and keep a
  * float32 weight-gradient accumulator in one pass. Process-wide; n <= 0 restores the default. */
 void xent_set_linear_chunk_bytes(int64_t bytes) XENT_NOEXCEPT;
+/** The fused op's working memory now, in bytes. */
 int64_t xent_get_linear_chunk_bytes(void) XENT_NOEXCEPT;
 
-/* The message of this thread's last failed call ("" if none). Valid until this thread's next xent call. */
+/** The message of this thread's last failed call ("" if none). Valid until this thread's next xent call. */
 const char* xent_last_error_message(void) XENT_NOEXCEPT;
-/* For layers built on these functions (xent_mpi.h, a user's own transport): records `message` (NULL: "") as this
+/** For layers built on these functions (xent_mpi.h, a user's own transport): records `message` (NULL: "") as this
  * thread's last error message, as a failed xent call would, and returns `status`. */
 xent_status xent_set_last_error(xent_status status, const char* message) XENT_NOEXCEPT;
 
-/* Caps the threads xent uses (OpenMP); n <= 0 restores the default (all available). Process-wide. In a process
+/** Caps the threads xent uses (OpenMP); n <= 0 restores the default (all available). Process-wide. In a process
  * created by fork() (multiprocessing, DataLoader workers) xent runs on one thread whatever the cap: GNU OpenMP's
  * thread pool does not survive fork(), and a region of more threads would wait forever (PyTorch does the same). */
 void xent_set_num_threads(int32_t n) XENT_NOEXCEPT;
+/** The threads xent's next call may use (1 in a forked child). */
 int32_t xent_get_num_threads(void) XENT_NOEXCEPT;
 
-/* Human-readable names, for messages. */
+/** Human-readable names, for messages: "float32", ... */
 const char* xent_dtype_name(xent_dtype dtype) XENT_NOEXCEPT;
+/** "XENT_OK", "XENT_INVALID_ARGUMENT", ... */
 const char* xent_status_name(xent_status status) XENT_NOEXCEPT;
 
 #ifdef __cplusplus

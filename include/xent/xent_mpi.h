@@ -1,4 +1,5 @@
-/* xent/xent_mpi.h — softmax cross-entropy with the class axis sharded across MPI processes (vocabulary
+/** @file xent/xent_mpi.h
+ * Softmax cross-entropy with the class axis sharded across MPI processes (vocabulary
  * parallelism). Library xent_mpi (CMake target xent::xent_mpi), built when MPI is found; it drives the stages of
  * xent.h (xent_shard_statistics, a merge, xent_shard_finish) over a communicator.
  *
@@ -44,19 +45,19 @@
 extern "C" {
 #endif
 
-/* The loss (target's shape for reduction NONE, [] for SUM and MEAN), identical on every process of comm. */
+/** The loss (target's shape for reduction NONE, [] for SUM and MEAN), identical on every process of comm. */
 xent_status xent_mpi_cross_entropy(const xent_tensor* logits_shard, const xent_tensor* target, int64_t axis,
                                    int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,
                                    MPI_Comm data_comm, const xent_tensor* loss) XENT_NOEXCEPT;
 
-/* The loss and the gradient of this process's logits shard; grad_loss as for xent_cross_entropy_grad (NULL: 1);
+/** The loss and the gradient of this process's logits shard; grad_loss as for xent_cross_entropy_grad (NULL: 1);
  * loss and grad_logits_shard may be NULL when not wanted. */
 xent_status xent_mpi_cross_entropy_grad(const xent_tensor* logits_shard, const xent_tensor* target, int64_t axis,
                                         int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,
                                         MPI_Comm data_comm, const xent_tensor* grad_loss, const xent_tensor* loss,
                                         const xent_tensor* grad_logits_shard) XENT_NOEXCEPT;
 
-/* The fused linear + cross-entropy (xent_linear_cross_entropy) with the vocabulary sharded: each process holds rows
+/** The fused linear + cross-entropy (xent_linear_cross_entropy) with the vocabulary sharded: each process holds rows
  * [vocab_start, vocab_start + V_local) of the head's linear_weight ([V_local, H]; linear_bias_shard and
  * options->weight the same rows, or NULL) and the same input [..., H] and class-index target (into the whole
  * vocabulary). The logits are never held: each process computes its shard's chunk by chunk (xent_linear_shard_*).
@@ -69,6 +70,7 @@ xent_status xent_mpi_linear_cross_entropy(const xent_tensor* input, const xent_t
                                           const xent_tensor* linear_bias_shard, const xent_tensor* target,
                                           int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,
                                           MPI_Comm data_comm, const xent_tensor* loss) XENT_NOEXCEPT;
+/** The loss and the gradients of the fused op, each optional (grad_input: the sum over the processes). */
 xent_status xent_mpi_linear_cross_entropy_grad(const xent_tensor* input, const xent_tensor* linear_weight_shard,
                                                const xent_tensor* linear_bias_shard, const xent_tensor* target,
                                                int64_t vocab_start, const xent_loss_options* options, MPI_Comm comm,

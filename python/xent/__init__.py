@@ -128,6 +128,7 @@ def set_num_threads(n):
 
 
 def get_num_threads():
+    """The threads xent's next call may use (1 in a process created by fork())."""
     return _xent.get_num_threads()
 
 
@@ -291,6 +292,7 @@ def set_linear_chunk_bytes(n):
 
 
 def get_linear_chunk_bytes():
+    """The fused linear + cross-entropy's working memory, in bytes (see set_linear_chunk_bytes)."""
     return _xent.get_linear_chunk_bytes()
 
 

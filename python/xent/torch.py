@@ -235,6 +235,7 @@ class LinearCrossEntropyLoss(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
+        """Initialises weight and bias as torch.nn.Linear does."""
         torch.nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
