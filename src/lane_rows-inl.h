@@ -354,6 +354,7 @@ void LaneRows(DA da, const LaneGroup<T, G>& a, int64_t C, LaneSweep<hn::TFromD<D
       if (gx_data != nullptr) {
         auto v = GradLogits(scale, ExpNonPositive(da, hn::Sub(xv, ref)), g, yv);
         if (kGeneral && slope) v = SoftcapSlope(v, xv, inv_cap);
+        v = hn::IfThenZeroElse(ignored_mask, v);  // exactly 0, also where the row is NaN (g = 0 times NaN)
         if (kDirect || HWY_LIKELY(gx_base != nullptr)) store_lanes(v, gx_base + c * gx_step);
         else StoreLanes(da, v, gx_data + c * gx_class, gx_lane, count, stream);
       }

@@ -102,7 +102,9 @@ HWY_INLINE void RowOrderGradients(DA da, const LaneGroup<T, G>& a, int64_t C, co
     }
     if (gx_data != nullptr) {
       const auto e = exps ? hn::Load(da, exps + k * N) : ExpNonPositive(da, hn::Sub(xv, at_row(r.ref)));
-      const auto v = GradLogits(at_row(r.scale), e, at_row(g), yv);
+      auto v = GradLogits(at_row(r.scale), e, at_row(g), yv);
+      // An ignored row (target −1 here) gets exactly 0, also where it is NaN (its g = 0 times NaN).
+      if (has_targets) v = hn::IfThenZeroElse(hn::Eq(at_row(target_vec), hn::Set(da, A{-1})), v);
       StoreLanes(da, v, gx_data + k * N, 1, hn::Lanes(da), stream);
     }
     if (gy_data != nullptr) {
@@ -171,7 +173,8 @@ void TinyRows(DA da, const LaneGroup<T, G>& shared, int64_t n) {
     StoreGroupLosses(da, shared, i, hn::IfThenZeroElse(targets.ignored, r.loss), hn::Lanes(da));
     hn::Vec<DA> grad[kC];
     if (shared.gx.data) {
-      for (size_t c = 0; c < kC; ++c) grad[c] = GradLogits(r.scale, e[c], g, y[c]);
+      // Ignored rows: exactly 0, also where the row is NaN (its g = 0 times NaN).
+      for (size_t c = 0; c < kC; ++c) grad[c] = hn::IfThenZeroElse(targets.ignored, GradLogits(r.scale, e[c], g, y[c]));
       store(grad, shared.gx.data + i * C);
     }
     if (shared.gy.data) {

@@ -402,6 +402,36 @@ TEST(Options, LabelSmoothingBesideHugeLogits) {
   }
 }
 
+// Ignored rows have gradient exactly 0, also when their logits hold a NaN or +inf (g = 0 times NaN was NaN in the
+// lane kernels' gradients; found by the fuzzer, tests/fuzz/corpus/regression-ignored-nan-rows), with the other
+// rows ignored too (MEAN of nothing) or not, short rows to rows of several lane blocks.
+TEST(Options, IgnoredRowsWithNaNHaveZeroGradient) {
+  for (xent_dtype dtype : kAllDtypes)
+    for (int64_t C : {1, 3, 10, 40, 100, 300})
+      for (bool all_ignored : {true, false})
+        for (bool softcap : {false, true}) {
+          SCOPED_TRACE(std::string(xent_dtype_name(dtype)) + " C=" + std::to_string(C) + (all_ignored ? " all" : " some"));
+          const int64_t R = 37;
+          Tensor logits(dtype, {R, C}), grad(dtype, {R, C});
+          std::vector<int64_t> t(R);
+          for (int64_t i = 0; i < R; ++i) {
+            t[i] = all_ignored || i % 3 == 0 ? -100 : i % C;
+            for (int64_t j = 0; j < C; ++j) logits.set(i * C + j, static_cast<Real>((i + j) % 7) - 3);
+          }
+          for (int64_t i : {0, 3, 9}) logits.set(i * C + C / 2, std::numeric_limits<Real>::quiet_NaN());
+          logits.set(6 * C, kInf);
+          const int64_t tshape[] = {R};
+          const xent_tensor xv = logits.view(), gv = grad.view();
+          const xent_tensor tv = xent_make_tensor(t.data(), XENT_INT64, 1, tshape, nullptr);
+          xent_loss_options o = xent_default_loss_options();
+          if (softcap) o.softcap = 5, o.z_loss = 1e-3;
+          expect_ok(xent_cross_entropy_grad(&xv, &tv, -1, &o, nullptr, nullptr, &gv));
+          for (int64_t i = 0; i < R; ++i)
+            for (int64_t j = 0; j < C; ++j)
+              if (t[i] == -100) ASSERT_EQ(grad.get(i * C + j), 0) << "row " << i << " class " << j;
+        }
+}
+
 // The same, one row per SIMD lane (the lane kernel picks each lane's logit at its target in the max pass): short
 // rows (C = 10, column tiles), classes strided in one block (37), across blocks (200, staged) and swept (1000).
 // Each special row sits among ordinary ones: −inf away from the target and at it, a row of only −inf, a NaN away

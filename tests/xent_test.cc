@@ -577,7 +577,9 @@ TEST(Xent, SameBitsOnOneToFourThreads) {
       {{1, 1 << 20}, -1}, {{3, 70000}, -1}, {{257, 301}, -1}, {{4099, 10}, -1},  {{2050, 3}, -1},
       {{3, 7, 40, 41}, 1}, {{2, 21, 300}, 1}, {{2, 1000, 49}, 1}};
   for (xent_dtype dtype : kAllDtypes) {
-    for (const auto& [shape, axis] : shapes) {
+    for (const auto& shape_axis : shapes) {
+      const std::vector<int64_t>& shape = shape_axis.first;  // not a structured binding: a lambda uses them, which
+      const int axis = shape_axis.second;                     // clang 14 (the sanitizer build) does not allow
       SCOPED_TRACE(std::string(xent_dtype_name(dtype)) + " " + shape_of(shape));
       std::mt19937 rng(7);
       std::normal_distribution<double> normal;

@@ -56,7 +56,8 @@ int g_entry = -1;  // from XENT_FUZZ_ENTRY; -1: the input chooses
 bool g_verbose = false;  // XENT_FUZZ_VERBOSE=1: failures print the call's inputs (to read a reproducer)
 std::string g_inputs;    // the call's inputs, when verbose
 // An infinite label (or probability target) makes its row's results ±inf or NaN, unspecified (xent.h): the terms
-// are summed relative to the row's max, where inf · 0 can arise. Then a non-finite reference accepts either.
+// are summed relative to the row's max, where inf · 0 can arise; so does an infinite grad_loss times a probability
+// that underflowed to 0. Then a non-finite reference accepts either.
 bool g_infinite_labels = false;
 // A probability below the compute type's smallest normal number is flushed (float) or subnormal (double, few
 // significant bits); the gradient terms it scales are then off by up to that, times g and the label mass: the
@@ -229,6 +230,11 @@ Dense Read(const xent_tensor& t) {
   Dense d{std::vector<int64_t>(t.shape, t.shape + t.rank), std::vector<Real>(static_cast<size_t>(Count(t)))};
   for (int64_t i = 0; i < Count(t); ++i) d.values[i] = Get(t, i);
   return d;
+}
+// The values of an optional float input (grad_loss), or none when it is absent or not addressable.
+std::vector<Real> ValuesOf(const Arg& a) {
+  if (!a.present || a.buffer < 0 || !IsFloat(a.t.dtype)) return {};
+  return Read(a.t).values;
 }
 
 void Note(const char* name, const Dense& d) {
@@ -482,6 +488,8 @@ void Alias(Arg& out, const Arg& in) {
   out.t = in.t;
   out.buffer = in.buffer;
   out.present = in.present;
+  out.overflows = in.overflows;
+  out.null_data = in.null_data;
 }
 
 // A hostile alias: out's data inside in's buffer but another view (partial overlap), or the same data with other
@@ -623,8 +631,7 @@ void FuzzTensorOp(Draw& d, Entry entry) {
       for (int64_t i = 0; i < Count(labels.t); ++i) indices.push_back(GetIndex(labels.t, i));
     else if (IsFloat(labels.t.dtype)) y = Read(labels.t);
   }
-  std::vector<Real> gl;
-  if (grad_loss.present && grad_loss.buffer >= 0 && IsFloat(grad_loss.t.dtype)) gl = Read(grad_loss.t).values;
+  const std::vector<Real> gl = ValuesOf(grad_loss);
   call.Snapshot();
 
   xent_status s;
@@ -667,7 +674,8 @@ void FuzzTensorOp(Draw& d, Entry entry) {
     }
   }
   Note("logits", x), Note("labels", y), Note("grad_loss", Dense{{}, gl});
-  g_infinite_labels = std::any_of(y.values.begin(), y.values.end(), [](Real v) { return std::isinf(v); });
+  g_infinite_labels = std::any_of(y.values.begin(), y.values.end(), [](Real v) { return std::isinf(v); }) ||
+                      std::any_of(gl.begin(), gl.end(), [](Real v) { return std::isinf(v); });
   g_underflow_scale = std::max<Real>(1, FiniteAbsMax(gl, false)) * std::max<Real>(1, FiniteAbsMax(y.values, true));
   if (g_verbose)
     g_inputs += "entry " + std::string(kEntryNames[entry]) + " axis " + std::to_string(axis) + "\n  logits " +
@@ -747,6 +755,7 @@ void FillIndices(Draw& d, const Arg& target, int64_t C, const Options& p, bool a
 
 std::vector<int64_t> ReadIndices(const xent_tensor& t) {
   std::vector<int64_t> v;
+  if (t.dtype != XENT_INT32 && t.dtype != XENT_INT64) return v;  // a mutated dtype: the call must refuse it
   for (int64_t i = 0; i < Count(t); ++i) v.push_back(GetIndex(t, i));
   return v;
 }
@@ -807,8 +816,7 @@ void FuzzCrossEntropy(Draw& d, Entry entry) {
     if (IsFloat(target.t.dtype)) y = Read(target.t);
     else t = ReadIndices(target.t);
   }
-  std::vector<Real> gl;
-  if (grad_loss.present && grad_loss.buffer >= 0 && IsFloat(grad_loss.t.dtype)) gl = Read(grad_loss.t).values;
+  const std::vector<Real> gl = ValuesOf(grad_loss);
   call.Snapshot();
 
   xent_status s;
@@ -844,7 +852,8 @@ void FuzzCrossEntropy(Draw& d, Entry entry) {
     // empty rows (none): every loss 0, MEAN over their weights.
     return;
   }
-  g_infinite_labels = std::any_of(y.values.begin(), y.values.end(), [](Real v) { return std::isinf(v); });
+  g_infinite_labels = std::any_of(y.values.begin(), y.values.end(), [](Real v) { return std::isinf(v); }) ||
+                      std::any_of(gl.begin(), gl.end(), [](Real v) { return std::isinf(v); });
   g_underflow_scale = std::max<Real>(1, FiniteAbsMax(gl, false)) *
                       std::max<Real>(1, indices ? FiniteAbsMax(p.ref.weight, false) : FiniteAbsMax(y.values, true)) *
                       (1 + 4 * p.o.z_loss * 1e4);
@@ -950,8 +959,7 @@ void FuzzShards(Draw& d) {
   if (has_weight) p.ref.weight = w;
   std::vector<int64_t> t;
   if (indices && target.buffer >= 0) t = ReadIndices(target.t);
-  std::vector<Real> gl;
-  if (grad_loss.present && grad_loss.buffer >= 0 && IsFloat(grad_loss.t.dtype)) gl = Read(grad_loss.t).values;
+  const std::vector<Real> gl = ValuesOf(grad_loss);
 
   const xent_loss_options* options = p.present ? &p.o : nullptr;
   std::vector<std::vector<xent_row_statistics>> stats(shards);
@@ -1039,7 +1047,8 @@ void FuzzShards(Draw& d) {
   const bool compare = !mutated && p.present && !(V == 0 && rows > 0) && (indices || !y.values.empty() || rows == 0);
   if (compare) {
     if (indices && !IndicesValid(t, V, p.o.ignore_index)) Fail("xent_shard_statistics accepted a target outside [0, V)");
-    g_infinite_labels = !indices && std::any_of(y.values.begin(), y.values.end(), [](Real v) { return std::isinf(v); });
+    g_infinite_labels = (!indices && std::any_of(y.values.begin(), y.values.end(), [](Real v) { return std::isinf(v); })) ||
+                        std::any_of(gl.begin(), gl.end(), [](Real v) { return std::isinf(v); });
     g_underflow_scale = std::max<Real>(1, FiniteAbsMax(gl, false)) *
                         std::max<Real>(1, indices ? FiniteAbsMax(p.ref.weight, false) : FiniteAbsMax(y.values, true)) *
                         (1 + 4 * p.o.z_loss * 1e4);
@@ -1229,7 +1238,7 @@ void FuzzLinear(Draw& d, Entry entry) {
     h = Read(input.t), w = Read(W.t), t = ReadIndices(target.t);
     h.shape = {N, H};
     if (bias.present) b = Read(bias.t).values;
-    if (grad_loss.present) gl = Read(grad_loss.t).values;
+    gl = ValuesOf(grad_loss);
   }
   call.Snapshot();
   std::vector<const Arg*> args = {&input, &W, &bias, &target, &weight, &loss, &grad_loss, &grad_input, &grad_W,
@@ -1251,6 +1260,8 @@ void FuzzLinear(Draw& d, Entry entry) {
       const int64_t lo = k == 0 ? 0 : split, n = k == 0 ? split : V - split;
       v.t.shape[0] = n;
       if (lo < a.t.shape[0]) v.t.data = static_cast<unsigned char*>(a.t.data) + lo * a.t.strides[0] * DtypeSize(a.t.dtype);
+      int64_t low = 0, count = 0;
+      v.overflows = ExtentOf(v.t, &low, &count) == Extent::kOverflows;  // of the view (fewer rows), not of a
       return v;
     };
     for (int k = 0; k < 2; ++k) {
@@ -1269,7 +1280,7 @@ void FuzzLinear(Draw& d, Entry entry) {
       }
       const xent_status s = xent_linear_shard_statistics(Ptr(input), Ptr(Wk), Ptr(bk), Ptr(target), p.present ? &o : nullptr,
                                                          k == 0 ? 0 : split, V, N, stats[k].data(), &part);
-      if (!CheckStatus(call, s, args, mutated)) return;
+      if (!CheckStatus(call, s, {&input, &Wk, &bk, &target, &wk}, mutated)) return;
       denominator += part;
     }
     if (xent_merge_row_statistics(stats[0].data(), stats[1].data(), N) != XENT_OK)
@@ -1283,7 +1294,8 @@ void FuzzLinear(Draw& d, Entry entry) {
       const xent_status s = xent_linear_shard_finish(Ptr(input), Ptr(Wk), Ptr(bk), Ptr(target), p.present ? &o : nullptr,
                                                      k == 0 ? 0 : split, V, N, stats[0].data(), denominator,
                                                      Ptr(grad_loss), Ptr(loss), Ptr(grad_input), Ptr(gWk), Ptr(gbk));
-      if (!CheckStatus(call, s, args, mutated)) return;
+      if (!CheckStatus(call, s, {&input, &Wk, &bk, &target, &wk, &grad_loss, &loss, &grad_input, &gWk, &gbk}, mutated))
+        return;
       if (grad_input.present && readable)
         for (int64_t i = 0; i < N * H; ++i) gi_sum[i] += Get(grad_input.t, i);
       call.Snapshot();  // the next shard overwrites loss and grad_input
