@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzing campaigns over the C ABI, one per entry point (docs/reliability.md has the figures of the last ones).
 #   scripts/fuzz.sh [SECONDS] [ENTRY...]     default: 600 seconds for each of the entry points below
-# Builds the sanitizer build with the fuzzer (clang, ASan, UBSan, libFuzzer) in build-sanitize/ if needed, then runs
+# Builds the fuzzer (clang, ASan, UBSan, libFuzzer: -DXENT_FUZZ=ON) in build-fuzz/ if needed, then runs
 # each campaign from the committed corpus (tests/fuzz/corpus), two at a time, writing into fuzz-campaign/:
 # <entry>.log (libFuzzer's output), <entry>/ (the inputs it kept) and crash-* reproducers. Prints one line per
 # campaign: executions, executions per second, coverage (edges) and features, crashes. Add a new crash
@@ -16,7 +16,7 @@ if ((${#entries[@]} == 0)); then
            sparse_softmax_cross_entropy_grad cross_entropy cross_entropy_grad loss_shape cross_entropy_loss_shape
            shards linear_cross_entropy linear_cross_entropy_grad linear_shards)
 fi
-build=${XENT_FUZZ_BUILD:-build-sanitize}
+build=${XENT_FUZZ_BUILD:-build-fuzz}
 if [[ ! -x $build/xent_fuzz ]]; then
   CC=clang CXX=clang++ scripts/build.sh "$build" -DXENT_SANITIZE=ON -DXENT_FUZZ=ON -DXENT_PYTHON=OFF \
     -DXENT_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
