@@ -202,14 +202,8 @@ std::optional<xent_tensor> from(const std::optional<py::tuple>& d, const char* n
 }
 const xent_tensor* ptr(const std::optional<xent_tensor>& v) { return v ? &*v : nullptr; }
 
-// The loss's shape of cross_entropy_raw's arguments (reduction: an xent_reduction).
-py::tuple loss_shape_raw(const py::tuple& logits, const py::tuple& target, int64_t axis, int reduction) {
-  const xent_tensor x = from_descriptor(logits, "logits"), t = from_descriptor(target, "target");
-  xent_loss_options o = xent_default_loss_options();
-  o.reduction = reduction;
-  return py::tuple(py::cast(loss_shape(t, x, axis, &o)));
-}
-
+// The op on descriptors (data pointer, dtype, shape, strides) of any dtype, bfloat16 included: bench/torch_step.py
+// times xent's kernel alone with it on PyTorch tensors.
 void cross_entropy_raw(const py::tuple& logits, const py::tuple& target, int64_t axis, std::optional<py::tuple> weight,
                        int64_t ignore_index, int reduction, double label_smoothing, double z_loss, double softcap,
                        std::optional<py::tuple> grad_loss, const py::tuple& loss, std::optional<py::tuple> grad_logits) {
@@ -256,24 +250,6 @@ py::tuple linear(py::array input, py::array linear_weight, py::array target, std
     return xent_linear_cross_entropy_grad(&x, &w, ptr(b), &t, &o, ptr(g), &l, ptr(gx), ptr(gw), ptr(gb));
   });
   return py::make_tuple(loss, grad_input, grad_w, grad_b);
-}
-
-// The same on descriptors (the PyTorch layer): the caller allocates every output it passes.
-void linear_raw(const py::tuple& input, const py::tuple& linear_weight, const py::tuple& target,
-                std::optional<py::tuple> linear_bias, std::optional<py::tuple> weight, int64_t ignore_index,
-                int reduction, double label_smoothing, double z_loss, double softcap,
-                std::optional<py::tuple> grad_loss, std::optional<py::tuple> loss, std::optional<py::tuple> grad_input,
-                std::optional<py::tuple> grad_linear_weight, std::optional<py::tuple> grad_linear_bias) {
-  const xent_tensor x = from_descriptor(input, "input"), w = from_descriptor(linear_weight, "linear_weight"),
-                    t = from_descriptor(target, "target");
-  const std::optional<xent_tensor> b = from(linear_bias, "linear_bias"), cw = from(weight, "weight"),
-                                   g = from(grad_loss, "grad_loss"), l = from(loss, "loss"),
-                                   gx = from(grad_input, "grad_input"), gw = from(grad_linear_weight, "grad_linear_weight"),
-                                   gb = from(grad_linear_bias, "grad_linear_bias");
-  const xent_loss_options o = loss_options(cw ? &*cw : nullptr, ignore_index, reduction, label_smoothing, z_loss, softcap);
-  call_released([&] {
-    return xent_linear_cross_entropy_grad(&x, &w, ptr(b), &t, &o, ptr(g), ptr(l), ptr(gx), ptr(gw), ptr(gb));
-  });
 }
 
 // ---- The vocabulary-parallel stages (xent_shard_statistics ... xent_shard_finish) for the Python drivers of
@@ -414,13 +390,8 @@ PYBIND11_MODULE(_xent, m) {
         py::arg("softcap"), py::arg("grad_loss"), py::arg("gradients"), py::arg("out_loss") = py::none(),
         py::arg("out_grad_input") = py::none(), py::arg("out_grad_linear_weight") = py::none(),
         py::arg("out_grad_linear_bias") = py::none());
-  m.def("linear_raw", &linear_raw, py::arg("input"), py::arg("linear_weight"), py::arg("target"),
-        py::arg("linear_bias"), py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
-        py::arg("label_smoothing"), py::arg("z_loss"), py::arg("softcap"), py::arg("grad_loss"), py::arg("loss"),
-        py::arg("grad_input"), py::arg("grad_linear_weight"), py::arg("grad_linear_bias"));
   m.def("set_linear_chunk_bytes", &xent_set_linear_chunk_bytes, py::arg("bytes"));
   m.def("get_linear_chunk_bytes", &xent_get_linear_chunk_bytes);
-  m.def("loss_shape_raw", &loss_shape_raw, py::arg("logits"), py::arg("target"), py::arg("axis"), py::arg("reduction"));
   m.def("shard_statistics_raw", &shard_statistics_raw, py::arg("logits"), py::arg("target"), py::arg("axis"),
         py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"), py::arg("z_loss"),
         py::arg("softcap"), py::arg("vocab_start"), py::arg("vocab_size"), py::arg("statistics"));

@@ -11,6 +11,7 @@ packages=(
   pybind11-dev python3-dev python3-numpy   # Python package
   python3-pip python3-venv python3-setuptools   # pip install . (tests/install/pip.sh)
   python3-pytest python3-hypothesis python3-torch  # Python tests and the PyTorch cross-check
+  libtorch-dev                  # xent's PyTorch operators (libxent_torch: C++ headers of the same PyTorch)
   libdnnl-dev libopenblas-dev   # the fused linear + cross-entropy's matrix products (oneDNN, OpenBLAS)
   libopenmpi-dev openmpi-bin python3-mpi4py   # the class axis sharded across processes (xent_mpi, xent.mpi)
   libeigen3-dev python3-matplotlib                  # peers and plot of the comparison benchmark

@@ -33,6 +33,7 @@
 #include "src/faults.h"
 #include "src/gemm.h"
 #include "src/kernels.h"
+#include "src/parallel.h"
 #include "src/plan.h"
 #include "src/reductions.h"
 #include "src/scalar.h"
@@ -600,8 +601,8 @@ class Fused {
     const O* dl = reinterpret_cast<const O*>(logits_);
     if constexpr (kNarrowOperands) {
       const int64_t count = m * t;
-#pragma omp parallel for schedule(static) num_threads(threads_) if (count > (int64_t{1} << 16))
-      for (int64_t i = 0; i < count; ++i) dlogits_o_[i] = to_bfloat16(static_cast<float>(logits_[i]));
+      ParallelFor(count, count > (int64_t{1} << 16) ? threads_ : 1,
+                  [&](int64_t i) { dlogits_o_[i] = to_bfloat16(static_cast<float>(logits_[i])); });
       dl = dlogits_o_;
     }
     if (p_.grad_input && H_ > 0) {
@@ -634,9 +635,9 @@ class Fused {
   // grad_input's rows [c0, c0 + m) from gin_stage_ (by rows: the chunk's; by tiles: every row's).
   void store_input_gradient(int64_t c0, int64_t m) {
     const A* from = tiled_ ? gin_stage_ + c0 * H_ : gin_stage_;
-#pragma omp parallel for schedule(static) num_threads(threads_) if (m * H_ > (int64_t{1} << 16))
-    for (int64_t i = 0; i < m; ++i)
+    ParallelFor(m, m * H_ > (int64_t{1} << 16) ? threads_ : 1, [&](int64_t i) {
       store_row(p_.grad_input, p_.dtype, p_.grad_input_rows.offset(c0 + i), p_.grad_input_h_stride, from + i * H_, H_);
+    });
   }
 
   // grad_W's rows [v0, v0 + t) from the accumulator (0 where nothing was accumulated: no rows or no features).
@@ -647,9 +648,9 @@ class Fused {
           store_from_double(p_.grad_weight, p_.dtype, (v0 + v) * p_.gw_stride[0] + h * p_.gw_stride[1], 0.0);
       return;
     }
-#pragma omp parallel for schedule(static) num_threads(threads_) if (t * H_ > (int64_t{1} << 16))
-    for (int64_t v = 0; v < t; ++v)
+    ParallelFor(t, t * H_ > (int64_t{1} << 16) ? threads_ : 1, [&](int64_t v) {
       store_row(p_.grad_weight, p_.dtype, (v0 + v) * p_.gw_stride[0], p_.gw_stride[1], gw_acc_ + v * H_, H_);
+    });
   }
 
   // The bias gradient and the loss, from every chunk.

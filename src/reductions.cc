@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "src/parallel.h"
 #include "src/scalar.h"
 #include "xent/xent.h"
 
@@ -20,8 +21,7 @@ double deterministic_sum(const double* v, int64_t n, int threads) {
   constexpr int64_t kBlock = 4096;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   std::vector<double> partial(static_cast<size_t>(blocks));
-#pragma omp parallel for schedule(static) num_threads(threads) if (blocks > 16)
-  for (int64_t b = 0; b < blocks; ++b) {
+  ParallelFor(blocks, blocks > 16 ? threads : 1, [&](int64_t b) {
     double lane[8] = {};
     const int64_t end = std::min(n, (b + 1) * kBlock);
     int64_t i = b * kBlock;
@@ -29,7 +29,7 @@ double deterministic_sum(const double* v, int64_t n, int threads) {
       for (int k = 0; k < 8; ++k) lane[k] += v[i + k];
     for (; i < end; ++i) lane[0] += v[i];
     partial[b] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-  }
+  });
   double total = 0;
   for (double p : partial) total += p;
   return total;

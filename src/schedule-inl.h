@@ -24,6 +24,7 @@
 #include "hwy/highway.h"
 #include "src/lane_group-inl.h"
 #include "src/lane_rows-inl.h"
+#include "src/parallel.h"
 #include "src/paths.h"
 #include "src/row_kernel-inl.h"
 #include "src/row_stages-inl.h"
@@ -57,6 +58,7 @@ bool StreamWithoutAliasing(const Layout& l) {
 
 // Makes every thread's non-temporal stores visible before the call returns (and before FixTargetGradient).
 inline void FlushStreams(int threads) {
+  if (threads <= 1) return hwy::FlushStream();
 #pragma omp parallel num_threads(threads)
   hwy::FlushStream();
 }
@@ -128,10 +130,9 @@ void RunLaneGroups(const Layout& l, const KernelChoice& choice, int threads, boo
       shared.ignore_index = l.options.ignore_index;
     }
   }
-#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
-  for (int64_t w = 0; w < outer * items; ++w) {
+  ParallelFor(outer * items, parallel ? threads : 1, [&](int64_t w, int thread) {
     // This thread's buffers (null when nothing is staged or copied): the stage, or the copies of logits and labels.
-    uint8_t* mine = slot > 0 ? buffers.get() + omp_get_thread_num() * slot : nullptr;
+    uint8_t* mine = slot > 0 ? buffers.get() + thread * slot : nullptr;
     T* x_stage = reinterpret_cast<T*>(mine);
     T* y_copy = mine ? reinterpret_cast<T*>(mine + part) : nullptr;
     const int64_t begin = (w % items) * item, n = std::min(item, I - begin), first = (w / items) * I + begin;
@@ -193,7 +194,7 @@ void RunLaneGroups(const Layout& l, const KernelChoice& choice, int threads, boo
           }
         }
       }
-      continue;
+      return;
     }
     int64_t g = 0;
     if (batched) {  // every full group of the item in one call
@@ -228,7 +229,7 @@ void RunLaneGroups(const Layout& l, const KernelChoice& choice, int threads, boo
       }
       NarrowestLaneRows<kGeneral>(da, group, C);
     }
-  }
+  });
 }
 
 // The row kernel's instance for a layout's strides: run(std::true_type) when every operand present has contiguous
@@ -289,18 +290,17 @@ void RunRows(const Layout& l, bool split, int threads, bool parallel, bool strea
     // With streamed gradients, targets' elements are written after every row's stream is flushed: a regular store
     // into a line just streamed waits for that line to be written out and read back.
     std::vector<TargetGradient<G>> deferred(stream && l.sparse ? static_cast<size_t>(rows) : 0);
-#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
-    for (int64_t i = 0; i < rows; ++i) {
+    ParallelFor(rows, parallel ? threads : 1, [&](int64_t i, int thread) {
       const Row<T, G> r = RowAt<T, G>(l, i);
       const Target t = TargetOf<T, G>(l, r, xs);
       if (t.ignored) {
         IgnoreRow(l, i, r);
-        continue;
+        return;
       }
       const Row<T, G> next = RowAt<T, G>(l, i + 1 < rows ? i + 1 : i);
       KeptExps<A> kept{};
       if (keep) {
-        uint8_t* mine = kept_buffers.get() + omp_get_thread_num() * slot;
+        uint8_t* mine = kept_buffers.get() + thread * slot;
         kept = {reinterpret_cast<A*>(mine), reinterpret_cast<double*>(mine + values_bytes)};
       }
       KeptExps<A>* kept_exps = keep ? &kept : nullptr;
@@ -316,12 +316,12 @@ void RunRows(const Layout& l, bool split, int threads, bool parallel, bool strea
         if (deferred.empty()) FixTargetGradient(l, r, t, result);
         else deferred[i] = TargetGradientOf(l, r, t, result);
       }
-    }
+    });
     if (stream) FlushStreams(threads);
     if (!deferred.empty()) {
-#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
-      for (int64_t i = 0; i < rows; ++i)
+      ParallelFor(rows, parallel ? threads : 1, [&](int64_t i) {
         if (deferred[i].at) *deferred[i].at = deferred[i].value;
+      });
     }
     return;
   }
@@ -333,15 +333,14 @@ void RunRows(const Layout& l, bool split, int threads, bool parallel, bool strea
   std::vector<Target> targets(static_cast<size_t>(rows));
   std::vector<RowResult> results(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) targets[i] = TargetOf<T, G>(l, RowAt<T, G>(l, i), xs);
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-  for (int64_t w = 0; w < rows * pieces; ++w) {
-    if (targets[w / pieces].ignored) continue;
+  ParallelFor<true>(rows * pieces, threads, [&](int64_t w) {
+    if (targets[w / pieces].ignored) return;
     const Row<T, G> r = RowAt<T, G>(l, w / pieces);
     const int64_t begin = (w % pieces) * len, n = std::min(len, C - begin);
     states[w] = WithStrides(l, [&](auto unit) {
       return PieceStatistics<kGeneral, decltype(unit)::value>(da, l, r, tr, begin, n);
     });
-  }
+  });
   for (int64_t i = 0; i < rows; ++i) {
     const Row<T, G> r = RowAt<T, G>(l, i);
     if (targets[i].ignored) {
@@ -353,15 +352,14 @@ void RunRows(const Layout& l, bool split, int threads, bool parallel, bool strea
     results[i] = FinishRow(l, i, r, WithTarget(s, targets[i]));
   }
   if (!grads) return;
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-  for (int64_t w = 0; w < rows * pieces; ++w) {
-    if (targets[w / pieces].ignored) continue;
+  ParallelFor<true>(rows * pieces, threads, [&](int64_t w) {
+    if (targets[w / pieces].ignored) return;
     const int64_t begin = (w % pieces) * len, n = std::min(len, C - begin);
     WithStrides(l, [&](auto unit) {
       PieceGradients<kGeneral, decltype(unit)::value>(da, l, RowAt<T, G>(l, w / pieces), tr, results[w / pieces],
                                                       begin, n, stream);
     });
-  }
+  });
   if (stream) FlushStreams(threads);
   for (int64_t i = 0; i < rows; ++i)
     if (!targets[i].ignored) FixTargetGradient(l, RowAt<T, G>(l, i), targets[i], results[i]);
@@ -373,14 +371,13 @@ template <bool kGeneral, typename T>
 void ShardStatistics(const Layout& l, RowState* states, int threads) {
   const hn::ScalableTag<Compute<T>> da;
   const Transform<T> tr = kGeneral ? TransformOf<T>(l) : Transform<T>{};
-#pragma omp parallel for schedule(static) num_threads(threads) if (runs_parallel(l, kTuning, threads))
-  for (int64_t i = 0; i < l.rows; ++i) {
+  ParallelFor(l.rows, runs_parallel(l, kTuning, threads) ? threads : 1, [&](int64_t i) {
     const Row<T, T> r = RowAt<T, T>(l, i);
     const Target t = TargetOf<T, T>(l, r, l.class_stride[kLogits]);
     states[i] = t.ignored ? RowState{} : WithTarget(WithStrides(l, [&](auto unit) {
       return PieceStatistics<kGeneral, decltype(unit)::value>(da, l, r, tr, 0, l.classes);
     }), t);
-  }
+  });
 }
 
 // Stage 3 alone (stages.h): from merged[i], the statistics of row i over the whole vocabulary, writes its loss (or
@@ -390,21 +387,20 @@ void ShardFinish(const Layout& l, const RowState* merged, int threads) {
   const hn::ScalableTag<Compute<T>> da;
   const Transform<T> tr = kGeneral ? TransformOf<T>(l) : Transform<T>{};
   const bool grads = l.data[kGradLogits] || l.data[kGradLabels];
-#pragma omp parallel for schedule(static) num_threads(threads) if (runs_parallel(l, kTuning, threads))
-  for (int64_t i = 0; i < l.rows; ++i) {
+  ParallelFor(l.rows, runs_parallel(l, kTuning, threads) ? threads : 1, [&](int64_t i) {
     const Row<T, T> r = RowAt<T, T>(l, i);
     const Target t = TargetOf<T, T>(l, r, l.class_stride[kLogits]);
     if (t.ignored) {
       IgnoreRow(l, i, r);
-      continue;
+      return;
     }
     const RowResult result = FinishRow(l, i, r, merged[i]);
-    if (!grads) continue;
+    if (!grads) return;
     WithStrides(l, [&](auto unit) {
       PieceGradients<kGeneral, decltype(unit)::value>(da, l, r, tr, result, 0, l.classes, false);
     });
     FixTargetGradient(l, r, t, result);
-  }
+  });
 }
 
 }  // namespace xent::internal::HWY_NAMESPACE

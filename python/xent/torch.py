@@ -1,21 +1,28 @@
-"""xent as a PyTorch loss: `xent.torch.cross_entropy` is a drop-in for torch.nn.functional.cross_entropy.
+"""xent as PyTorch operators: `xent.torch.cross_entropy` is a drop-in for torch.nn.functional.cross_entropy.
 
     import xent.torch
-    loss = xent.torch.cross_entropy(logits, target)          # logits [N, C] (or the class axis at `axis`)
+    loss = xent.torch.cross_entropy(logits, target)          # logits [N, C] or [N, C, d1, ...], as F.cross_entropy
     loss.backward()                                           # one fused xent pass writes grad_logits
 
-CPU tensors of float32, float64, float16 and bfloat16, read in place with their strides (no copy). Options as in
-`xent.cross_entropy`: weight, ignore_index, reduction, label_smoothing (PyTorch's semantics), z_loss, softcap.
-Note: `axis` defaults to -1 (TensorFlow's convention); torch puts the class axis at dim 1, which is the same for
-2-D inputs; pass axis=1 for [N, C, d1, ...] inputs.
+The functions here are thin faces over operators registered with PyTorch's dispatcher (library libxent_torch.so,
+include/xent/xent_torch.h): `torch.ops.xent.cross_entropy` and `torch.ops.xent.linear_cross_entropy`, with their
+autograd formulas in C++. They work in eager code, in `torch.jit.script` (functions and modules calling them), and
+from C++ programs that link libtorch. CPU tensors of float32, float64, float16 and bfloat16, read in place with
+their strides (no copy). Options as F.cross_entropy's (weight, ignore_index, reduction, label_smoothing), plus
+z_loss and softcap.
 
 Memory: forward saves references to logits, target and weight (no copies) and nothing else; backward recomputes
 each row's max and sum in the same pass that writes the gradient, reading logits once. PyTorch's own
-cross_entropy keeps its log_softmax output (one value per logit) alive between forward and backward.
-Higher derivatives (create_graph=True, Hessian-vector products) differentiate a PyTorch expression of the same
+cross_entropy keeps its log_softmax output (one value per logit) alive between forward and backward. With
+inplace_backward=True the gradient is written over the logits' own memory (no new tensor, no page faults).
+Higher derivatives (create_graph=True, Hessian-vector products) differentiate an ATen expression of the same
 gradient, g * ((sum(a) + 2*z_loss*lse) * softmax(x') - a) * dx'/dx, which materialises softmax for that call.
+Differences from F.cross_entropy: reduction="mean" over a batch whose rows are all ignored gives 0 with gradient 0
+(PyTorch: NaN); `size_average` and `reduce` (deprecated in PyTorch) are not taken.
 """
 import math
+import os
+from typing import Optional
 
 import torch
 
@@ -23,6 +30,12 @@ from . import _check_options, _vocab_parallel, _xent
 
 __all__ = ["cross_entropy", "CrossEntropyLoss", "linear_cross_entropy", "LinearCrossEntropyLoss",
            "vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
+
+_OPERATORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libxent_torch.so")
+if not os.path.exists(_OPERATORS):
+    raise ImportError("xent.torch needs xent's PyTorch operators (libxent_torch.so), which this build of xent does "
+                      "not have: build it where libtorch-dev is installed (scripts/setup.sh installs it)")
+torch.ops.load_library(_OPERATORS)
 
 _DTYPES = {getattr(torch, name): int(value) for name, value in _xent.dtype.__members__.items()}
 _REDUCTIONS = {name: int(value) for name, value in _xent.reduction.__members__.items()}
@@ -37,167 +50,55 @@ def _descriptor(t, name):
     return (t.data_ptr(), _DTYPES[t.dtype], tuple(t.shape), tuple(t.stride()))
 
 
-def _run(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, grad_loss,
-         gradients):
-    logits_d, target_d = _descriptor(logits, "logits"), _descriptor(target, "target")
-    loss = torch.empty(_xent.loss_shape_raw(logits_d, target_d, axis, _REDUCTIONS[reduction]), dtype=logits.dtype)
-    grad_logits = torch.empty_like(logits, memory_format=torch.contiguous_format) if gradients else None
-    _xent.cross_entropy_raw(
-        logits_d, target_d, axis,
-        None if weight is None else _descriptor(weight, "weight"), ignore_index, _REDUCTIONS[reduction],
-        float(label_smoothing), float(z_loss), 0.0 if softcap is None else float(softcap),
-        None if grad_loss is None else _descriptor(grad_loss, "grad_loss"), _descriptor(loss, "loss"),
-        None if grad_logits is None else _descriptor(grad_logits, "grad_logits"))
-    return loss, grad_logits
-
-
-def _gradient_expression(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
-                         grad_loss):
-    """The gradient wrt logits as a differentiable PyTorch expression (for double backward)."""
-    x = logits.movedim(axis, -1)
-    C = x.shape[-1]
-    xp = softcap * torch.tanh(x / softcap) if softcap is not None else x
-    w = weight if weight is not None else torch.ones(C, dtype=x.dtype)
-    eps = label_smoothing
-    if target.is_floating_point():
-        a = w * ((1 - eps) * target.movedim(axis, -1) + eps / C)
-        keep = torch.ones(a.shape[:-1], dtype=x.dtype)
-        denominator = torch.tensor(float(keep.numel()), dtype=x.dtype)
-    else:
-        keep_mask = target != ignore_index
-        safe = torch.where(keep_mask, target, torch.zeros_like(target))
-        onehot = torch.nn.functional.one_hot(safe, C).to(x.dtype)
-        a = (1 - eps) * w[safe].unsqueeze(-1) * onehot + eps / C * w
-        keep = keep_mask.to(x.dtype)
-        a = a * keep.unsqueeze(-1)
-        denominator = (w[safe] * keep).sum()
-    lse = torch.logsumexp(xp, dim=-1, keepdim=True)
-    p = torch.softmax(xp, dim=-1)
-    g = grad_loss
-    if reduction == "mean":
-        g = torch.where(denominator > 0, g / denominator, torch.zeros_like(g))
-    g = (g * keep).unsqueeze(-1)
-    grad = g * ((a.sum(-1, keepdim=True) + 2 * z_loss * lse) * p - a)
-    if softcap is not None:
-        grad = grad * (1 - (xp / softcap) ** 2)
-    return grad.movedim(-1, axis)
-
-
-class _CrossEntropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, target, weight, axis, ignore_index, reduction, label_smoothing, z_loss, softcap):
-        loss, _ = _run(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
-                       None, False)
-        ctx.save_for_backward(logits, target, weight)
-        ctx.options = (axis, ignore_index, reduction, label_smoothing, z_loss, softcap)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        logits, target, weight = ctx.saved_tensors
-        axis, ignore_index, reduction, label_smoothing, z_loss, softcap = ctx.options
-        if torch.is_grad_enabled():  # create_graph=True: a differentiable expression of the same gradient
-            grad = _gradient_expression(logits, target, axis, weight, ignore_index, reduction, label_smoothing,
-                                        z_loss, softcap, grad_loss)
-        else:
-            _, grad = _run(logits.detach(), target, axis, weight, ignore_index, reduction, label_smoothing, z_loss,
-                           softcap, grad_loss.detach().to(logits.dtype), True)
-        if ctx.needs_input_grad[1]:
-            raise NotImplementedError("xent.torch.cross_entropy: gradient wrt target is not implemented; use "
-                                      "xent.softmax_cross_entropy_with_logits_grad")
-        return grad, None, None, None, None, None, None, None, None
-
-
-def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, z_loss=0.0, softcap=None):
-    """Drop-in for torch.nn.functional.cross_entropy (class axis `axis`, default -1), with z_loss and softcap."""
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', received {reduction!r}")
-    if target.is_floating_point() and target.dtype != logits.dtype:
-        raise TypeError(f"target probabilities must have logits' dtype {logits.dtype}, received {target.dtype}")
-    if weight is not None and weight.dtype != logits.dtype:
-        raise TypeError(f"weight must have logits' dtype {logits.dtype}, received {weight.dtype}")
-    return _CrossEntropy.apply(logits, target, weight, axis, int(ignore_index), reduction, float(label_smoothing),
-                               float(z_loss), softcap)
-
-
-class CrossEntropyLoss(torch.nn.Module):
-    """torch.nn.CrossEntropyLoss's counterpart: the options of cross_entropy, fixed at construction."""
-
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
-                 softcap=None, axis=-1):
-        super().__init__()
-        self.register_buffer("weight", weight)
-        self.options = dict(axis=axis, ignore_index=ignore_index, reduction=reduction,
-                            label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
-
-    def forward(self, logits, target):
-        return cross_entropy(logits, target, weight=self.weight, **self.options)
-
-
-# ---- The fused linear + cross-entropy
-
 def _optional(t, name):
     return None if t is None else _descriptor(t, name)
 
 
-def _linear_run(input, linear_weight, linear_bias, target, weight, options, grad_loss, wanted):
-    """Runs the fused op: the loss, and the gradients `wanted` (input, weight, bias) as new tensors (or None)."""
-    ignore_index, reduction, label_smoothing, z_loss, softcap = options
-    loss = torch.empty(tuple(target.shape) if reduction == "none" else (), dtype=input.dtype)
-    grads = [torch.empty(t.shape, dtype=t.dtype) if want and t is not None else None
-             for t, want in zip((input, linear_weight, linear_bias), wanted)]
-    _xent.linear_raw(
-        _descriptor(input, "input"), _descriptor(linear_weight, "linear_weight"), _descriptor(target, "target"),
-        _optional(linear_bias, "linear_bias"), _optional(weight, "weight"), ignore_index, _REDUCTIONS[reduction],
-        label_smoothing, z_loss, 0.0 if softcap is None else float(softcap), _optional(grad_loss, "grad_loss"),
-        _descriptor(loss, "loss"), *[_optional(g, "gradient") for g in grads])
-    return loss, grads
+def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                  ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+                  z_loss: float = 0.0, softcap: Optional[float] = None, axis: Optional[int] = None,
+                  inplace_backward: bool = False) -> torch.Tensor:
+    """torch.nn.functional.cross_entropy with the same arguments and conventions, plus z_loss and softcap.
+
+    input: logits, class dimension 1 (dim 0 for a 1-D input), or `axis` if given. target: class indices (int64 or
+    int32, input's shape without the class dimension) or probabilities (input's dtype and shape). Per row, with
+    x' = softcap*tanh(x/softcap) (if given), lse = logsumexp(x'), eps = label_smoothing, w = weight:
+    loss = sum_j a_j (lse - x'_j) + z_loss * lse^2, a_j the smoothed, weighted targets (PyTorch's definition).
+    reduction: "none", "sum" or "mean" (divides by the weights of the rows not ignored; 0, not NaN, when every row is
+    ignored). inplace_backward=True writes the gradient over input's memory in the backward (safe when nothing
+    else reads the logits afterwards, e.g. a linear layer's output; a leaf input is refused, and another saved use
+    of the logits fails with PyTorch's in-place error). Raises ValueError (shapes, target values, options),
+    TypeError (dtypes).
+    """
+    return torch.ops.xent.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+                                        softcap, axis, inplace_backward)
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, linear_weight, linear_bias, target, weight, options):
-        wanted = ctx.needs_input_grad[:3]
-        reduction = options[1]
-        ctx.options = options
-        if not any(wanted):  # eval, torch.no_grad(), or frozen parameters: the forward alone
-            loss, _ = _linear_run(input, linear_weight, linear_bias, target, weight, options, None, (False,) * 3)
-            return loss
-        if reduction != "none":
-            # A reduced loss has one upstream gradient: the gradients for 1 are computed in this same pass and the
-            # backward only scales them (no second pass over the vocabulary).
-            loss, grads = _linear_run(input, linear_weight, linear_bias, target, weight, options, None, wanted)
-            ctx.scaled = True
-            ctx.save_for_backward(*[g if g is not None else torch.empty(0) for g in grads])
-            return loss
-        # Per-row upstream gradients are only known in the backward, which runs the fused op with them.
-        loss, _ = _linear_run(input, linear_weight, linear_bias, target, weight, options, None, (False,) * 3)
-        ctx.scaled = False
-        ctx.save_for_backward(input, linear_weight, linear_bias if linear_bias is not None else torch.empty(0),
-                              target, weight if weight is not None else torch.empty(0))
-        ctx.has_bias, ctx.has_weight = linear_bias is not None, weight is not None
-        return loss
+class CrossEntropyLoss(torch.nn.Module):
+    """torch.nn.CrossEntropyLoss's counterpart (its arguments but size_average and reduce), plus z_loss, softcap,
+    axis and inplace_backward: cross_entropy with these options fixed at construction. Scriptable."""
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_loss):
-        wanted = ctx.needs_input_grad[:3]
-        if ctx.scaled:
-            grads = list(ctx.saved_tensors)
-            if not (grad_loss == 1).all():
-                grads = [g * grad_loss.to(g.dtype) if want else None for g, want in zip(grads, wanted)]
-        else:
-            input, linear_weight, linear_bias, target, weight = ctx.saved_tensors
-            _, grads = _linear_run(input, linear_weight, linear_bias if ctx.has_bias else None, target,
-                                   weight if ctx.has_weight else None, ctx.options,
-                                   grad_loss.to(input.dtype).contiguous(), wanted)
-        grads = [g if want else None for g, want in zip(grads, wanted)]
-        return grads[0], grads[1], grads[2], None, None, None
+    __constants__ = ["ignore_index", "reduction", "label_smoothing", "z_loss", "inplace_backward"]
+
+    def __init__(self, weight: Optional[torch.Tensor] = None, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0, z_loss: float = 0.0, softcap: Optional[float] = None,
+                 axis: Optional[int] = None, inplace_backward: bool = False):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
+        self.z_loss, self.softcap, self.axis, self.inplace_backward = z_loss, softcap, axis, inplace_backward
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return cross_entropy(input, target, self.weight, self.ignore_index, self.reduction, self.label_smoothing,
+                             self.z_loss, self.softcap, self.axis, self.inplace_backward)
 
 
-def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
-                         ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None):
+# ---- The fused linear + cross-entropy
+
+def linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+                         linear_bias: Optional[torch.Tensor] = None, weight: Optional[torch.Tensor] = None,
+                         reduction: str = "mean", ignore_index: int = -100, label_smoothing: float = 0.0,
+                         z_loss: float = 0.0, softcap: Optional[float] = None) -> torch.Tensor:
     """cross_entropy(input @ linear_weight.T + linear_bias, target) without ever holding the logits.
 
     The signature of PyTorch 2's F.linear_cross_entropy, plus z_loss and softcap. input [..., H], linear_weight
@@ -207,31 +108,26 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     scales them; with reduction='none' the backward runs the fused op again with the per-row upstream gradients.
     Without gradients (eval, torch.no_grad()) only the forward runs. See xent.linear_cross_entropy.
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', received {reduction!r}")
-    for t, name in ((linear_weight, "linear_weight"), (linear_bias, "linear_bias"), (weight, "weight")):
-        if t is not None and t.dtype != input.dtype:
-            raise TypeError(f"{name} must have input's dtype {input.dtype}, received {t.dtype}")
-    if softcap is not None and not softcap > 0:
-        raise ValueError(f"softcap must be > 0 (or None for no soft-capping), received {softcap}")
-    options = (int(ignore_index), reduction, float(label_smoothing), float(z_loss), softcap)
-    return _LinearCrossEntropy.apply(input, linear_weight, linear_bias, target, weight, options)
+    return torch.ops.xent.linear_cross_entropy(input, linear_weight, target, linear_bias, weight, ignore_index,
+                                               reduction, label_smoothing, z_loss, softcap)
 
 
 class LinearCrossEntropyLoss(torch.nn.Module):
     """A language-model head and its loss in one module: owns the linear layer's weight [num_classes, in_features]
     (and bias), initialised as torch.nn.Linear's, and returns linear_cross_entropy(input, weight, target) without
-    holding the logits. `weight` here is the class weight of the loss (stored as `class_weight`)."""
+    holding the logits. `weight` here is the class weight of the loss (stored as `class_weight`). Scriptable."""
 
-    def __init__(self, in_features, num_classes, *, bias=False, dtype=None, reduction="mean", weight=None,
+    __constants__ = ["in_features", "num_classes", "reduction", "ignore_index", "label_smoothing", "z_loss"]
+
+    def __init__(self, in_features, num_classes, bias=False, dtype=None, reduction="mean", weight=None,
                  ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None):
         super().__init__()
         self.in_features, self.num_classes = in_features, num_classes
         self.weight = torch.nn.Parameter(torch.empty(num_classes, in_features, dtype=dtype))
         self.bias = torch.nn.Parameter(torch.empty(num_classes, dtype=dtype)) if bias else None
         self.register_buffer("class_weight", weight)
-        self.options = dict(reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
-                            z_loss=z_loss, softcap=softcap)
+        self.reduction, self.ignore_index, self.label_smoothing = reduction, ignore_index, label_smoothing
+        self.z_loss, self.softcap = z_loss, softcap
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -241,9 +137,9 @@ class LinearCrossEntropyLoss(torch.nn.Module):
             bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
             torch.nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, input, target):
-        return linear_cross_entropy(input, self.weight, target, linear_bias=self.bias, weight=self.class_weight,
-                                    **self.options)
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return linear_cross_entropy(input, self.weight, target, self.bias, self.class_weight, self.reduction,
+                                    self.ignore_index, self.label_smoothing, self.z_loss, self.softcap)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, num_classes={self.num_classes}, bias={self.bias is not None}"

@@ -13,7 +13,9 @@ export XENT_CMAKE_BUILD_DIR=$build
 "$work/venv/bin/pip" install --quiet --no-build-isolation --no-deps "$source"
 "$work/venv/bin/pip" wheel --quiet --no-build-isolation --no-deps --wheel-dir "$work/dist" "$source"
 ls "$work"/dist/xent-*.whl >/dev/null
-/usr/bin/python3 -m zipfile -l "$work"/dist/xent-*.whl | grep "xent/_xent" >/dev/null || { echo "the wheel has no extension"; exit 1; }  # grep reads all: -q would break the pipe
+for part in xent/_xent xent/libxent.so.0 xent/libxent_torch.so; do  # grep reads all: -q would break the pipe
+  /usr/bin/python3 -m zipfile -l "$work"/dist/xent-*.whl | grep "$part" >/dev/null || { echo "the wheel has no $part"; exit 1; }
+done
 
 cd "$work"
 installed=$(env -u PYTHONPATH "$work/venv/bin/python" -c "import xent; print(xent.__file__)")

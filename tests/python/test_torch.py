@@ -116,5 +116,113 @@ def test_errors():
         xt.cross_entropy(logits, target, reduction="avg")
     with pytest.raises(ValueError, match="outside the valid range"):
         xt.cross_entropy(logits, torch.full((16,), 11))
-    with pytest.raises(TypeError, match="weight must have logits' dtype"):
+    with pytest.raises(TypeError, match="weight must have input's dtype torch.float32, received torch.float64"):
         xt.cross_entropy(logits, target, weight=torch.ones(11, dtype=torch.float64))
+
+
+# ---- The native operator: F.cross_entropy's conventions, TorchScript, the in-place backward
+
+@pytest.mark.parametrize("shape", [(7,), (16, 11), (4, 6, 5), (3, 5, 4, 2)])
+@pytest.mark.parametrize("targets", ["indices", "probabilities"])
+def test_drop_in_for_f_cross_entropy_class_dimension(shape, targets):
+    """The class dimension is where F.cross_entropy has it: 1, or 0 for a 1-D input; nothing to pass."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(shape, generator=g, dtype=torch.float64) * 3
+    C = shape[0] if len(shape) == 1 else shape[1]
+    target_shape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    if targets == "indices":
+        target = torch.randint(0, C, target_shape, generator=g)
+    else:
+        target = torch.rand(shape, generator=g, dtype=torch.float64).softmax(0 if len(shape) == 1 else 1)
+    for kw in ({}, {"reduction": "none"}, {"label_smoothing": 0.1, "reduction": "sum"}):
+        x, y = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+        a, b = xt.cross_entropy(x, target, **kw), F.cross_entropy(y, target, **kw)
+        a.backward(torch.ones_like(a)), b.backward(torch.ones_like(b))
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(x.grad, y.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_cross_entropy_loss_module_takes_torch_arguments():
+    logits, target = inputs(torch.float64, shape=(8, 5, 3))
+    target = torch.randint(0, 5, (8, 3))
+    weight = torch.rand(5, dtype=torch.float64) + 0.5
+    for args, kw in (((), {}), ((weight,), {"ignore_index": 2, "reduction": "sum", "label_smoothing": 0.05})):
+        ours, theirs = xt.CrossEntropyLoss(*args, **kw), torch.nn.CrossEntropyLoss(*args, **kw)
+        torch.testing.assert_close(ours(logits, target), theirs(logits, target))
+
+
+def test_torchscript_functions_and_modules_save_and_load(tmp_path):
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(8, 11)
+            self.loss = xt.CrossEntropyLoss(label_smoothing=0.1, z_loss=1e-3, softcap=20.0)
+
+        def forward(self, h, target):
+            return self.loss(self.linear(h), target) + xt.cross_entropy(self.linear(h), target, reduction="sum")
+
+    torch.manual_seed(0)
+    eager = Head()
+    h, target = torch.randn(16, 8), torch.randint(0, 11, (16,))
+    scripted = torch.jit.script(eager)
+    assert "xent::cross_entropy" in str(scripted.inlined_graph)
+    scripted.save(str(tmp_path / "head.pt"))
+    loaded = torch.jit.load(str(tmp_path / "head.pt"))
+    expected = eager(h, target)
+    for module in (scripted, loaded):
+        torch.testing.assert_close(module(h, target), expected)
+    # Gradients through the loaded program equal the eager ones.
+    loaded(h, target).backward()
+    eager(h, target).backward()
+    torch.testing.assert_close(dict(loaded.named_parameters())["linear.weight"].grad, eager.linear.weight.grad)
+
+    linear = torch.jit.script(xt.LinearCrossEntropyLoss(8, 11, bias=True, z_loss=1e-3))
+    torch.testing.assert_close(linear(h, target),
+                               F.cross_entropy(F.linear(h, linear.weight, linear.bias), target) +
+                               1e-3 * (torch.logsumexp(F.linear(h, linear.weight, linear.bias), 1) ** 2).mean())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inplace_backward_equals_the_ordinary_backward(dtype):
+    torch.manual_seed(1)
+    h = torch.randn(64, 16, dtype=dtype)
+    target = torch.randint(0, 300, (64,))
+    target[5] = -100
+    grads = []
+    for inplace in (False, True):
+        layer = torch.nn.Linear(16, 300, dtype=dtype)
+        torch.manual_seed(2), torch.nn.init.normal_(layer.weight), torch.nn.init.normal_(layer.bias)
+        logits = layer(h)
+        loss = xt.cross_entropy(logits, target, label_smoothing=0.1, inplace_backward=inplace)
+        loss.backward()
+        grads.append((loss.detach(), layer.weight.grad, layer.bias.grad))
+        if inplace:  # the logits' memory holds their gradient now
+            torch.testing.assert_close(logits.detach().float().sum(0), layer.bias.grad.float(), rtol=2e-2, atol=1e-3)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_inplace_backward_refuses_leaves_and_reports_other_uses():
+    target = torch.randint(0, 5, (4,))
+    leaf = torch.randn(4, 5, requires_grad=True)
+    with pytest.raises(ValueError, match="leaf"):
+        xt.cross_entropy(leaf, target, inplace_backward=True)
+    x = torch.randn(4, 5, requires_grad=True)
+    logits = x * 2
+    # pow saves the logits, and its backward runs after the loss's (autograd runs later nodes first).
+    other = logits.pow(2).sum()
+    loss = xt.cross_entropy(logits, target, inplace_backward=True) + other
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    # Without gradients nothing is written: the logits stay as they were.
+    with torch.no_grad():
+        before = logits.detach().clone()
+        xt.cross_entropy(logits, target, inplace_backward=True)
+    torch.testing.assert_close(logits.detach(), before)
+
+
+def test_operators_are_registered_and_documented():
+    assert torch.ops.xent.cross_entropy is not None and torch.ops.xent.linear_cross_entropy is not None
+    schema = str(torch.ops.xent.cross_entropy.default._schema)
+    assert "inplace_backward" in schema and 'reduction="mean"' in schema
+    assert "torch.nn.functional.cross_entropy" in xt.cross_entropy.__doc__
