@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-build-docs} build=${2:-build}
 mkdir -p "$out/python"
-(cat docs/Doxyfile; echo "OUTPUT_DIRECTORY = $out"; echo "WARN_LOGFILE = $out/warnings.log") | doxygen - >/dev/null
-if [[ -s $out/warnings.log ]]; then
+status=0
+(cat docs/Doxyfile; echo "OUTPUT_DIRECTORY = $out"; echo "WARN_LOGFILE = $out/warnings.log") | doxygen - >/dev/null || status=$?
+if [[ -s $out/warnings.log || $status != 0 ]]; then
   cat "$out/warnings.log"
   echo "docs: Doxygen warnings (above)"
   exit 1

@@ -36,6 +36,10 @@ if not os.path.exists(_OPERATORS):
     raise ImportError("xent.torch needs xent's PyTorch operators (libxent_torch.so), which this build of xent does "
                       "not have: build it where libtorch-dev is installed (scripts/setup.sh installs it)")
 torch.ops.load_library(_OPERATORS)
+# The operators' own callables: eager calls skip the OpOverloadPacket's Python frame (TorchScript calls
+# torch.ops.xent.* below).
+_CROSS_ENTROPY = torch.ops.xent.cross_entropy._op
+_LINEAR_CROSS_ENTROPY = torch.ops.xent.linear_cross_entropy._op
 
 _DTYPES = {getattr(torch, name): int(value) for name, value in _xent.dtype.__members__.items()}
 _REDUCTIONS = {name: int(value) for name, value in _xent.reduction.__members__.items()}
@@ -70,8 +74,11 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
     of the logits fails with PyTorch's in-place error). Raises ValueError (shapes, target values, options),
     TypeError (dtypes).
     """
-    return torch.ops.xent.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                                        softcap, axis, inplace_backward)
+    if torch.jit.is_scripting():
+        return torch.ops.xent.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+                                            softcap, axis, inplace_backward)
+    return _CROSS_ENTROPY(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, axis,
+                          inplace_backward)
 
 
 class CrossEntropyLoss(torch.nn.Module):
@@ -108,8 +115,11 @@ def linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Tensor, targe
     scales them; with reduction='none' the backward runs the fused op again with the per-row upstream gradients.
     Without gradients (eval, torch.no_grad()) only the forward runs. See xent.linear_cross_entropy.
     """
-    return torch.ops.xent.linear_cross_entropy(input, linear_weight, target, linear_bias, weight, ignore_index,
-                                               reduction, label_smoothing, z_loss, softcap)
+    if torch.jit.is_scripting():
+        return torch.ops.xent.linear_cross_entropy(input, linear_weight, target, linear_bias, weight, ignore_index,
+                                                   reduction, label_smoothing, z_loss, softcap)
+    return _LINEAR_CROSS_ENTROPY(input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+                                 label_smoothing, z_loss, softcap)
 
 
 class LinearCrossEntropyLoss(torch.nn.Module):

@@ -9,7 +9,10 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include <sys/mman.h>
+
 #include <array>
+#include <cstdlib>
 #include <string>
 
 #include "xent/xent.h"
@@ -119,6 +122,21 @@ double SoftcapOf(c10::optional<double> softcap) {
   TORCH_CHECK_VALUE(!softcap || *softcap > 0, "softcap must be > 0 (or None for no soft-capping), received ",
                     *softcap);
   return softcap ? *softcap : 0.0;
+}
+
+// A new contiguous tensor for a gradient. Large ones (from 64 MiB) are mapped with transparent huge pages where
+// the kernel offers them (its madvise mode): a fresh logits-sized gradient is otherwise first touched 4 KiB at a
+// time, and those page faults cost a training step more than the kernel that writes the gradient (8192 x 32 000
+// float32: docs/performance.md). The memory is freed when the tensor is.
+Tensor NewGradient(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  constexpr size_t kHuge = size_t{2} << 20, kFrom = size_t{64} << 20;
+  const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) * options.dtype().itemsize();
+  if (bytes < kFrom) return at::empty(sizes, options);
+  const size_t mapped = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* memory = std::aligned_alloc(kHuge, mapped);
+  if (memory == nullptr) return at::empty(sizes, options);  // PyTorch's allocator then reports the failure
+  madvise(memory, mapped, MADV_HUGEPAGE);  // advice only: without huge pages it is ordinary memory
+  return at::from_blob(memory, sizes, [](void* p) { std::free(p); }, options);
 }
 
 // ---- cross_entropy
@@ -235,7 +253,7 @@ class CrossEntropyFunction : public ::torch::autograd::Function<CrossEntropyFunc
           input.unsafeGetTensorImpl()->bump_version();
           grad_input = input.detach();
         } else {
-          grad_input = at::empty_like(input, at::MemoryFormat::Contiguous);
+          grad_input = NewGradient(input.sizes(), input.options());
           RunCrossEntropy(input, target, weight, s, g, grad_input, false);
         }
       }
@@ -318,9 +336,9 @@ using Wanted = std::array<bool, 3>;
 LinearGradients NewGradients(const Wanted& wanted, const Tensor& input, const Tensor& linear_weight,
                              const Tensor& linear_bias) {
   LinearGradients g;
-  if (wanted[0]) g.input = at::empty(input.sizes(), input.options());
-  if (wanted[1]) g.linear_weight = at::empty(linear_weight.sizes(), linear_weight.options());
-  if (wanted[2] && linear_bias.defined()) g.linear_bias = at::empty(linear_bias.sizes(), linear_bias.options());
+  if (wanted[0]) g.input = NewGradient(input.sizes(), input.options());
+  if (wanted[1]) g.linear_weight = NewGradient(linear_weight.sizes(), linear_weight.options());
+  if (wanted[2] && linear_bias.defined()) g.linear_bias = NewGradient(linear_bias.sizes(), linear_bias.options());
   return g;
 }
 

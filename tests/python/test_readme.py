@@ -47,6 +47,21 @@ def test_python_quick_start(index):
     assert printed.getvalue().split("\n")[:-1] == _expected(code, "#")
 
 
+def test_pytorch_section_runs_and_its_table_is_the_benchmarks(tmp_path):
+    """The PyTorch section's example runs and prints what it says; its table is rows of the benchmark's results."""
+    import runpy
+    section = _section("PyTorch")
+    [code] = _blocks(section, "python")
+    (tmp_path / "readme_pytorch.py").write_text(code)  # from a file: TorchScript reads the class's source
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        runpy.run_path(str(tmp_path / "readme_pytorch.py"))
+    assert printed.getvalue().split("\n")[:-1] == _expected(code, "#")
+    results = (ROOT / "bench" / "results" / "torch_step.md").read_text()
+    rows = [line for line in section.splitlines() if line.startswith("| float32 |")]
+    assert rows and all(row in results for row in rows), rows
+
+
 @pytest.mark.parametrize("language", ["cpp", "c"])
 def test_compiled_quick_start(language, tmp_path):
     build = _build_dir()

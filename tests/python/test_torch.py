@@ -226,3 +226,16 @@ def test_operators_are_registered_and_documented():
     schema = str(torch.ops.xent.cross_entropy.default._schema)
     assert "inplace_backward" in schema and 'reduction="mean"' in schema
     assert "torch.nn.functional.cross_entropy" in xt.cross_entropy.__doc__
+
+
+def test_large_gradient_in_huge_pages_equals_torch():
+    """Gradients from 64 MiB are mapped apart (transparent huge pages): the same values, an ordinary tensor."""
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2048, 8192, generator=g)
+    target = torch.randint(0, 8192, (2048,), generator=g)
+    x, y = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    xt.cross_entropy(x * 1, target).backward()
+    F.cross_entropy(y * 1, target).backward()
+    torch.testing.assert_close(x.grad, y.grad, rtol=1e-5, atol=1e-9)
+    x.grad.add_(1)  # a gradient that optimizers may update in place and free
+    del x
