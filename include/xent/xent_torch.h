@@ -35,9 +35,13 @@ namespace xent::torch {
  * @param target class indices (int32/int64, input's shape without the class axis) or probabilities (input's dtype
  *        and shape). A class index outside [0, C) that is not ignore_index is an error (ValueError in Python).
  * @param weight optional per-class weights [C] in input's dtype.
+ * @param ignore_index class-index targets equal to it contribute loss 0 and gradient 0.
  * @param reduction "none" (target's shape), "sum" or "mean" (shape []). MEAN over class indices divides by the
  *        summed weights of the rows not ignored; when every row is ignored it returns 0 (F.cross_entropy: NaN).
+ * @param label_smoothing ε in [0, 1], spread over the C classes as PyTorch does.
+ * @param z_loss λ >= 0: adds λ·logsumexp(x')² per row (PaLM).
  * @param softcap > 0, or nullopt for no soft-capping.
+ * @param axis the class dimension, in [-rank, rank); nullopt: F.cross_entropy's (1, or 0 for a 1-D input).
  * @param inplace_backward the backward writes the gradient over input's own memory instead of a new tensor (no
  *        allocation, no page faults: the backward of a logits-sized tensor then costs the kernel only). Safe when
  *        nothing else reads the logits after this loss (true of a linear layer's output: its backward needs its
