@@ -65,6 +65,46 @@ void call_released(const Call& call) {
   if (status != XENT_OK) raise(status);
 }
 
+// The same for the ops on logits: small calls (under 16 K logits, a few microseconds) keep the GIL, whose release and
+// reacquisition would be a tenth of their cost; larger ones let other Python threads run.
+template <typename Call>
+void call_on(const xent_tensor& logits, const Call& call) {
+  int64_t elements = 1;
+  for (int d = 0; d < logits.rank && d < XENT_MAX_RANK; ++d) elements *= logits.shape[d];
+  if (elements >= (int64_t{1} << 14)) return call_released(call);
+  const xent_status status = call();
+  if (status != XENT_OK) raise(status);
+}
+
+// The arguments that are not arrays, checked here rather than in Python (a call's fixed cost): an int (a Python or
+// numpy integer, not a bool), the reduction by name, the soft-cap (None, or a number > 0).
+int64_t integer_argument(py::handle value, const char* name) {
+  if (PyBool_Check(value.ptr()) || !PyIndex_Check(value.ptr()))
+    throw py::type_error(std::string(name) + " must be an int, received " +
+                         py::str(py::type::handle_of(value).attr("__name__")).cast<std::string>());
+  return value.cast<int64_t>();
+}
+
+int reduction_argument(py::handle value) {
+  if (PyUnicode_Check(value.ptr())) {
+    const std::string name = value.cast<std::string>();
+    if (name == "none") return XENT_REDUCTION_NONE;
+    if (name == "sum") return XENT_REDUCTION_SUM;
+    if (name == "mean") return XENT_REDUCTION_MEAN;
+  }
+  throw py::value_error("reduction must be 'none', 'sum' or 'mean', received " + py::repr(value).cast<std::string>());
+}
+
+double softcap_argument(py::handle value) {
+  if (value.is_none()) return 0.0;
+  const double c = PyFloat_AsDouble(value.ptr());
+  if (c == -1.0 && PyErr_Occurred()) throw py::error_already_set();  // not a number: Python's TypeError
+  if (!(c > 0))
+    throw py::value_error("softcap must be > 0 (or None for no soft-capping), received " +
+                          py::str(value).cast<std::string>());
+  return c;
+}
+
 // The view of an output the caller gave (out=): written in place, so never replaced by a copy. Its dtype, shape and
 // overlap with the inputs and other outputs are checked by the library (xent_softmax_cross_entropy_grad).
 xent_tensor output_view(py::array& a, const char* name) {
@@ -99,17 +139,19 @@ py::array loss_array(const xent_tensor& labels, const xent_tensor& logits, int64
 
 std::vector<py::ssize_t> shape_of(const xent_tensor& t) { return {t.shape, t.shape + t.rank}; }
 
-py::array forward(py::array labels, py::array logits, int64_t axis) {
+py::array forward(py::array labels, py::array logits, py::handle axis_argument) {
+  const int64_t axis = integer_argument(axis_argument, "axis");
   xent_tensor y = view(labels, "labels"), x = view(logits, "logits");
   py::array loss = loss_array(y, x, axis, logits);
   xent_tensor l = view(loss, "loss");
-  call_released([&] { return xent_softmax_cross_entropy(&y, &x, axis, &l); });
+  call_on(x, [&] { return xent_softmax_cross_entropy(&y, &x, axis, &l); });
   return loss;
 }
 
-py::tuple grad(py::array labels, py::array logits, int64_t axis, std::optional<py::array> grad_loss,
+py::tuple grad(py::array labels, py::array logits, py::handle axis_argument, std::optional<py::array> grad_loss,
                std::optional<py::array> out_loss, std::optional<py::array> out_grad_logits,
                std::optional<py::array> out_grad_labels) {
+  const int64_t axis = integer_argument(axis_argument, "axis");
   xent_tensor y = view(labels, "labels"), x = view(logits, "logits");
   py::array loss = out_loss ? *out_loss : loss_array(y, x, axis, logits);
   py::array grad_logits = given_or_new(out_grad_logits, logits.dtype(), shape_of(x));
@@ -118,7 +160,7 @@ py::tuple grad(py::array labels, py::array logits, int64_t axis, std::optional<p
               gy = output_view(grad_labels, "grad_labels");
   std::optional<xent_tensor> g;
   if (grad_loss) g = view(*grad_loss, "grad_loss");
-  call_released([&] { return xent_softmax_cross_entropy_grad(&y, &x, axis, g ? &*g : nullptr, &l, &gx, &gy); });
+  call_on(x, [&] { return xent_softmax_cross_entropy_grad(&y, &x, axis, g ? &*g : nullptr, &l, &gx, &gy); });
   return py::make_tuple(loss, grad_logits, grad_labels);
 }
 
@@ -160,26 +202,34 @@ xent_loss_options loss_options(const xent_tensor* weight, int64_t ignore_index, 
   return o;
 }
 
-py::tuple sparse(py::array labels, py::array logits, int64_t axis, std::optional<py::array> grad_loss, bool gradients,
-                 std::optional<py::array> out_loss, std::optional<py::array> out_grad_logits) {
+py::tuple sparse(py::array labels, py::array logits, py::handle axis_argument, std::optional<py::array> grad_loss,
+                 bool gradients, std::optional<py::array> out_loss, std::optional<py::array> out_grad_logits) {
+  const int64_t axis = integer_argument(axis_argument, "axis");
   xent_tensor y = view(labels, "labels"), x = view(logits, "logits");
   const LogitOutputs out(logits, x, loss_shape(y, x, axis), gradients, grad_loss, out_loss, out_grad_logits);
-  call_released([&] {
+  call_on(x, [&] {
     return xent_sparse_softmax_cross_entropy_grad(&y, &x, axis, out.grad_loss_view(), &out.l, out.grad_logits_view());
   });
   return out.result();
 }
 
-py::tuple cross_entropy(py::array logits, py::array target, int64_t axis, std::optional<py::array> weight,
-                        int64_t ignore_index, int reduction, double label_smoothing, double z_loss, double softcap,
-                        std::optional<py::array> grad_loss, bool gradients, std::optional<py::array> out_loss,
-                        std::optional<py::array> out_grad_logits) {
+py::tuple cross_entropy(py::array logits, py::array target, py::handle axis_argument,
+                        std::optional<py::array> weight, py::handle ignore_index, py::handle reduction,
+                        double label_smoothing, double z_loss, py::handle softcap, std::optional<py::array> grad_loss,
+                        bool gradients, std::optional<py::array> out_loss, std::optional<py::array> out_grad_logits) {
+  const int reduction_value = reduction_argument(reduction);
+  const int64_t ignore = integer_argument(ignore_index, "ignore_index");
+  const double cap = softcap_argument(softcap);
+  const int64_t axis = integer_argument(axis_argument, "axis");
   xent_tensor x = view(logits, "logits"), t = view(target, "target");
   std::optional<xent_tensor> w;
   if (weight) w = view(*weight, "weight");
-  const xent_loss_options o = loss_options(w ? &*w : nullptr, ignore_index, reduction, label_smoothing, z_loss, softcap);
-  const LogitOutputs out(logits, x, loss_shape(t, x, axis, &o), gradients, grad_loss, out_loss, out_grad_logits);
-  call_released([&] {
+  const xent_loss_options o = loss_options(w ? &*w : nullptr, ignore, reduction_value, label_smoothing, z_loss, cap);
+  // A reduced loss is a scalar: its shape needs no second pass over the checks (the call makes them).
+  const std::vector<py::ssize_t> shape =
+      reduction_value == XENT_REDUCTION_NONE ? loss_shape(t, x, axis, &o) : std::vector<py::ssize_t>{};
+  const LogitOutputs out(logits, x, shape, gradients, grad_loss, out_loss, out_grad_logits);
+  call_on(x, [&] {
     return xent_cross_entropy_grad(&x, &t, axis, &o, out.grad_loss_view(), &out.l, out.grad_logits_view());
   });
   return out.result();

@@ -44,6 +44,9 @@ def _float_array(x, name):
 
 def _inputs(labels, logits, axis):
     """Arrays keep their dtype; lists and scalars become the other argument's dtype, or float32 (as TensorFlow)."""
+    if type(labels) is np.ndarray and type(logits) is np.ndarray and labels.dtype is logits.dtype and \
+            logits.dtype.type in _FLOATS:
+        return labels, logits, axis  # the common case, at a call's least cost (the binding checks axis)
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"axis must be an int, received {type(axis).__name__}")
     labels_is_array, logits_is_array = _is_array(labels), _is_array(logits)
@@ -137,7 +140,12 @@ def get_num_threads():
 _REDUCTIONS = {name: int(value) for name, value in _xent.reduction.__members__.items()}
 
 
+_INDICES = (np.int32, np.int64)
+
+
 def _int_array(x, name):
+    if type(x) is np.ndarray and x.dtype.type in _INDICES:
+        return x
     a = np.asarray(x)
     if a.dtype == np.int32 or a.dtype == np.int64:
         return a
@@ -147,15 +155,11 @@ def _int_array(x, name):
 
 
 def _logits(logits):
+    if type(logits) is np.ndarray and logits.dtype.type in _FLOATS:
+        return logits
     if _is_array(logits):
         return _float_array(logits, "logits")
     return np.asarray(logits, dtype=np.float32)
-
-
-def _axis(axis):
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an int, received {type(axis).__name__}")
-    return int(axis)
 
 
 def _like(value, logits, name, like="logits"):
@@ -180,7 +184,7 @@ def sparse_softmax_cross_entropy_with_logits(*, labels, logits, name=None, axis=
     """
     del name
     logits, labels = _logits(logits), _int_array(labels, "labels")
-    return _xent.sparse(labels, logits, _axis(axis), None, False)[0]
+    return _xent.sparse(labels, logits, axis, None, False)[0]
 
 
 def sparse_softmax_cross_entropy_with_logits_grad(*, labels, logits, axis=-1, grad_loss=None, out=None):
@@ -188,7 +192,7 @@ def sparse_softmax_cross_entropy_with_logits_grad(*, labels, logits, axis=-1, gr
     """
     logits, labels = _logits(logits), _int_array(labels, "labels")
     out_loss, out_grad_logits = _out(out, ("loss", "grad_logits"))
-    return tuple(_xent.sparse(labels, logits, _axis(axis), _like(grad_loss, logits, "grad_loss"), True, out_loss,
+    return tuple(_xent.sparse(labels, logits, axis, _like(grad_loss, logits, "grad_loss"), True, out_loss,
                               out_grad_logits))
 
 
@@ -205,19 +209,19 @@ def _check_options(reduction, ignore_index, softcap):
 def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
                    grad_loss, gradients, out=(None, None)):
     logits = _logits(logits)
-    target_array = np.asarray(target)
-    if target_array.dtype.kind in "iu":
-        target = _int_array(target, "target")
-    elif target_array.dtype.kind == "f":
-        target = _like(target, logits, "target")
-    else:
-        raise TypeError(f"target must hold class indices (int) or probabilities (logits' dtype), received dtype "
-                        f"{target_array.dtype}")
-    _check_options(reduction, ignore_index, softcap)
-    return _xent.cross_entropy(logits, target, _axis(axis), _like(weight, logits, "weight"), int(ignore_index),
-                               _REDUCTIONS[reduction], float(label_smoothing), float(z_loss),
-                               0.0 if softcap is None else float(softcap), _like(grad_loss, logits, "grad_loss"),
-                               gradients, *out)
+    if not (type(target) is np.ndarray and target.dtype.type in _INDICES):
+        target_array = np.asarray(target)
+        if target_array.dtype.kind in "iu":
+            target = _int_array(target, "target")
+        elif target_array.dtype.kind == "f":
+            target = _like(target, logits, "target")
+        else:
+            raise TypeError(f"target must hold class indices (int) or probabilities (logits' dtype), received dtype "
+                            f"{target_array.dtype}")
+    # The options (reduction by name, ignore_index, softcap, axis) are checked by the binding.
+    return _xent.cross_entropy(logits, target, axis, _like(weight, logits, "weight"), ignore_index, reduction,
+                               label_smoothing, z_loss, softcap, _like(grad_loss, logits, "grad_loss"), gradients,
+                               *out)
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
