@@ -15,6 +15,8 @@
  *   xent::linear_cross_entropy(Tensor input, Tensor linear_weight, Tensor target, Tensor? linear_bias=None,
  *                              Tensor? weight=None, int ignore_index=-100, str reduction="mean",
  *                              float label_smoothing=0.0, float z_loss=0.0, float? softcap=None) -> Tensor
+ *   xent::softmax_cross_entropy_with_logits(Tensor labels, Tensor logits, int axis=-1) -> Tensor
+ *   xent::sparse_softmax_cross_entropy_with_logits(Tensor labels, Tensor logits, int axis=-1) -> Tensor
  */
 #ifndef XENT_XENT_TORCH_H_
 #define XENT_XENT_TORCH_H_
@@ -71,6 +73,19 @@ at::Tensor linear_cross_entropy(const at::Tensor& input, const at::Tensor& linea
                                 const c10::optional<at::Tensor>& weight = c10::nullopt, int64_t ignore_index = -100,
                                 c10::string_view reduction = "mean", double label_smoothing = 0.0,
                                 double z_loss = 0.0, c10::optional<double> softcap = c10::nullopt);
+
+/** tf.nn.softmax_cross_entropy_with_logits on tensors (xent_softmax_cross_entropy, xent.h): one loss per row,
+ * sum_j labels_j·(logsumexp(logits) − logits_j), in the broadcast shape of labels and logits (numpy broadcasting in
+ * every dimension, the class axis included) without the class axis `axis`. labels: logits' dtype (float16, bfloat16,
+ * float32, float64), any values. Differentiable in logits and labels (each gradient summed over the dimensions its
+ * input was broadcast along; higher derivatives through an ATen expression). Errors as cross_entropy's. */
+at::Tensor softmax_cross_entropy_with_logits(const at::Tensor& labels, const at::Tensor& logits, int64_t axis = -1);
+
+/** tf.nn.sparse_softmax_cross_entropy_with_logits (xent_sparse_softmax_cross_entropy, xent.h): one loss per row,
+ * logsumexp(logits) − logits[label], labels (int32/int64) of logits' shape without the class axis `axis`. A label
+ * outside [0, C) is an error naming the value and the range. Differentiable in logits. */
+at::Tensor sparse_softmax_cross_entropy_with_logits(const at::Tensor& labels, const at::Tensor& logits,
+                                                    int64_t axis = -1);
 
 }  // namespace xent::torch
 

@@ -28,7 +28,8 @@ import torch
 
 from . import _check_options, _vocab_parallel, _xent
 
-__all__ = ["cross_entropy", "CrossEntropyLoss", "linear_cross_entropy", "LinearCrossEntropyLoss",
+__all__ = ["cross_entropy", "CrossEntropyLoss", "softmax_cross_entropy_with_logits",
+           "sparse_softmax_cross_entropy_with_logits", "linear_cross_entropy", "LinearCrossEntropyLoss",
            "vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
 
 _OPERATORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libxent_torch.so")
@@ -40,6 +41,8 @@ torch.ops.load_library(_OPERATORS)
 # torch.ops.xent.* below).
 _CROSS_ENTROPY = torch.ops.xent.cross_entropy._op
 _LINEAR_CROSS_ENTROPY = torch.ops.xent.linear_cross_entropy._op
+_SOFTMAX_CROSS_ENTROPY_WITH_LOGITS = torch.ops.xent.softmax_cross_entropy_with_logits._op
+_SPARSE_SOFTMAX_CROSS_ENTROPY_WITH_LOGITS = torch.ops.xent.sparse_softmax_cross_entropy_with_logits._op
 
 _DTYPES = {getattr(torch, name): int(value) for name, value in _xent.dtype.__members__.items()}
 _REDUCTIONS = {name: int(value) for name, value in _xent.reduction.__members__.items()}
@@ -98,6 +101,28 @@ class CrossEntropyLoss(torch.nn.Module):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return cross_entropy(input, target, self.weight, self.ignore_index, self.reduction, self.label_smoothing,
                              self.z_loss, self.softcap, self.axis, self.inplace_backward)
+
+
+# ---- TensorFlow's two ops
+
+def softmax_cross_entropy_with_logits(labels: torch.Tensor, logits: torch.Tensor, axis: int = -1) -> torch.Tensor:
+    """tf.nn.softmax_cross_entropy_with_logits on tensors: one loss per row, sum_j labels_j (logsumexp(logits) -
+    logits_j), in the broadcast shape of labels and logits (numpy broadcasting, the class axis included) without
+    `axis`. labels in logits' dtype, any values (exact gradient also when they do not sum to 1). Differentiable in
+    logits and labels (higher derivatives too). See xent.softmax_cross_entropy_with_logits."""
+    if torch.jit.is_scripting():
+        return torch.ops.xent.softmax_cross_entropy_with_logits(labels, logits, axis)
+    return _SOFTMAX_CROSS_ENTROPY_WITH_LOGITS(labels, logits, axis)
+
+
+def sparse_softmax_cross_entropy_with_logits(labels: torch.Tensor, logits: torch.Tensor,
+                                             axis: int = -1) -> torch.Tensor:
+    """tf.nn.sparse_softmax_cross_entropy_with_logits on tensors: one loss per row, logsumexp(logits) -
+    logits[label], labels (int64/int32) of logits' shape without `axis`; a label outside [0, C) raises ValueError.
+    Differentiable in logits. See xent.sparse_softmax_cross_entropy_with_logits."""
+    if torch.jit.is_scripting():
+        return torch.ops.xent.sparse_softmax_cross_entropy_with_logits(labels, logits, axis)
+    return _SPARSE_SOFTMAX_CROSS_ENTROPY_WITH_LOGITS(labels, logits, axis)
 
 
 # ---- The fused linear + cross-entropy

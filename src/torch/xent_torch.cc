@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "xent/xent.h"
 
@@ -291,6 +292,103 @@ Tensor CrossEntropyOp(const Tensor& input, const Tensor& target, const c10::opti
   return CrossEntropyFunction::apply(input, target, weight, s);
 }
 
+// ---- TensorFlow's ops: softmax_cross_entropy_with_logits (dense labels, both gradients, numpy broadcasting) and
+// sparse_softmax_cross_entropy_with_logits (class indices): one loss per row along `axis`, no options.
+
+// The loss's shape for labels and logits (the broadcast shape without the class axis).
+std::vector<int64_t> TfLossShape(const xent_tensor& labels, const xent_tensor& logits, int64_t axis) {
+  int32_t rank = 0;
+  std::array<int64_t, XENT_MAX_RANK> shape{};
+  Check(xent_loss_shape(&labels, &logits, axis, &rank, shape.data()));
+  return std::vector<int64_t>(shape.begin(), shape.begin() + rank);
+}
+
+// Forward of either op; with grad_logits/grad_labels defined, their gradients in the same pass (grad_loss: g).
+Tensor RunTf(const Tensor& labels, const Tensor& logits, int64_t axis, const Tensor& grad_loss,
+             const Tensor& grad_logits, const Tensor& grad_labels) {
+  const xent_tensor y = View(labels, "labels"), x = View(logits, "logits");
+  const bool sparse = !labels.is_floating_point();
+  const Tensor loss = at::empty(TfLossShape(y, x, axis), logits.options());
+  const xent_tensor l = View(loss, "loss");
+  if (!grad_logits.defined() && !grad_labels.defined()) {
+    Check(sparse ? xent_sparse_softmax_cross_entropy(&y, &x, axis, &l) : xent_softmax_cross_entropy(&y, &x, axis, &l));
+    return loss;
+  }
+  xent_tensor g{}, gx{}, gy{};
+  if (grad_loss.defined()) g = View(grad_loss, "grad_loss");
+  if (grad_logits.defined()) gx = View(grad_logits, "grad_logits");
+  if (grad_labels.defined()) gy = View(grad_labels, "grad_labels");
+  const xent_tensor* gl = grad_loss.defined() ? &g : nullptr;
+  if (sparse)
+    Check(xent_sparse_softmax_cross_entropy_grad(&y, &x, axis, gl, &l, grad_logits.defined() ? &gx : nullptr));
+  else
+    Check(xent_softmax_cross_entropy_grad(&y, &x, axis, gl, &l, grad_logits.defined() ? &gx : nullptr,
+                                          grad_labels.defined() ? &gy : nullptr));
+  return loss;
+}
+
+class TfFunction : public ::torch::autograd::Function<TfFunction> {
+ public:
+  static Tensor forward(AutogradContext* ctx, const Tensor& labels, const Tensor& logits, int64_t axis) {
+    ctx->save_for_backward({labels, logits});
+    ctx->saved_data["axis"] = axis;
+    return RunTf(labels, logits, axis, Tensor(), Tensor(), Tensor());
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const Tensor &labels = saved[0], &logits = saved[1];
+    const int64_t axis = ctx->saved_data["axis"].toInt();
+    const bool sparse = !labels.is_floating_point();
+    const bool want_labels = !sparse && ctx->needs_input_grad(0), want_logits = ctx->needs_input_grad(1);
+    Tensor grad_labels, grad_logits;
+    if (at::GradMode::is_enabled()) {  // create_graph=True: ATen expressions of the same gradients
+      // In the broadcast shape with the class axis last: g·(Σy·softmax(x) − y) and g·(lse − x), then summed back
+      // to each input's shape (the dense op's broadcasting).
+      const std::vector<int64_t> shape =
+          sparse ? logits.sizes().vec() : at::infer_size(labels.sizes(), logits.sizes());
+      const int64_t a = axis < 0 ? axis + static_cast<int64_t>(shape.size()) : axis;
+      const Tensor g = grads[0].unsqueeze(a);
+      const Tensor log_p = at::log_softmax(logits.expand(shape), a);
+      if (sparse) {
+        const Tensor onehot = at::one_hot(labels.to(at::kLong), shape[a]).movedim(-1, a).to(logits.scalar_type());
+        grad_logits = g * (log_p.exp() - onehot);
+      } else {
+        const Tensor y = labels.expand(shape);
+        if (want_logits) grad_logits = at::sum_to(g * (y.sum(a, true) * log_p.exp() - y), logits.sizes());
+        if (want_labels) grad_labels = at::sum_to(-g * log_p, labels.sizes());
+      }
+    } else {
+      const Tensor g = grads[0].to(logits.scalar_type());
+      if (want_logits) grad_logits = at::empty_like(logits, at::MemoryFormat::Contiguous);
+      if (want_labels) grad_labels = at::empty_like(labels, at::MemoryFormat::Contiguous);
+      if (want_logits || want_labels) RunTf(labels, logits, axis, g, grad_logits, grad_labels);
+    }
+    return {grad_labels, grad_logits, Tensor()};
+  }
+};
+
+Tensor TfOp(const Tensor& labels, const Tensor& logits, int64_t axis, bool sparse) {
+  if (sparse) {
+    TORCH_CHECK_TYPE(!labels.is_floating_point(), "labels must hold class indices (torch.int64 or torch.int32), "
+                     "received ", DtypeName(labels.scalar_type()));
+  } else {
+    TORCH_CHECK_TYPE(labels.scalar_type() == logits.scalar_type(), "labels must have logits' dtype ",
+                     DtypeName(logits.scalar_type()), ", received ", DtypeName(labels.scalar_type()));
+  }
+  const bool differentiable = at::GradMode::is_enabled() && (labels.requires_grad() || logits.requires_grad());
+  if (!differentiable) return RunTf(labels, logits, axis, Tensor(), Tensor(), Tensor());
+  return TfFunction::apply(labels, logits, axis);
+}
+
+Tensor SoftmaxCrossEntropyWithLogitsOp(const Tensor& labels, const Tensor& logits, int64_t axis) {
+  return TfOp(labels, logits, axis, false);
+}
+
+Tensor SparseSoftmaxCrossEntropyWithLogitsOp(const Tensor& labels, const Tensor& logits, int64_t axis) {
+  return TfOp(labels, logits, axis, true);
+}
+
 // ---- linear_cross_entropy
 
 struct LinearGradients {
@@ -430,6 +528,21 @@ at::Tensor cross_entropy(const at::Tensor& input, const at::Tensor& target, cons
                  inplace_backward);
 }
 
+at::Tensor softmax_cross_entropy_with_logits(const at::Tensor& labels, const at::Tensor& logits, int64_t axis) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("xent::softmax_cross_entropy_with_logits", "")
+                             .typed<decltype(SoftmaxCrossEntropyWithLogitsOp)>();
+  return op.call(labels, logits, axis);
+}
+
+at::Tensor sparse_softmax_cross_entropy_with_logits(const at::Tensor& labels, const at::Tensor& logits,
+                                                    int64_t axis) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("xent::sparse_softmax_cross_entropy_with_logits", "")
+                             .typed<decltype(SparseSoftmaxCrossEntropyWithLogitsOp)>();
+  return op.call(labels, logits, axis);
+}
+
 at::Tensor linear_cross_entropy(const at::Tensor& input, const at::Tensor& linear_weight, const at::Tensor& target,
                                 const c10::optional<at::Tensor>& linear_bias, const c10::optional<at::Tensor>& weight,
                                 int64_t ignore_index, c10::string_view reduction, double label_smoothing,
@@ -452,4 +565,8 @@ TORCH_LIBRARY(xent, m) {
         "Tensor? weight=None, int ignore_index=-100, str reduction=\"mean\", float label_smoothing=0.0, "
         "float z_loss=0.0, float? softcap=None) -> Tensor",
         &xent::torch::LinearCrossEntropyOp);
+  m.def("softmax_cross_entropy_with_logits(Tensor labels, Tensor logits, int axis=-1) -> Tensor",
+        &xent::torch::SoftmaxCrossEntropyWithLogitsOp);
+  m.def("sparse_softmax_cross_entropy_with_logits(Tensor labels, Tensor logits, int axis=-1) -> Tensor",
+        &xent::torch::SparseSoftmaxCrossEntropyWithLogitsOp);
 }

@@ -239,3 +239,36 @@ def test_large_gradient_in_huge_pages_equals_torch():
     torch.testing.assert_close(x.grad, y.grad, rtol=1e-5, atol=1e-9)
     x.grad.add_(1)  # a gradient that optimizers may update in place and free
     del x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_tensorflow_ops_equal_the_numpy_ones_and_differentiate(dtype):
+    import numpy as np
+    import xent
+    g = torch.Generator().manual_seed(6)
+    logits = (torch.randn(5, 7, generator=g, dtype=torch.float64) * 3).to(dtype)
+    labels = torch.rand(5, 7, generator=g, dtype=torch.float64).to(dtype)
+    indices = torch.randint(0, 7, (5,), generator=g)
+    x, y = logits.clone().requires_grad_(), labels.clone().requires_grad_()
+    loss = xt.softmax_cross_entropy_with_logits(y, x)
+    loss.sum().backward()
+    if dtype != torch.bfloat16:  # numpy has no bfloat16
+        want, want_gx, want_gy = xent.softmax_cross_entropy_with_logits_grad(labels=labels.numpy(),
+                                                                             logits=logits.numpy())
+        np.testing.assert_array_equal(loss.detach().numpy(), want)
+        np.testing.assert_array_equal(x.grad.numpy(), want_gx)
+        np.testing.assert_array_equal(y.grad.numpy(), want_gy)
+    x = logits.clone().requires_grad_()
+    sparse = xt.sparse_softmax_cross_entropy_with_logits(indices, x)
+    sparse.sum().backward()
+    ref = logits.double().clone().requires_grad_()
+    F.cross_entropy(ref, indices, reduction="none").sum().backward()
+    rtol, atol = TOL[dtype]
+    torch.testing.assert_close(sparse.double(), F.cross_entropy(logits.double(), indices, reduction="none"),
+                               rtol=rtol, atol=atol)
+    torch.testing.assert_close(x.grad.double(), ref.grad, rtol=rtol, atol=atol)
+    if dtype == torch.float64:
+        assert torch.autograd.gradgradcheck(lambda a, b: xt.softmax_cross_entropy_with_logits(b, a),
+                                            (logits.clone().requires_grad_(), labels.clone().requires_grad_()))
+    with pytest.raises(ValueError, match="outside the valid range"):
+        xt.sparse_softmax_cross_entropy_with_logits(torch.full((5,), 7), logits)

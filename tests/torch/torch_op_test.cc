@@ -230,3 +230,34 @@ TEST(TorchOp, ErrorsNameTheProblem) {
 }
 
 }  // namespace
+
+namespace {
+
+// TensorFlow's two ops against ATen expressions of their definitions, with broadcasting and another class axis.
+TEST(TorchOp, TensorFlowOpsAndTheirGradients) {
+  const Tensor logits = Logits({4, 6, 5});
+  const Tensor labels = torch::rand({6, 1}, torch::kFloat64);  // broadcast over rows and along the last axis
+  const Tensor v = torch::randn({4, 5}, torch::kFloat64);
+  std::vector<Tensor> results;
+  for (bool ours : {true, false}) {
+    Tensor x = logits.clone().requires_grad_(), y = labels.clone().requires_grad_();
+    Tensor loss = ours ? xent::torch::softmax_cross_entropy_with_logits(y, x, 1)
+                       : -(y * at::log_softmax(x, 1)).sum(1);
+    auto g = torch::autograd::grad({loss}, {x, y}, {v}, true, true);
+    Tensor hv = torch::autograd::grad({(g[0] * g[0]).sum() + g[1].sum()}, {x})[0];
+    results.insert(results.end(), {loss.detach(), g[0].detach(), g[1].detach(), hv});
+  }
+  for (int i = 0; i < 4; ++i) ExpectClose(results[i], results[i + 4]);
+
+  const Tensor indices = torch::randint(0, 6, {4, 5}, torch::kLong);
+  auto [got, got_grad] = LossAndGradient(
+      logits, [&](const Tensor& x) { return xent::torch::sparse_softmax_cross_entropy_with_logits(indices, x, 1); });
+  auto [want, want_grad] = LossAndGradient(
+      logits, [&](const Tensor& x) { return at::cross_entropy_loss(x, indices, c10::nullopt, at::Reduction::None); });
+  ExpectClose(got, want);
+  ExpectClose(got_grad, want_grad);
+  EXPECT_THROW(xent::torch::sparse_softmax_cross_entropy_with_logits(torch::full({4, 5}, 6L), logits, 1),
+               c10::ValueError);
+}
+
+}  // namespace
