@@ -28,6 +28,10 @@ struct Expected {
 struct Reference {
   std::vector<int64_t> loss_shape;
   Expected loss, grad_logits, grad_labels;  // grad_* in their input's shape, summed over broadcast dimensions
+  // The largest intermediate of any row (reference_options): effective label mass, label times logit distance,
+  // z-loss terms, times the upstream gradient. Beyond the compute type's range the op's result is unspecified
+  // (NaN or ±inf, xent.h and README: Limits), however finite the exact result.
+  Real peak = 0;
 };
 
 inline int64_t count(const std::vector<int64_t>& shape) {
@@ -224,6 +228,8 @@ inline Reference reference_options(const Dense& logits, const std::vector<int64_
     row_mag[i] = mag;
     const Real g = g_of(i);
     const Real z_term = (o.z_loss != 0 && max != -inf) ? 2 * o.z_loss * lse : 0;
+    if (!nan_row && std::isfinite(g))
+      out.peak = std::max(out.peak, (mag + a_abs + std::fabs(z_term)) * std::max(Real{1}, std::fabs(g)));
     for (int64_t j = 0; j < C; ++j) {
       const Real p = (max == -inf || x[j] == -inf) ? 0 : std::exp(x[j] - max) / sum;
       const Real d = o.softcap != 0 ? 1 - (x[j] / o.softcap) * (x[j] / o.softcap) : 1;
