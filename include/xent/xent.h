@@ -168,8 +168,9 @@ xent_status xent_cross_entropy_grad(const xent_tensor* logits, const xent_tensor
 
 /** The loss's shape for these inputs, without computing anything: writes *rank and shape[0..rank). labels are
  * probabilities (xent_softmax_cross_entropy) or class indices of dtype int32/int64
- * (xent_sparse_softmax_cross_entropy); the same checks as those functions, so a bad input is reported here (class
- * indices outside [0, C) included: one pass over them, nothing over the logits). */
+ * (xent_sparse_softmax_cross_entropy); the same checks as those functions (shapes, dtypes, strides, axis, options),
+ * so a bad input is reported here, except the values of class indices, which only the ops read (a shard of a
+ * vocabulary asks with indices into the whole vocabulary). */
 xent_status xent_loss_shape(const xent_tensor* labels, const xent_tensor* logits, int64_t axis, int32_t* rank,
                             int64_t shape[XENT_MAX_RANK]) XENT_NOEXCEPT;
 
