@@ -74,20 +74,30 @@ struct Rows {
 
   Rows() = default;
   Rows(const xent_tensor& t, int leading) : rank(leading) {
+    uniform = 0;
     for (int d = 0; d < leading; ++d) shape[d] = t.shape[d], strides[d] = t.strides[d];
-    // Coalesced: each dimension longer than 1 steps over everything inside it.
+    // A tensor of no elements (an input of H = 0 beside rows that exist) addresses nothing: every row starts at 0.
+    // Its strides were never checked against an extent and may be anything (INT64_MIN): none is used.
+    for (int d = 0; d < t.rank; ++d)
+      if (t.shape[d] == 0) {
+        strides.fill(0);
+        return;
+      }
+    // Coalesced: each dimension longer than 1 steps over everything inside it. The step past the last row may not
+    // fit in int64 (only the rows' own offsets are bounded by the checked extent): then the rows do not coalesce.
     int64_t step = 0;
     bool first = true;
-    uniform = 0;
     for (int d = leading - 1; d >= 0; --d) {
       if (shape[d] == 1) continue;
       if (first) {
-        uniform = strides[d], step = strides[d] * shape[d], first = false;
-      } else if (strides[d] != step) {
+        uniform = strides[d], first = false;
+        if (__builtin_mul_overflow(strides[d], shape[d], &step)) {
+          uniform = -1;
+          return;
+        }
+      } else if (strides[d] != step || __builtin_mul_overflow(step, shape[d], &step)) {
         uniform = -1;
         return;
-      } else {
-        step *= shape[d];
       }
     }
   }

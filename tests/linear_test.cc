@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -466,6 +467,34 @@ TEST(Linear, BadInputIsAnErrorAndWritesNothing) {
   EXPECT_EQ(xent_linear_cross_entropy_grad(&hv, &wv, nullptr, &tv, &o, nullptr, &lv, nullptr, nullptr, &gbv),
             XENT_INVALID_ARGUMENT);
   EXPECT_NE(std::string(xent_last_error_message()).find("grad_linear_bias must be NULL"), std::string::npos);
+}
+
+// An input of H = 0 features addresses no element whatever its strides (found by the fuzzer: the rows' offsets were
+// computed from strides of INT64_MIN, a signed overflow): every row's logits are the bias, grad_input has nothing to
+// write, and the loss is the bias's cross-entropy.
+TEST(Linear, NoFeaturesWithHostileRowStrides) {
+  std::vector<float> b = {0.5f, -1.0f, 2.0f}, loss(3, 7.0f), gw(1, 7.0f), gb(3, 7.0f);
+  std::vector<int64_t> t = {2, 0, 1};
+  const int64_t hs[] = {3, 0}, ws[] = {3, 0}, bs[] = {3}, ts[] = {3};
+  const int64_t hostile[] = {std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()};
+  float nothing = 0;
+  xent_tensor hv = xent_make_tensor(&nothing, XENT_FLOAT32, 2, hs, hostile);
+  xent_tensor giv = xent_make_tensor(&nothing, XENT_FLOAT32, 2, hs, hostile);
+  xent_tensor wv = xent_make_tensor(&nothing, XENT_FLOAT32, 2, ws, hostile);
+  xent_tensor gwv = xent_make_tensor(gw.data(), XENT_FLOAT32, 2, ws, hostile);
+  xent_tensor bv = xent_make_tensor(b.data(), XENT_FLOAT32, 1, bs, nullptr);
+  xent_tensor gbv = xent_make_tensor(gb.data(), XENT_FLOAT32, 1, bs, nullptr);
+  xent_tensor tv = xent_make_tensor(t.data(), XENT_INT64, 1, ts, nullptr);
+  xent_tensor lv = xent_make_tensor(loss.data(), XENT_FLOAT32, 1, ts, nullptr);
+  xent_loss_options o = xent_default_loss_options();
+  o.reduction = XENT_REDUCTION_NONE;
+  ASSERT_EQ(xent_linear_cross_entropy_grad(&hv, &wv, &bv, &tv, &o, nullptr, &lv, &giv, &gwv, &gbv), XENT_OK)
+      << xent_last_error_message();
+  const double lse = std::log(std::exp(0.5) + std::exp(-1.0) + std::exp(2.0));
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(loss[i], lse - b[t[i]], 1e-6) << i;
+  // grad_bias: Σ over rows of softmax(b) − onehot(t); each class is the target of one row.
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(gb[j], 3 * std::exp(b[j] - lse) - 1, 1e-6) << j;
+  EXPECT_EQ(gw[0], 7.0f);  // grad_linear_weight [3, 0]: nothing to write
 }
 
 // The C++ header: views, options, exceptions.

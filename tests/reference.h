@@ -126,13 +126,15 @@ inline Reference reference(const Dense& labels, const Dense& logits, int axis, c
     if (nan_x || nan_y) loss = nan;
     out.loss.value[row] = loss;
     out.loss.magnitude[row] = loss_mag;
+    if (!nan_x && !nan_y && std::isfinite(g)) out.peak = std::max(out.peak, (loss_mag + label_abs) * std::max(Real{1}, std::fabs(g)));
 
     for (int64_t j = 0; j < C; ++j) {
       const Real p = (max == -inf || x[j] == -inf) ? 0 : std::exp(x[j] - max) / sum;
-      Real gx = g * (label_sum * p - y[j]);
-      if (nan_x || nan_y) gx = nan;
+      // A row of -inf logits has no probabilities: its gradient is -g·y (xent.h), whatever the other labels are.
+      Real gx = max == -inf ? -g * y[j] : g * (label_sum * p - y[j]);
+      if (nan_x || (nan_y && max != -inf)) gx = nan;
       out.grad_logits.value[xi[j]] += gx;
-      out.grad_logits.magnitude[xi[j]] += std::fabs(g) * (label_abs * p * (2 + distance(j)) + std::fabs(y[j]));
+      out.grad_logits.magnitude[xi[j]] += std::fabs(g) * ((p == 0 ? 0 : label_abs * p * (2 + distance(j))) + std::fabs(y[j]));
       Real gy = (y[j] == 0 && x[j] == -inf) ? 0 : g * gap(j);
       if (nan_x) gy = nan;
       out.grad_labels.value[yi[j]] += gy;
