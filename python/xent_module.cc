@@ -269,11 +269,24 @@ void cross_entropy_raw(const py::tuple& logits, const py::tuple& target, int64_t
 
 // The fused linear + cross-entropy on numpy arrays: (loss, grad_input, grad_linear_weight, grad_linear_bias), the
 // gradients only when asked for (grad_linear_bias None without a bias); outputs new arrays or the caller's (out=).
+// The options as the C API takes them, checked as every function's are: (reduction's value, ignore_index, softcap:
+// 0 for None). For the Python layers that pass them on to a protocol of several calls (xent.mpi, the torch
+// vocab-parallel functions), which must refuse them before the first collective.
+py::tuple options(py::handle reduction, py::handle ignore_index, py::handle softcap) {
+  const int r = reduction_argument(reduction);
+  const int64_t ignore = integer_argument(ignore_index, "ignore_index");
+  return py::make_tuple(r, ignore, softcap_argument(softcap));
+}
+
 py::tuple linear(py::array input, py::array linear_weight, py::array target, std::optional<py::array> linear_bias,
-                 std::optional<py::array> weight, int64_t ignore_index, int reduction, double label_smoothing,
-                 double z_loss, double softcap, std::optional<py::array> grad_loss, bool gradients,
+                 std::optional<py::array> weight, py::handle ignore_index_argument, py::handle reduction_argument_,
+                 double label_smoothing, double z_loss, py::handle softcap_argument_,
+                 std::optional<py::array> grad_loss, bool gradients,
                  std::optional<py::array> out_loss, std::optional<py::array> out_grad_input,
                  std::optional<py::array> out_grad_linear_weight, std::optional<py::array> out_grad_linear_bias) {
+  const int reduction = reduction_argument(reduction_argument_);
+  const int64_t ignore_index = integer_argument(ignore_index_argument, "ignore_index");
+  const double softcap = softcap_argument(softcap_argument_);
   xent_tensor x = view(input, "input"), w = view(linear_weight, "linear_weight"), t = view(target, "target");
   std::optional<xent_tensor> b, cw, g;
   if (linear_bias) b = view(*linear_bias, "linear_bias");
@@ -440,6 +453,7 @@ PYBIND11_MODULE(_xent, m) {
         py::arg("softcap"), py::arg("grad_loss"), py::arg("gradients"), py::arg("out_loss") = py::none(),
         py::arg("out_grad_input") = py::none(), py::arg("out_grad_linear_weight") = py::none(),
         py::arg("out_grad_linear_bias") = py::none());
+  m.def("options", &options, py::arg("reduction"), py::arg("ignore_index"), py::arg("softcap"));
   m.def("set_linear_chunk_bytes", &xent_set_linear_chunk_bytes, py::arg("bytes"));
   m.def("get_linear_chunk_bytes", &xent_get_linear_chunk_bytes);
   m.def("shard_statistics_raw", &shard_statistics_raw, py::arg("logits"), py::arg("target"), py::arg("axis"),

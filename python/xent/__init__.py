@@ -137,9 +137,6 @@ def get_num_threads():
 
 # ---- Class-index targets and the loss options
 
-_REDUCTIONS = {name: int(value) for name, value in _xent.reduction.__members__.items()}
-
-
 _INDICES = (np.int32, np.int64)
 
 
@@ -196,16 +193,6 @@ def sparse_softmax_cross_entropy_with_logits_grad(*, labels, logits, axis=-1, gr
                               out_grad_logits))
 
 
-def _check_options(reduction, ignore_index, softcap):
-    """Options checked before the binding converts them (the reduction by name, ignore_index an int, softcap > 0)."""
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', received {reduction!r}")
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
-        raise TypeError(f"ignore_index must be an int, received {type(ignore_index).__name__}")
-    if softcap is not None and not softcap > 0:
-        raise ValueError(f"softcap must be > 0 (or None for no soft-capping), received {softcap}")
-
-
 def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
                    grad_loss, gradients, out=(None, None)):
     logits = _logits(logits)
@@ -254,11 +241,10 @@ def _linear(input, linear_weight, target, linear_bias, weight, ignore_index, red
     input = _logits(input)
     linear_weight = _like(linear_weight, input, "linear_weight", "input")
     target = _int_array(target, "target")
-    _check_options(reduction, ignore_index, softcap)
+    # The options (reduction by name, ignore_index, softcap) are checked by the binding.
     return _xent.linear(input, linear_weight, target, _like(linear_bias, input, "linear_bias", "input"),
-                        _like(weight, input, "weight", "input"), int(ignore_index), _REDUCTIONS[reduction],
-                        float(label_smoothing), float(z_loss), 0.0 if softcap is None else float(softcap),
-                        _like(grad_loss, input, "grad_loss", "input"), gradients, *out)
+                        _like(weight, input, "weight", "input"), ignore_index, reduction, label_smoothing, z_loss,
+                        softcap, _like(grad_loss, input, "grad_loss", "input"), gradients, *out)
 
 
 def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, ignore_index=-100,

@@ -34,11 +34,12 @@ class Transport:
 
 
 class Options:
-    """A call's loss options, as the binding takes them (weight: the shard's descriptor or None)."""
+    """A call's loss options, checked by the binding and as it takes them (weight: the shard's descriptor or None;
+    reduction by name)."""
 
     def __init__(self, weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
-        self.args = (weight, int(ignore_index), int(reduction), float(label_smoothing), float(z_loss),
-                     0.0 if softcap is None else float(softcap))
+        reduction, ignore_index, softcap = _xent.options(reduction, ignore_index, softcap)
+        self.args = (weight, ignore_index, reduction, float(label_smoothing), float(z_loss), softcap)
 
 
 def _describe(error):

@@ -21,7 +21,7 @@ target; the logits are never held; grad_input is summed over comm (one all-reduc
 """
 import numpy as np
 
-from . import _REDUCTIONS, _check_options, _vocab_parallel, _xent
+from . import _vocab_parallel, _xent
 
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_cross_entropy_grad", "vocab_parallel_linear_cross_entropy",
            "vocab_parallel_linear_cross_entropy_grad"]
@@ -79,7 +79,7 @@ def _run(logits_shard, target, vocab_start, comm, data_comm, weight, ignore_inde
     keep, local_error, rows, classes = [], None, 0, 0
     x = t = g = None
     try:  # checks this process can make alone; their failure is raised on every process by the driver
-        _check_options(reduction, ignore_index, softcap)
+        _xent.options(reduction, ignore_index, softcap)
         logits_shard = np.asarray(logits_shard)
         target = np.asarray(target)
         if logits_shard.ndim < 1:
@@ -92,7 +92,7 @@ def _run(logits_shard, target, vocab_start, comm, data_comm, weight, ignore_inde
         x, t = keep[0][1], keep[1][1]
         w = _optional(keep, weight, logits_shard.dtype, "weight")
         g = _optional(keep, grad_loss, logits_shard.dtype, "grad_loss")
-        options = _vocab_parallel.Options(w, ignore_index, _REDUCTIONS[reduction], label_smoothing, z_loss, softcap)
+        options = _vocab_parallel.Options(w, ignore_index, reduction, label_smoothing, z_loss, softcap)
     except Exception as e:
         local_error = _vocab_parallel._describe(e)
         options = None
@@ -128,7 +128,7 @@ def _linear(input, linear_weight_shard, target, vocab_start, comm, data_comm, li
     transport, data_transport = _transports(comm, data_comm)
     keep, local_error, rows, classes, d, options, g = [], None, 0, 0, None, None, None
     try:  # checks this process can make alone; their failure is raised on every process by the driver
-        _check_options(reduction, ignore_index, softcap)
+        _xent.options(reduction, ignore_index, softcap)
         input, linear_weight_shard = np.asarray(input), np.asarray(linear_weight_shard)
         if input.ndim < 1 or linear_weight_shard.ndim != 2:
             raise ValueError(f"input must be [..., H] and linear_weight_shard [V_local, H], received shapes "
@@ -140,7 +140,7 @@ def _linear(input, linear_weight_shard, target, vocab_start, comm, data_comm, li
         w = _optional(keep, weight, input.dtype, "weight")
         g = _optional(keep, grad_loss, input.dtype, "grad_loss")
         d = (keep[0][1], keep[1][1], b, keep[2][1])
-        options = _vocab_parallel.Options(w, ignore_index, _REDUCTIONS[reduction], label_smoothing, z_loss, softcap)
+        options = _vocab_parallel.Options(w, ignore_index, reduction, label_smoothing, z_loss, softcap)
     except Exception as e:
         local_error = _vocab_parallel._describe(e)
     merged, denominator, vocab_size = _vocab_parallel.combine(

@@ -26,7 +26,7 @@ from typing import Optional
 
 import torch
 
-from . import _check_options, _vocab_parallel, _xent
+from . import _vocab_parallel, _xent
 
 __all__ = ["cross_entropy", "CrossEntropyLoss", "softmax_cross_entropy_with_logits",
            "sparse_softmax_cross_entropy_with_logits", "linear_cross_entropy", "LinearCrossEntropyLoss",
@@ -45,7 +45,6 @@ _SOFTMAX_CROSS_ENTROPY_WITH_LOGITS = torch.ops.xent.softmax_cross_entropy_with_l
 _SPARSE_SOFTMAX_CROSS_ENTROPY_WITH_LOGITS = torch.ops.xent.sparse_softmax_cross_entropy_with_logits._op
 
 _DTYPES = {getattr(torch, name): int(value) for name, value in _xent.dtype.__members__.items()}
-_REDUCTIONS = {name: int(value) for name, value in _xent.reduction.__members__.items()}
 
 
 def _descriptor(t, name):
@@ -206,7 +205,7 @@ def _transports(group, data_group):
 
 
 def _shard_options(weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
-    return _vocab_parallel.Options(_optional(weight, "weight"), ignore_index, _REDUCTIONS[reduction], label_smoothing,
+    return _vocab_parallel.Options(_optional(weight, "weight"), ignore_index, reduction, label_smoothing,
                                    z_loss, softcap)
 
 
@@ -249,7 +248,7 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
 
 
 def _check_vocab_parallel(logits, target, weight, reduction, ignore_index, softcap):
-    _check_options(reduction, ignore_index, softcap)
+    _xent.options(reduction, ignore_index, softcap)
     if logits.dim() < 1:
         raise ValueError("logits_shard must have rank >= 1 (a class axis), received a scalar")
     if target.is_floating_point() and target.dtype != logits.dtype:
