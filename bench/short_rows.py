@@ -4,26 +4,17 @@ elements (1.3 MiB with labels: in cache) for C = 2..32 and fits wall time per gr
     PYTHONPATH=build/python /usr/bin/python3 bench/short_rows.py
 """
 import os
-import time
 
 import numpy as np
 
 import xent
+from timing import best_per_call
 
 ELEMENTS, LANES = 163840, 16
 
 
 def seconds_per_call(x, y, calls=200, trials=5):
-    f = lambda: xent.softmax_cross_entropy_with_logits(labels=y, logits=x)
-    for _ in range(20):
-        f()
-    best = float("inf")
-    for _ in range(trials):
-        t = time.perf_counter()
-        for _ in range(calls):
-            f()
-        best = min(best, (time.perf_counter() - t) / calls)
-    return best
+    return best_per_call(lambda: xent.softmax_cross_entropy_with_logits(labels=y, logits=x), calls, trials, warmup=20)
 
 
 def main():

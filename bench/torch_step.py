@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import xent.torch as xt
+from timing import best_per_call
 from xent import _xent
 
 BATCHES = [32, 256, 2048, 8192]
@@ -40,17 +41,6 @@ def budget(N, C):
     if elements <= 1 << 22:
         return 50, 5
     return 1, 4
-
-
-def best_loop(f, calls, loops):
-    f()
-    best = float("inf")
-    for _ in range(loops):
-        t = time.perf_counter()
-        for _ in range(calls):
-            f()
-        best = min(best, (time.perf_counter() - t) / calls)
-    return best
 
 
 def best_step(loss_fn, base, target, calls, loops):
@@ -75,7 +65,7 @@ def kernel_seconds(x, target, gradients, calls, loops):
     mean = int(_xent.reduction.__members__["mean"])
     run = lambda: _xent.cross_entropy_raw(d(x), d(target), -1, None, -100, mean, 0.0, 0.0, 0.0, None, d(loss),
                                           d(grad) if gradients else None)
-    return best_loop(run, calls, loops)
+    return best_per_call(run, calls, loops)
 
 
 def measure(N, C, dtype, quick):
@@ -86,8 +76,8 @@ def measure(N, C, dtype, quick):
     if quick:
         calls, loops = max(1, calls // 10), 2
     row = {"N": N, "C": C, "dtype": str(dtype).split(".")[1]}
-    row["torch_forward"] = best_loop(lambda: F.cross_entropy(x, target), calls, loops)
-    row["xent_forward"] = best_loop(lambda: xt.cross_entropy(x, target), calls, loops)
+    row["torch_forward"] = best_per_call(lambda: F.cross_entropy(x, target), calls, loops)
+    row["xent_forward"] = best_per_call(lambda: xt.cross_entropy(x, target), calls, loops)
     base = x.clone().requires_grad_()
     row["torch_step"] = best_step(F.cross_entropy, base, target, calls, loops)
     row["xent_step"] = best_step(xt.cross_entropy, base, target, calls, loops)
