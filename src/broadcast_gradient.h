@@ -1,6 +1,6 @@
 // broadcast_gradient.h — gradients of broadcast inputs: the kernel writes the full broadcast shape into a
 // temporary (in the compute type, so nothing is rounded twice), then it is summed over the broadcast dimensions
-// in double and rounded once into the caller's tensor.
+// in double (compensated: error independent of the number of terms) and rounded once into the caller's tensor.
 #pragma once
 
 #include <memory>

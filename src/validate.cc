@@ -152,7 +152,9 @@ void plan_or_throw(const Request& r, Plan* plan) {
     if (__builtin_mul_overflow(elements, p.shape[d], &elements))
       throw fail(XENT_INVALID_ARGUMENT, "the broadcast shape ", shape_string(p.shape.data(), p.rank),
                  " has too many elements to count in int64");
-    if (d != p.axis) rows *= p.shape[d];
+    if (d != p.axis && __builtin_mul_overflow(rows, p.shape[d], &rows))  // beside a class axis of 0
+      throw fail(XENT_INVALID_ARGUMENT, "the broadcast shape ", shape_string(p.shape.data(), p.rank),
+                 " has too many rows to count in int64");
   }
   p.elements = elements;
   // (A shard of a vocabulary may hold no classes: its statistics are empty.)
@@ -225,9 +227,11 @@ void plan_or_throw(const Request& r, Plan* plan) {
     return t.rank != p.rank || !std::equal(t.shape, t.shape + t.rank, p.shape.begin());
   };
   const bool temporaries = (r.grad_logits && broadcast(logits)) || (r.grad_labels && !r.sparse && broadcast(labels));
+  // (A shape of no elements may hold any dimension, INT64_MAX included: its product of dimensions is not formed.)
   std::array<int64_t, XENT_MAX_RANK> row_major{};
   int64_t stride = 1;
-  for (int d = p.rank - 1; d >= 0; --d) row_major[d] = stride, stride *= p.shape[d];
+  if (p.elements > 0)
+    for (int d = p.rank - 1; d >= 0; --d) row_major[d] = stride, stride *= p.shape[d];
   const auto gradient = [&](Operand k, const xent_tensor* t, const xent_tensor** reduced_into) {
     if (t == nullptr) return;
     if (!temporaries) return ops.set(k, t->data, broadcast_strides(*t, p.rank));

@@ -297,5 +297,27 @@ TEST(Errors, StridesWhoseByteOffsetsOverflow) {
   expect_ok(xent_softmax_cross_entropy(&yv, &xv, -1, &lv));
 }
 
+// A shape of no elements may hold any other dimension: [0, 5, INT64_MAX] has no rows, and nothing may form the
+// product of its other dimensions (found by the fuzzer: the row-major strides of the broadcast shape overflowed, a
+// signed overflow that UBSan reports). A class axis of 0 beside rows past int64 is an error naming the rows.
+TEST(Errors, EmptyShapesWithHugeDimensions) {
+  float x = 0, y = 0, l = 7, g = 7;
+  int64_t t = 0;
+  const int64_t shape[] = {0, 5, INT64_MAX}, rows[] = {0, 5};
+  const int64_t huge_loss[] = {5, INT64_MAX};
+  xent_tensor xv = xent_make_tensor(&x, XENT_FLOAT32, 3, shape, nullptr);
+  xent_tensor yv = xent_make_tensor(&y, XENT_FLOAT32, 3, shape, nullptr);
+  xent_tensor gv = xent_make_tensor(&g, XENT_FLOAT32, 3, shape, nullptr);
+  xent_tensor lv = xent_make_tensor(&l, XENT_FLOAT32, 2, rows, nullptr);
+  xent_tensor tv = xent_make_tensor(&t, XENT_INT64, 2, rows, nullptr);
+  expect_ok(xent_softmax_cross_entropy_grad(&yv, &xv, -1, nullptr, &lv, &gv, nullptr));
+  expect_ok(xent_sparse_softmax_cross_entropy(&tv, &xv, -1, &lv));
+  EXPECT_EQ(l, 7.0f);
+  EXPECT_EQ(g, 7.0f);
+  xent_tensor loss_of_them = xent_make_tensor(&l, XENT_FLOAT32, 2, huge_loss, nullptr);
+  EXPECT_EQ(xent_softmax_cross_entropy(&yv, &xv, 0, &loss_of_them), XENT_INVALID_ARGUMENT);  // classes: the 0
+  EXPECT_NE(std::string(xent_last_error_message()).find("int64"), std::string::npos) << xent_last_error_message();
+}
+
 }  // namespace
 }  // namespace xent::test
