@@ -52,6 +52,13 @@ void check_tensor(const xent_tensor* t, const char* name, bool required, xent_dt
       throw fail(XENT_INVALID_ARGUMENT, name, " has too many elements to count in int64 (shape ",
                  shape_string(t->shape, t->rank), ")");
   }
+  // Views of stride 0 can describe more elements than memory holds; beyond 2^59 (4 EiB of float64) the sizes in
+  // bytes that the op forms from its counts (a row's classes times 8, a temporary of the broadcast shape) would
+  // pass int64 (found by the fuzzer: a class axis of 2^62 + 4 broadcast from one value). No computation over so many
+  // elements could finish either.
+  if (elements > (int64_t{1} << 59))
+    throw fail(XENT_INVALID_ARGUMENT, name, " has ", elements, " elements (shape ", shape_string(t->shape, t->rank),
+               "), more than the 2^59 xent can count in bytes");
   if (elements == 0) return;
   // The farthest element must be addressable: Σ (n-1)·|stride| · size fits in int64. A stride of a dimension longer
   // than 1 whose byte offset alone overflows (INT64_MIN among them, whose magnitude no int64 holds) is refused

@@ -65,7 +65,7 @@ xent_status shard_statistics_call(const Request& request, int64_t rows, xent_row
   status = scan_targets(plan.layout, plan.dtype, threads, &part, error);
   if (status != XENT_OK) return status;
   std::vector<RowState> states(static_cast<size_t>(rows));
-  shard_statistics(plan.layout, plan.dtype, states.data(), threads);
+  if (rows > 0) shard_statistics(plan.layout, plan.dtype, states.data(), threads);  // (as the op: no rows, no kernel)
   for (int64_t i = 0; i < rows; ++i) statistics[i] = to_public(states[i]);
   *denominator = part;
   return XENT_OK;
@@ -83,7 +83,7 @@ xent_status shard_finish_call(const Request& request, int64_t rows, const xent_r
   std::vector<RowState> states(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) states[i] = from_public(merged[i]);
   const ReducedLoss reduced(plan, layout, denominator);
-  shard_finish(layout, plan.dtype, states.data(), threads);
+  if (rows > 0) shard_finish(layout, plan.dtype, states.data(), threads);
   reduced.store(layout, threads);
   return XENT_OK;
 }

@@ -93,7 +93,9 @@ xent_status run(const xent::internal::Request& request) {
   status = scan_targets(layout, plan.dtype, threads, &denominator, &error);
   if (status != XENT_OK) return finish(status, error);
   const ReducedLoss reduced(plan, layout, denominator);
-  run_kernels(layout, plan.dtype, plan.gradients_in_compute_type(), threads);
+  // No rows, no kernel: a class axis of no rows may hold any size (a view of stride 0 along 2^62 classes), which the
+  // kernels' per-row buffer sizes were not made for (found by the fuzzer: a signed overflow sizing them).
+  if (layout.rows > 0) run_kernels(layout, plan.dtype, plan.gradients_in_compute_type(), threads);
   if (grad_logits) grad_logits->reduce();
   if (grad_labels) grad_labels->reduce();
   reduced.store(layout, threads);

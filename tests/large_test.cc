@@ -171,6 +171,17 @@ TEST(Large, SizesPast64BitsAreErrors) {
   const int64_t shape[] = {int64_t{1} << 61}, one[] = {1};
   const xent_tensor big = xent_make_tensor(&x, XENT_FLOAT32, 1, shape, one);  // 2^61 floats: 2^63 bytes
   EXPECT_EQ(xent_softmax_cross_entropy(&big, &big, -1, &lv), XENT_INVALID_ARGUMENT) << "a byte extent past 2^63";
+  // A broadcast view of one value along 2^62 + 4 classes addresses 2 bytes, but its element count is past what xent
+  // counts in bytes (2^59): an error naming it, not a signed overflow sizing the kernel's buffers (found by the fuzzer).
+  const int64_t classes[] = {1, (int64_t{1} << 62) + 4}, stride0[] = {0, 0}, one_row[] = {1};
+  int32_t target[1] = {1};
+  const xent_tensor wide = xent_make_tensor(&x, XENT_FLOAT32, 2, classes, stride0);
+  const xent_tensor tv = xent_make_tensor(target, XENT_INT32, 1, one_row, nullptr);
+  float l2[1] = {7};
+  const xent_tensor loss2 = xent_make_tensor(l2, XENT_FLOAT32, 1, one_row, nullptr);
+  EXPECT_EQ(xent_sparse_softmax_cross_entropy(&tv, &wide, -1, &loss2), XENT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(xent_last_error_message()).find("more than the 2^59"), std::string::npos)
+      << xent_last_error_message();
 }
 
 }  // namespace

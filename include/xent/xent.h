@@ -43,7 +43,8 @@
  * modified, except in place on request: grad_logits may be the logits tensor itself (the very same view: data,
  * dtype, shape, strides), and then the gradient overwrites the logits, so the backward needs no second
  * logits-sized buffer (llm.c's fused classifier does the same); likewise grad_labels over labels (dense op).
- * Any other overlap between outputs, or between an output and an input, is an error.
+ * Any other overlap between outputs, or between an output and an input, is an error. So is a tensor of more than
+ * 2^59 elements (only a broadcast view of stride 0 can describe one) or whose farthest byte passes int64.
  */
 #ifndef XENT_XENT_H_
 #define XENT_XENT_H_
