@@ -34,7 +34,7 @@ run() {
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$entry.log" | grep -o '[0-9]*$' || echo '?')
   cov=$(grep -o 'cov: [0-9]*' "$entry.log" | tail -1 | grep -o '[0-9]*' || echo '?')
   ft=$(grep -o 'ft: [0-9]*' "$entry.log" | tail -1 | grep -o '[0-9]*' || echo '?')
-  crashes=$(ls "$entry"-crash-* "$entry"-leak-* "$entry"-timeout-* "$entry"-oom-* 2>/dev/null | wc -l)
+  crashes=$(find . -maxdepth 1 -name "$entry-*" -type f ! -name '*.log' | wc -l)
   printf '%-36s %4ss  %10s execs  %7s/s  cov %5s  ft %6s  crashes %s\n' "$entry" "$seconds" "$execs" \
     "$(( ${execs//\?/0} / seconds ))" "$cov" "$ft" "$crashes"
 }

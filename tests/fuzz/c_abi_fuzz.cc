@@ -128,9 +128,13 @@ Extent ExtentOf(const xent_tensor& t, int64_t* low, int64_t* count) {
     *low = 0, *count = 0;
     return Extent::kOk;
   }
+  // Each span is below 2^126 in magnitude; the sums are held within ±2^100 (far past anything addressable), so that
+  // sixteen of them cannot overflow __int128.
+  constexpr __int128 kFar = static_cast<__int128>(1) << 100;
   for (int d = 0; d < t.rank; ++d) {
     const __int128 span = static_cast<__int128>(t.shape[d] - 1) * t.strides[d];
     (span < 0 ? lo : hi) += span;
+    lo = std::max(lo, -kFar), hi = std::min(hi, kFar);
     elements *= t.shape[d];
     if (elements > (static_cast<__int128>(1) << 64)) elements = static_cast<__int128>(1) << 64;
   }
@@ -1310,7 +1314,9 @@ void FuzzLinear(Draw& d, Entry entry) {
       if (!a.present || a.buffer < 0 || a.t.rank < 1 || a.t.shape[0] != V) return v;  // a mutated one stays as is
       const int64_t lo = k == 0 ? 0 : split, n = k == 0 ? split : V - split;
       v.t.shape[0] = n;
-      if (lo < a.t.shape[0]) v.t.data = static_cast<unsigned char*>(a.t.data) + lo * a.t.strides[0] * DtypeSize(a.t.dtype);
+      // (A tensor of no elements, e.g. W [V, 0], may have any strides: its view's data stays where it is.)
+      if (lo < a.t.shape[0] && Count(a.t) > 0)
+        v.t.data = static_cast<unsigned char*>(a.t.data) + lo * a.t.strides[0] * DtypeSize(a.t.dtype);
       int64_t low = 0, count = 0;
       v.overflows = ExtentOf(v.t, &low, &count) == Extent::kOverflows;  // of the view (fewer rows), not of a
       return v;
@@ -1419,6 +1425,11 @@ int64_t TargetFor(const uint8_t* data, size_t size) {
   const Targets& t = CompiledTargets();
   return t.run[hash % t.run.size()];
 }
+
+// An allocation past what ASan's allocator serves (a temporary for a hostile shape: 4 TiB) returns null, so that
+// the library's std::bad_alloc path (XENT_OUT_OF_MEMORY) runs as it would under the system allocator, rather than
+// ASan aborting the process.
+extern "C" const char* __asan_default_options() { return "allocator_may_return_null=1"; }
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (const char* name = std::getenv("XENT_FUZZ_ENTRY")) {
