@@ -61,8 +61,8 @@ constexpr int64_t kMinTileClasses = 1024;
 // ragged last part: each product of a chunk or tile runs at the size of the others).
 int64_t balanced(int64_t total, int64_t most) {
   if (total <= most || most <= 0) return std::max<int64_t>(most, 1);
-  const int64_t parts = (total + most - 1) / most;
-  return (total + parts - 1) / parts;
+  const int64_t parts = (total - 1) / most + 1;  // (no sum that could pass INT64_MAX)
+  return (total - 1) / parts + 1;
 }
 
 // The rows of a tensor whose leading dimensions are the rows (the input, the gradient of the input, the target,
@@ -192,7 +192,10 @@ void resolve(const LinearRequest& r, LinearPlan* plan) {
   p.N = element_count(in) / std::max<int64_t>(p.H, 1);
   if (p.H == 0) {  // no features: the rows are the leading dimensions' product all the same
     p.N = 1;
-    for (int d = 0; d < lead; ++d) p.N *= in.shape[d];
+    for (int d = 0; d < lead; ++d)
+      if (__builtin_mul_overflow(p.N, in.shape[d], &p.N) || p.N > (int64_t{1} << 59))
+        throw fail(XENT_INVALID_ARGUMENT, "input has more than 2^59 rows (shape ", shape_string(in.shape, in.rank),
+                   "), more than xent can count in bytes");
   }
   const xent_tensor& w = *r.linear_weight;
   if (w.rank != 2 || w.shape[1] != p.H)
@@ -390,44 +393,49 @@ class Fused {
     const int64_t budget = linear_chunk_bytes();
     const int64_t accumulator_bytes =
         p.grad_weight && !gw_.direct ? V_ * H_ * static_cast<int64_t>(sizeof(A)) : 0;
-    tiled_ = N_ > 0 && (accumulator_bytes > budget / 2 || stage != Stage::kWhole);
     const int64_t logit_bytes = sizeof(A) + (kNarrowOperands && grads_ ? sizeof(O) : 0);
-    const int64_t for_logits = tiled_ ? budget / 2 : budget - accumulator_bytes;
-    if (tiled_) {
+    // Per class of a tile: its bias and class weight in the compute type, its bias gradient's sum.
+    const int64_t class_bytes = (p.bias ? sizeof(A) : 0) + (p.options.weight && dtype != kA ? sizeof(A) : 0) +
+                                (p.grad_bias ? sizeof(double) : 0);
+    // Rows when the whole vocabulary's accumulator fits half the budget and a row of its logits the rest.
+    tiled_ = N_ > 0 && (stage != Stage::kWhole || accumulator_bytes > budget / 2 ||
+                        V_ > (budget - accumulator_bytes) / (logit_bytes + class_bytes));
+    // (Without rows no chunk runs: the outputs are zeros, and nothing is sized.)
+    const int64_t for_logits = tiled_ || N_ == 0 ? budget / 2 : budget - accumulator_bytes - V_ * class_bytes;
+    if (N_ == 0) {
+      vt_ = V_;
+    } else if (tiled_) {
       // Tiles: as many rows per chunk as hold tiles of kMinTileClasses (all rows if they fit: then each tile's
       // accumulator is written by one product, not read and written once per chunk), tiles as wide as the rest of
-      // the budget allows up to what half of it holds of the accumulator.
-      const int64_t widest =
-          std::clamp<int64_t>(budget / 2 / (H1_ * static_cast<int64_t>(sizeof(A))), 1, std::max<int64_t>(V_, 1));
+      // the budget allows up to what half of it holds of the accumulator and the classes' own values.
+      const int64_t widest = std::clamp<int64_t>(budget / 2 / (H1_ * static_cast<int64_t>(sizeof(A)) + class_bytes), 1,
+                                                 std::max<int64_t>(V_, 1));
       vt_ = std::clamp<int64_t>(for_logits / (N_ * logit_bytes), std::min(kMinTileClasses, widest), widest);
     } else {
       vt_ = V_;
     }
-    n_ = std::clamp<int64_t>(for_logits / std::max<int64_t>(vt_ * logit_bytes, 1), 1, std::max<int64_t>(N_, 1));
+    n_ = N_ == 0 ? 1 : std::clamp<int64_t>(for_logits / std::max<int64_t>(vt_ * logit_bytes, 1), 1, N_);
     n_ = balanced(N_, n_);
     vt_ = balanced(V_, vt_);
     copy_tile_ = w_.direct ? V_ : std::clamp<int64_t>(kWeightTileBytes / (H1_ * sizeof(O)), 1, std::max<int64_t>(V_, 1));
 
-    // Buffers, all allocated before anything is written.
-    logits_ = buffer<A>(n_ * vt_, own_logits_, 0);
-    x_stage_ = input_direct_ ? nullptr : buffer<O>(n_ * H_, own_x_, 1);
-    if (p.grad_input && !grad_input_direct_) {  // a chunk's rows (rows), or every row across the tiles (tiles)
-      gin_stage_ = buffer<A>((tiled_ ? N_ : n_) * H_, own_gin_, 2);
+    // Buffers, all allocated before anything is written; none sized by the vocabulary beyond a tile, and none of
+    // logits without rows (which run no chunk: the outputs are zeros).
+    if (N_ > 0) {
+      logits_ = buffer<A>(n_ * vt_, own_logits_, 0);
+      x_stage_ = input_direct_ ? nullptr : buffer<O>(n_ * H_, own_x_, 1);
+      if (p.grad_input && !grad_input_direct_) {  // a chunk's rows (rows), or every row across the tiles (tiles)
+        gin_stage_ = buffer<A>((tiled_ ? N_ : n_) * H_, own_gin_, 2);
+      }
+      w_tile_ = w_.direct ? nullptr : buffer<O>(copy_tile_ * H_, own_tile_, 3);
+      dlogits_o_ = kNarrowOperands && grads_ ? buffer<O>(n_ * vt_, own_dlogits_, 4) : nullptr;
+      if (accumulator_bytes) gw_acc_ = buffer<A>(vt_ * H_, own_gw_acc_, 5);
+      gb_acc_.resize(p.grad_bias ? static_cast<size_t>(vt_) : 0);
+      bias_.resize(p.bias ? static_cast<size_t>(vt_) : 0);
+      // The kernel reads class weights in its own type.
+      class_weight_.resize(p.options.weight && dtype != kA ? static_cast<size_t>(vt_) : 0);
     }
-    w_tile_ = w_.direct ? nullptr : buffer<O>(copy_tile_ * H_, own_tile_, 3);
-    dlogits_o_ = kNarrowOperands && grads_ ? buffer<O>(n_ * vt_, own_dlogits_, 4) : nullptr;
-    if (accumulator_bytes) gw_acc_ = buffer<A>(vt_ * H_, own_gw_acc_, 5);
-    gb_acc_.assign(p.grad_bias ? static_cast<size_t>(V_) : 0, 0.0);
-    bias_.resize(p.bias ? static_cast<size_t>(V_) : 0);
-    for (int64_t v = 0; v < static_cast<int64_t>(bias_.size()); ++v)
-      bias_[v] = load_as<A>(p.bias, dtype, v * p.bias_stride);
     options_ = p.options;
-    if (options_.weight && dtype != kA) {  // the kernel reads class weights in its own type
-      class_weight_.resize(static_cast<size_t>(V_));
-      for (int64_t v = 0; v < V_; ++v)
-        class_weight_[v] = load_as<A>(p.options.weight, dtype, v * p.options.weight_stride);
-      options_.weight = class_weight_.data(), options_.weight_stride = 1;
-    }
     targets_.resize(static_cast<size_t>(n_));
     grad_loss_.resize(p.grad_loss && !reduced_ ? static_cast<size_t>(n_) : 0);
     if (tiled_) states_.resize(static_cast<size_t>(N_)), part_.resize(static_cast<size_t>(n_));
@@ -473,6 +481,7 @@ class Fused {
       if (grads_) backward(x, ldx, c0, m, 0, V_);
     }
     if (p_.grad_weight && (N_ == 0 || !gw_.direct || H_ == 0)) store_weight_gradient(0, V_);
+    if (p_.grad_bias) store_bias_gradient(0, V_);
   }
 
   void by_tiles() {
@@ -514,6 +523,7 @@ class Fused {
         if (grads_) backward(x, ldx, c0, m, v0, t);
       }
       if (p_.grad_weight && (gw_acc_ || H_ == 0)) store_weight_gradient(v0, t);  // (else written in place)
+      if (p_.grad_bias) store_bias_gradient(v0, t);
     }
     if (gin_stage_) store_input_gradient(0, N_);
   }
@@ -549,9 +559,9 @@ class Fused {
 
   // logits_ [m, t] = h_c · W[v0 : v0 + t]ᵀ + b[v0 : v0 + t].
   void logits(const O* x, int64_t ldx, int64_t m, int64_t v0, int64_t t) {
+    load_tile(v0, t);
     if (p_.bias)
-      for (int64_t i = 0; i < m; ++i)
-        std::memcpy(logits_ + i * t, bias_.data() + v0, static_cast<size_t>(t) * sizeof(A));
+      for (int64_t i = 0; i < m; ++i) std::memcpy(logits_ + i * t, bias_.data(), static_cast<size_t>(t) * sizeof(A));
     else if (H_ == 0)
       std::fill(logits_, logits_ + m * t, A{0});
     if (H_ == 0) return;
@@ -564,8 +574,22 @@ class Fused {
     }
   }
 
+  // The bias and class weights of the tile [v0, v0 + t) in the compute type (bias_, class_weight_), converted when
+  // the tile changes: once per tile in the rows schedule and the finishing pass, once per block in the tiles'
+  // statistics pass (t conversions beside a product of m·t·H).
+  void load_tile(int64_t v0, int64_t t) {
+    if (v0 == tile_v0_) return;
+    tile_v0_ = v0;
+    if (!bias_.empty())
+      for (int64_t v = 0; v < t; ++v) bias_[v] = load_as<A>(p_.bias, p_.dtype, (v0 + v) * p_.bias_stride);
+    if (!class_weight_.empty())
+      for (int64_t v = 0; v < t; ++v)
+        class_weight_[v] = load_as<A>(p_.options.weight, p_.dtype, (v0 + v) * p_.options.weight_stride);
+  }
+
   // The layout of logits_ [m, t]: rows [c0, c0 + m), classes [v0, v0 + t) of V, gradients in place.
   Layout layout(int64_t c0, int64_t m, int64_t v0, int64_t t) {
+    load_tile(v0, t);
     for (int64_t i = 0; i < m; ++i) {
       const int64_t at = p_.target_rows.offset(c0 + i);
       targets_[i] = p_.target_dtype == XENT_INT32 ? static_cast<const int32_t*>(p_.target)[at]
@@ -594,7 +618,9 @@ class Fused {
     l.sparse = true;
     l.label_dtype = XENT_INT64;
     l.options = options_;
-    if (options_.weight)
+    if (!class_weight_.empty())
+      l.options.weight = class_weight_.data(), l.options.weight_stride = 1;
+    else if (options_.weight)
       l.options.weight = static_cast<const A*>(options_.weight) + v0 * options_.weight_stride;
     l.general = true;
     l.grad_scale = grad_scale_;
@@ -607,7 +633,7 @@ class Fused {
   void backward(const O* x, int64_t ldx, int64_t c0, int64_t m, int64_t v0, int64_t t) {
     if (p_.grad_bias)  // before dlogits are rounded for the products
       for (int64_t i = 0; i < m; ++i)
-        for (int64_t v = 0; v < t; ++v) gb_acc_[v0 + v] += static_cast<double>(logits_[i * t + v]);
+        for (int64_t v = 0; v < t; ++v) gb_acc_[v] += static_cast<double>(logits_[i * t + v]);
     const O* dl = reinterpret_cast<const O*>(logits_);
     if constexpr (kNarrowOperands) {
       const int64_t count = m * t;
@@ -652,6 +678,7 @@ class Fused {
 
   // grad_W's rows [v0, v0 + t) from the accumulator (0 where nothing was accumulated: no rows or no features).
   void store_weight_gradient(int64_t v0, int64_t t) {
+    if (H_ == 0) return;  // (V may be huge when W has no elements)
     if (N_ == 0 || !gw_acc_) {
       for (int64_t v = 0; v < t; ++v)
         for (int64_t h = 0; h < H_; ++h)
@@ -663,10 +690,15 @@ class Fused {
     });
   }
 
-  // The bias gradient and the loss, from every chunk.
+  // grad_b's classes [v0, v0 + t) from the tile's accumulator (0 without rows), which starts again from 0.
+  void store_bias_gradient(int64_t v0, int64_t t) {
+    for (int64_t v = 0; v < t; ++v)
+      store_from_double(p_.grad_bias, p_.dtype, (v0 + v) * p_.grad_bias_stride, N_ > 0 ? gb_acc_[v] : 0.0);
+    std::fill(gb_acc_.begin(), gb_acc_.end(), 0.0);
+  }
+
+  // The loss, from every chunk.
   void finish() {
-    for (int64_t v = 0; v < static_cast<int64_t>(gb_acc_.size()); ++v)
-      store_from_double(p_.grad_bias, p_.dtype, v * p_.grad_bias_stride, gb_acc_[v]);
     if (!p_.loss) return;
     if (reduced_) {
       store_from_double(p_.loss, p_.dtype, 0, reduced_loss(p_.options.reduction, row_loss_, N_, denominator_, threads_));
@@ -682,7 +714,8 @@ class Fused {
   Matrix w_, gw_;
   bool input_direct_ = false, grad_input_direct_ = false, grads_ = false, reduced_ = false, tiled_ = false;
   int64_t n_ = 1, vt_ = 1, copy_tile_ = 1;  // rows per chunk, classes per tile, rows of W per copy
-  std::vector<A> own_logits_, own_gin_, own_gw_acc_, bias_, class_weight_;
+  int64_t tile_v0_ = -1;                     // the tile whose bias and class weights bias_, class_weight_ hold
+  std::vector<A> own_logits_, own_gin_, own_gw_acc_, bias_, class_weight_;  // bias_, class_weight_: a tile's
   std::vector<O> own_x_, own_tile_, own_dlogits_;
   A* logits_ = nullptr;
   O* x_stage_ = nullptr;
@@ -690,7 +723,7 @@ class Fused {
   O* w_tile_ = nullptr;
   O* dlogits_o_ = nullptr;
   A* gw_acc_ = nullptr;  // grad_W's accumulator apart from the output: [vt, H]
-  std::vector<double> gb_acc_, own_row_loss_;
+  std::vector<double> gb_acc_, own_row_loss_;  // gb_acc_: grad_b of a tile, summed over the chunks
   double* row_loss_ = nullptr;
   Options options_;
   std::vector<int64_t> targets_;

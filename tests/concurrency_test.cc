@@ -5,9 +5,6 @@
 // process): XENT_OUT_OF_MEMORY with a message, outputs untouched.
 #include <gtest/gtest.h>
 #include <omp.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -17,9 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "tests/memory_limit.h"
 #include "xent/xent.h"
 
 namespace {
+
+using xent::test::in_limited_child;
 
 // One call's inputs and its single-threaded results.
 struct Job {
@@ -120,40 +120,6 @@ TEST(Concurrency, EachThreadKeepsItsOwnErrorMessage) {
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(wrong.load(), 0);
-}
-
-#if defined(__SANITIZE_ADDRESS__)  // gcc
-#define XENT_UNDER_ASAN 1
-#elif defined(__has_feature)       // clang
-#if __has_feature(address_sanitizer)
-#define XENT_UNDER_ASAN 1
-#endif
-#endif
-
-// Bytes of address space this process maps now.
-size_t mapped_bytes() {
-  long pages = 0;
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f) {
-    if (std::fscanf(f, "%ld", &pages) != 1) pages = 0;
-    std::fclose(f);
-  }
-  return static_cast<size_t>(pages) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
-}
-
-// Runs `body` in a child process whose address space may grow by `headroom` bytes; returns its exit status.
-template <typename Body>
-int in_limited_child(size_t headroom, const Body& body) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    alarm(60);
-    const rlimit limit{mapped_bytes() + headroom, mapped_bytes() + headroom};
-    if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(10);
-    _exit(body());
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
 }
 
 TEST(Concurrency, MemoryExhaustionIsAStatusAndWritesNothing) {

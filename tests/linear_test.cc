@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/memory_limit.h"
 #include "tests/test_util.h"
 #include "xent/xent.hpp"
 
@@ -495,6 +496,52 @@ TEST(Linear, NoFeaturesWithHostileRowStrides) {
   // grad_bias: Σ over rows of softmax(b) − onehot(t); each class is the target of one row.
   for (int j = 0; j < 3; ++j) EXPECT_NEAR(gb[j], 3 * std::exp(b[j] - lse) - 1, 1e-6) << j;
   EXPECT_EQ(gw[0], 7.0f);  // grad_linear_weight [3, 0]: nothing to write
+}
+
+// A vocabulary whose one row of logits is larger than the chunk budget goes in tiles: the op's working memory stays
+// within the budget whatever V (it had taken one whole row of logits, V floats, and the bias and class weights of
+// every class). 2^23 classes, 32 MiB a row in float32, under a 1 MiB budget in a process that may map only 24 MiB
+// more; W, bias and class weights are views of stride 0 (every logit the same), so the results are closed forms.
+TEST(Linear, RowOfLogitsPastTheBudgetStaysWithinIt) {
+#ifdef XENT_UNDER_ASAN
+  GTEST_SKIP() << "AddressSanitizer reserves address space that an RLIMIT_AS would break";
+#else
+  const int64_t V = int64_t{1} << 23;
+  for (xent_dtype dtype : {XENT_FLOAT32, XENT_FLOAT16}) {
+    // h [2, 1] = {1, 2}, W [V, 1] = 0.5, b [V] = 0.25, class weights [V] = 2: every logit of row i is h_i/2 + 1/4.
+    Tensor h(dtype, {2, 1}), w(dtype, {1}), b(dtype, {1}), cw(dtype, {1}), loss(dtype, {2}), gi(dtype, {2, 1}), gb(dtype, {V});
+    h.set(0, 1), h.set(1, 2), w.set(0, 0.5), b.set(0, 0.25), cw.set(0, 2);
+    for (int64_t i = 0; i < 2; ++i) loss.set(i, 7), gi.set(i, 7);
+    std::vector<int64_t> t = {3, V - 1};
+    const int64_t ws[] = {V, 1}, w0[] = {0, 0}, vs[] = {V}, v0[] = {0}, ts[] = {2};
+    xent_tensor wv = xent_make_tensor(w.data(), dtype, 2, ws, w0);
+    xent_tensor bv = xent_make_tensor(b.data(), dtype, 1, vs, v0);
+    xent_tensor cwv = xent_make_tensor(cw.data(), dtype, 1, vs, v0);
+    xent_tensor tv = xent_make_tensor(t.data(), XENT_INT64, 1, ts, nullptr);
+    xent_tensor hv = h.view(), lv = loss.view(), giv = gi.view(), gbv = gb.view();
+    xent_loss_options o = xent_default_loss_options();
+    o.reduction = XENT_REDUCTION_NONE;
+    o.weight = &cwv;
+    xent_set_linear_chunk_bytes(1 << 20);
+    const int status = in_limited_child(24 << 20, [&] {
+      return xent_linear_cross_entropy_grad(&hv, &wv, &bv, &tv, &o, nullptr, &lv, &giv, nullptr, &gbv) == XENT_OK ? 0 : 1;
+    });
+    xent_set_linear_chunk_bytes(0);
+    ASSERT_EQ(status, 0) << xent_dtype_name(dtype) << ": 1: the call failed under the limit";
+    // Now the results, without the limit: loss_i = 2·log V; grad_input = Σ p·W − W_t = 0; grad_bias: Σ_i 2·(1/V − [t_i]).
+    ASSERT_EQ(xent_linear_cross_entropy_grad(&hv, &wv, &bv, &tv, &o, nullptr, &lv, &giv, nullptr, &gbv), XENT_OK)
+        << xent_last_error_message();
+    const double tol = 4 * static_cast<double>(storage_eps(dtype));
+    for (int64_t i = 0; i < 2; ++i) {
+      EXPECT_NEAR(static_cast<double>(loss.get(i)), 2 * std::log(static_cast<double>(V)), tol * 32) << i;
+      EXPECT_NEAR(static_cast<double>(gi.get(i)), 0, tol) << i;
+    }
+    for (int64_t v : {int64_t{0}, int64_t{3}, V / 2, V - 1}) {
+      const double want = 2 * (2.0 / static_cast<double>(V) - (v == 3 || v == V - 1 ? 1 : 0));
+      EXPECT_NEAR(static_cast<double>(gb.get(v)), want, tol * std::max(1.0, std::abs(want))) << v;
+    }
+  }
+#endif
 }
 
 // The C++ header: views, options, exceptions.
