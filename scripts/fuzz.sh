@@ -26,7 +26,7 @@ corpus=$(realpath tests/fuzz/corpus)
 mkdir -p fuzz-campaign
 cd fuzz-campaign
 run() {
-  local entry=$1
+  local entry=$1 start=$SECONDS
   mkdir -p "$entry"
   XENT_FUZZ_ENTRY=$entry "$fuzzer" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="$entry-" "$entry" "$corpus" >"$entry.log" 2>&1 || true
@@ -35,8 +35,9 @@ run() {
   cov=$(grep -o 'cov: [0-9]*' "$entry.log" | tail -1 | grep -o '[0-9]*' || echo '?')
   ft=$(grep -o 'ft: [0-9]*' "$entry.log" | tail -1 | grep -o '[0-9]*' || echo '?')
   crashes=$(find . -maxdepth 1 -name "$entry-*" -type f ! -name '*.log' | wc -l)
-  printf '%-36s %4ss  %10s execs  %7s/s  cov %5s  ft %6s  crashes %s\n' "$entry" "$seconds" "$execs" \
-    "$(( ${execs//\?/0} / seconds ))" "$cov" "$ft" "$crashes"
+  local elapsed=$((SECONDS - start))  # less than $seconds when the campaign stopped at a finding
+  printf '%-36s %4ss  %10s execs  %7s/s  cov %5s  ft %6s  crashes %s\n' "$entry" "$elapsed" "$execs" \
+    "$(( ${execs//\?/0} / (elapsed > 0 ? elapsed : 1) ))" "$cov" "$ft" "$crashes"
 }
 for ((i = 0; i < ${#entries[@]}; i += 2)); do
   run "${entries[i]}" &
